@@ -1,0 +1,24 @@
+# Two commands on a fresh clone:
+#   make reproduce   install, then run the embedded smoke reproduction (no download)
+#   make test        install, then run the test suite
+VENV ?= .venv
+PYTHON ?= python3
+BIN = $(VENV)/bin
+
+.PHONY: setup reproduce test
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip "setuptools<81" wheel
+	$(BIN)/python -m pip install torch==2.14.1 torchvision==0.29.1
+	$(BIN)/python -m pip install -e ".[test]"
+	$(BIN)/python -m ipykernel install --sys-prefix --name ufd --display-name "Python (ufd)"
+	touch $@
+
+setup: $(VENV)/.installed
+
+reproduce: setup
+	$(BIN)/ufd reproduce --profile smoke
+
+test: setup
+	$(BIN)/pytest

@@ -1,0 +1,225 @@
+"""The ``ufd`` command line. Every subcommand calls the same functions as the notebooks."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from . import config
+from .discovery import SAMPLING_MODES
+from .encoders import EncoderUnavailable, load_encoder
+from .evaluation import (
+    ExtractionOptions, evaluate_sets, fake_scores, featurize, run_record, write_evaluation,
+)
+from .extract import ExtractionError, ExtractionReport, extract_features, open_cache
+from .image_sets import SpecError, parse_set_spec
+from .knn import NearestNeighbourClassifier
+from .linear_probe import LinearProbe, ProbeFileError
+from .metrics import MetricError
+from .preprocess import Perturbation
+
+
+class UsageError(Exception):
+    """Bad input from the user: exit status 2 with a one-line message."""
+
+
+def _set_spec(text: str):
+    try:
+        return parse_set_spec(text)
+    except SpecError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number >= 0")
+    return value
+
+
+def _jpeg_quality(text: str) -> int:
+    value = _positive_int(text)
+    if value > 100:
+        raise argparse.ArgumentTypeError(f"{text!r} must be in 1..100")
+    return value
+
+
+def _add_extraction_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--encoder", default=config.DEFAULT_ENCODER,
+                        help="clip:ViT-L/14 (default), clip:/path/to/checkpoint.pt, random-clip:tiny|small|ViT-B/32|...")
+    parser.add_argument("--cache-dir", type=Path, default=None, help="feature cache (default $UFD_CACHE_DIR or ~/.cache/ufd/features)")
+    parser.add_argument("--jpeg-quality", type=_jpeg_quality, default=None, help="re-encode each image as JPEG at this quality (1..100)")
+    parser.add_argument("--blur-sigma", type=_non_negative_float, default=0.0, help="Gaussian blur sigma in pixels before JPEG and crop")
+    parser.add_argument("--sampling", choices=SAMPLING_MODES, default="all",
+                        help="all images (default) or the released code's cap of 1000 per class (100 if fewer), seed 0")
+    parser.add_argument("--strict", action="store_true", help="stop at the first undecodable image instead of skipping it")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
+    parser.add_argument("--batch-size", type=_positive_int, default=64)
+    parser.add_argument("--workers", type=int, default=0, help="DataLoader decoding processes (default 0: decode in the main process)")
+    parser.add_argument("--max-pixels", type=_positive_int, default=config.MAX_IMAGE_PIXELS,
+                        help="refuse images with more pixels than this (decompression bombs)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _options(args) -> ExtractionOptions:
+    if args.workers < 0:
+        raise UsageError(f"--workers must be >= 0, got {args.workers}")
+    return ExtractionOptions(
+        perturbation=Perturbation(args.blur_sigma, args.jpeg_quality),
+        sampling=args.sampling, batch_size=args.batch_size, num_workers=args.workers,
+        strict=args.strict, max_pixels=args.max_pixels, cache_root=args.cache_dir, progress=not args.quiet,
+    )
+
+
+def _settings(args) -> dict:
+    return {key: str(value) if isinstance(value, Path) else value
+            for key, value in vars(args).items() if key != "func"}
+
+
+def _fit_classifier(args, encoder, options, report):
+    if args.classifier == "knn":
+        if args.train is None:
+            raise UsageError("--classifier knn needs --train NAME=REAL[:FAKE] for its feature banks")
+        train = featurize(encoder, args.train, options, report)
+        return NearestNeighbourClassifier(k=args.k, device=args.device).fit(train.features, train.labels)
+    if args.probe is not None:
+        probe = LinearProbe.load(args.probe)
+        if probe.n_features_in_ != encoder.embed_dim:
+            raise UsageError(f"--probe {args.probe}: takes {probe.n_features_in_}-d features, "
+                             f"{encoder.name} gives {encoder.embed_dim}-d")
+        return probe
+    if args.train is None:
+        raise UsageError("--classifier linear needs --probe PATH or --train NAME=REAL[:FAKE]")
+    train = featurize(encoder, args.train, options, report)
+    return LinearProbe(device=args.device).fit(train.features, train.labels)
+
+
+def cmd_evaluate(args) -> int:
+    options = _options(args)
+    if args.k < 1:
+        raise UsageError(f"--k must be >= 1, got {args.k}")
+    encoder = load_encoder(args.encoder, args.device)
+    report = ExtractionReport()
+    classifier = _fit_classifier(args, encoder, options, report)
+    test_sets = [featurize(encoder, spec, options, report) for spec in args.test]
+    result = evaluate_sets(classifier, test_sets)
+    write_evaluation(result, run_record(encoder, report, _settings(args)), args.out)
+    print(result.metrics.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    print(f"\nencoded {report.images_encoded} images, {report.images_from_cache} from cache, "
+          f"{len(report.skipped)} skipped; results in {args.out}")
+    return 0
+
+
+def cmd_train_probe(args) -> int:
+    options = _options(args)
+    encoder = load_encoder(args.encoder, args.device)
+    train = featurize(encoder, args.train, options)
+    validation = featurize(encoder, args.val, options) if args.val else None
+    probe = LinearProbe(device=args.device)
+    if validation is None:
+        probe.fit(train.features, train.labels)
+    else:
+        probe.fit(train.features, train.labels, validation.features, validation.labels)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    probe.save(args.out)
+    best = max(probe.history_, key=lambda row: row["val_acc"])
+    print(f"trained on {len(train.labels)} images for {len(probe.history_)} epochs; "
+          f"best validation accuracy {best['val_acc']:.4f} (epoch {best['epoch']}); saved {args.out}")
+    return 0
+
+
+def _predict_paths(inputs: list[Path]) -> list[Path]:
+    paths = []
+    for item in inputs:
+        if item.is_dir():
+            paths += sorted((p for p in item.rglob("*") if p.suffix.lower() in config.IMAGE_EXTENSIONS and p.is_file()), key=str)
+        elif item.is_file():
+            paths.append(item)
+        else:
+            raise UsageError(f"{item}: no such file or directory")
+    return paths
+
+
+def cmd_predict(args) -> int:
+    paths = _predict_paths(args.images)
+    probe = LinearProbe.load(args.probe)
+    options = _options(args)
+    encoder = load_encoder(args.encoder, args.device)
+    cache = open_cache(encoder, options.perturbation, options.cache_root)
+    features, kept, report = extract_features(
+        encoder, paths, cache, perturbation=options.perturbation, batch_size=options.batch_size,
+        num_workers=options.num_workers, strict=options.strict, max_pixels=options.max_pixels,
+        progress=options.progress,
+    )
+    probabilities, threshold = fake_scores(probe, features)
+    kept_paths = [p for p, keep in zip(paths, kept) if keep]
+    for path, probability in zip(kept_paths, probabilities):
+        label = "fake" if probability > threshold else "real"
+        if args.json:
+            print(json.dumps({"path": str(path), "probability_fake": float(probability), "label": label}))
+        else:
+            print(f"{path}\t{probability:.6f}\t{label}")
+    for path, reason in report.skipped:
+        print(f"ufd: skipped {path}: {reason}", file=sys.stderr)
+    return 1 if report.skipped else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ufd", description="UnivFD replication: fake image detection in frozen CLIP feature space.")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+
+    evaluate = subparsers.add_parser("evaluate", help="score test sets and compute AP and accuracies")
+    _add_extraction_flags(evaluate)
+    evaluate.add_argument("--classifier", choices=("knn", "linear"), required=True)
+    evaluate.add_argument("--train", type=_set_spec, default=None, metavar="NAME=REAL[:FAKE]")
+    evaluate.add_argument("--k", type=int, default=1, help="nearest neighbours averaged per bank (knn)")
+    evaluate.add_argument("--probe", type=Path, default=None, help="linear probe in the official format (linear)")
+    evaluate.add_argument("--test", type=_set_spec, action="append", required=True, metavar="NAME=REAL[:FAKE]")
+    evaluate.add_argument("--out", type=Path, required=True, help="output directory")
+    evaluate.set_defaults(func=cmd_evaluate)
+
+    train_probe = subparsers.add_parser("train-probe", help="train the linear probe on cached features")
+    _add_extraction_flags(train_probe)
+    train_probe.add_argument("--train", type=_set_spec, required=True, metavar="NAME=REAL[:FAKE]")
+    train_probe.add_argument("--val", type=_set_spec, default=None, metavar="NAME=REAL[:FAKE]",
+                             help="validation set for early stopping (default: 10%% of --train, stratified)")
+    train_probe.add_argument("--out", type=Path, required=True, help="where to save the probe (.pth)")
+    train_probe.set_defaults(func=cmd_train_probe)
+
+    predict = subparsers.add_parser("predict", help="probability that each image is fake")
+    _add_extraction_flags(predict)
+    predict.add_argument("--probe", type=Path, required=True)
+    predict.add_argument("--json", action="store_true", help="JSON lines instead of tab-separated text")
+    predict.add_argument("images", type=Path, nargs="+", metavar="IMAGE_OR_DIR")
+    predict.set_defaults(func=cmd_predict)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (EncoderUnavailable, ExtractionError, MetricError, OSError) as error:
+        print(f"ufd {args.command}: error: {error}", file=sys.stderr)
+        return 1
+    except (UsageError, SpecError, ProbeFileError, ValueError) as error:
+        print(f"ufd {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"ufd {args.command}: interrupted; finished work is kept in the cache", file=sys.stderr)
+        return 130

@@ -1,0 +1,69 @@
+"""Every setting the pipeline shares, in one place.
+
+Paths can be moved with environment variables so that a CI job, a notebook and the command
+line all agree without passing flags around:
+
+- ``UFD_CACHE_DIR``: feature cache (default ``~/.cache/ufd/features``).
+- ``UFD_WEIGHTS_DIR``: CLIP checkpoints (default ``~/.cache/clip``, where ``clip.load`` puts them).
+- ``UFD_OFFLINE=1``: never try to download weights.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DEFAULT_ENCODER = "clip:ViT-L/14"
+
+# CLIP normalisation, as in the official evaluation (UniversalFakeDetect validate.py).
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+# Centre crop 224 on the native image, no resize (official evaluation since 18 Aug 2023).
+CROP_SIZE = 224
+
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp"})
+REAL_DIR = "0_real"
+FAKE_DIR = "1_fake"
+
+# Released evaluation sampling: 1000 per class, 100 when a class has fewer, seed 0.
+OFFICIAL_MAX_PER_CLASS = 1000
+OFFICIAL_FALLBACK_PER_CLASS = 100
+OFFICIAL_SAMPLING_SEED = 0
+
+# Images above this many pixels are refused as decompression bombs (PIL's own default).
+MAX_IMAGE_PIXELS = 89_478_485
+
+# Features are stored as float16: half the disk of float32, within fp16 model precision.
+FEATURE_STORE_DTYPE = "float16"
+CACHE_CHUNK_IMAGES = 1024
+
+# Linear probe recipe of the released training code.
+PROBE_LR = 1e-4
+PROBE_BATCH_SIZE = 256
+PROBE_MAX_EPOCHS = 100
+PROBE_PATIENCE = 5
+PROBE_MIN_DELTA = 0.001
+PROBE_MIN_LR = 1e-6
+PROBE_INIT_STD = 0.02
+PROBE_VAL_FRACTION = 0.1
+
+# Decision thresholds: probability of fake for the probe, cosine margin for nearest neighbour.
+PROBE_THRESHOLD = 0.5
+KNN_THRESHOLD = 0.0
+
+
+def cache_dir() -> Path:
+    """Root of the feature cache."""
+    return Path(os.environ.get("UFD_CACHE_DIR", Path.home() / ".cache" / "ufd" / "features"))
+
+
+def weights_dir() -> Path:
+    """Directory where official CLIP checkpoints are looked for and downloaded to."""
+    return Path(os.environ.get("UFD_WEIGHTS_DIR", Path.home() / ".cache" / "clip"))
+
+
+def offline() -> bool:
+    """Whether downloads are forbidden (``UFD_OFFLINE=1``)."""
+    return os.environ.get("UFD_OFFLINE", "") not in ("", "0", "false", "False")

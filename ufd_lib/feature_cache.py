@@ -1,0 +1,154 @@
+"""Content-addressed, memory-mappable store of image features.
+
+One folder per *setting* (encoder name and checkpoint hash, preprocessing, perturbation):
+``<root>/<setting id>/setting.json`` plus chunks. A chunk is three files written in order,
+each atomically (temporary name, fsync, rename):
+
+- ``<chunk>.features.npy``: float16 (n, d) features, memory-mapped on read;
+- ``<chunk>.keys.npy``: uint8 (n, 32), the SHA-256 digests of the image files' bytes;
+- ``<chunk>.json``: row count, dimension and the SHA-256 of both files. It is written last
+  and is the commit mark: a chunk without it is an interrupted write and is ignored.
+
+Images are keyed by the SHA-256 of their bytes, so a changed file is never served stale
+features and a file that appears twice is encoded once. An interrupted extraction loses at
+most the chunk in progress.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from . import config
+
+def setting_id(setting: dict) -> str:
+    """Stable short id of a setting dict (its canonical JSON's SHA-256, 20 hex digits)."""
+    canonical = json.dumps(setting, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:20]
+
+
+def _atomic_write(path: Path, write) -> None:
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        with open(temporary, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class FeatureCache:
+    """Features of one setting, addressed by image content digest.
+
+    root: cache root (see :func:`ufd_lib.config.cache_dir`).
+    setting: JSON-able dict describing everything that changes features.
+    """
+
+    def __init__(self, root: Path | str, setting: dict):
+        self.setting = setting
+        self.directory = Path(root) / setting_id(setting)
+        self._index: dict[bytes, tuple[int, int]] | None = None
+        self._chunks: list[np.ndarray] = []
+        self._chunk_names: set[str] = set()
+
+    def _ensure_directory(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        marker = self.directory / "setting.json"
+        if not marker.exists():
+            payload = json.dumps(self.setting, sort_keys=True, indent=2).encode()
+            _atomic_write(marker, lambda handle: handle.write(payload))
+
+    def refresh(self) -> None:
+        """Index every committed chunk not yet known (chunks are immutable once committed)."""
+        if self._index is None:
+            self._index = {}
+        if not self.directory.is_dir():
+            return
+        for marker in sorted(self.directory.glob("chunk-*.json")):
+            name = marker.name[: -len(".json")]
+            if name in self._chunk_names:
+                continue
+            keys = np.load(self.directory / f"{name}.keys.npy")
+            features = np.load(self.directory / f"{name}.features.npy", mmap_mode="r")
+            chunk_number = len(self._chunks)
+            self._chunks.append(features)
+            self._chunk_names.add(name)
+            for row, key in enumerate(keys):
+                self._index.setdefault(key.tobytes(), (chunk_number, row))
+
+    def contains(self, digests: Sequence[bytes]) -> np.ndarray:
+        """Boolean mask (n,): which digests have cached features."""
+        self.refresh()
+        return np.array([d in self._index for d in digests], dtype=bool)
+
+    def load(self, digests: Sequence[bytes]) -> np.ndarray:
+        """Features float32 (n, d) for the given digests, read from the memory-mapped chunks.
+
+        Raises KeyError naming the first digest that is not cached.
+        """
+        self.refresh()
+        if not digests:
+            return np.zeros((0, self.dim or 0), dtype=np.float32)
+        locations = []
+        for digest in digests:
+            if digest not in self._index:
+                raise KeyError(f"no cached features for image digest {digest.hex()}")
+            locations.append(self._index[digest])
+        out = np.empty((len(digests), self._chunks[locations[0][0]].shape[1]), dtype=np.float32)
+        by_chunk: dict[int, list[tuple[int, int]]] = {}
+        for position, (chunk, row) in enumerate(locations):
+            by_chunk.setdefault(chunk, []).append((position, row))
+        for chunk, pairs in by_chunk.items():
+            positions, rows = map(np.array, zip(*pairs))
+            order = np.argsort(rows)
+            out[positions[order]] = self._chunks[chunk][rows[order]]
+        return out
+
+    @property
+    def dim(self) -> int | None:
+        self.refresh()
+        return self._chunks[0].shape[1] if self._chunks else None
+
+    def __len__(self) -> int:
+        self.refresh()
+        return len(self._index)
+
+    def write_chunk(self, digests: Sequence[bytes], features: np.ndarray) -> None:
+        """Commit one chunk: digests (n,) of 32 bytes, features (n, d) (stored as float16)."""
+        if len(digests) != len(features):
+            raise ValueError(f"{len(digests)} digests for {len(features)} feature rows")
+        if not len(digests):
+            return
+        self._ensure_directory()
+        name = f"chunk-{time.time_ns():020d}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        stored = np.ascontiguousarray(features, dtype=config.FEATURE_STORE_DTYPE)
+        keys = np.frombuffer(b"".join(digests), dtype=np.uint8).reshape(len(digests), 32)
+        features_path = self.directory / f"{name}.features.npy"
+        keys_path = self.directory / f"{name}.keys.npy"
+        _atomic_write(features_path, lambda handle: np.save(handle, stored))
+        _atomic_write(keys_path, lambda handle: np.save(handle, keys))
+        commit = {
+            "rows": int(stored.shape[0]),
+            "dim": int(stored.shape[1]),
+            "dtype": config.FEATURE_STORE_DTYPE,
+            "features_sha256": _sha256_file(features_path),
+            "keys_sha256": _sha256_file(keys_path),
+        }
+        payload = json.dumps(commit, indent=2).encode()
+        _atomic_write(self.directory / f"{name}.json", lambda handle: handle.write(payload))

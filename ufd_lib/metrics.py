@@ -1,0 +1,114 @@
+"""The paper's metrics, per test set. Labels: 0 = real, 1 = fake (the positive class).
+
+- Average precision: sklearn ``average_precision_score`` with fake as positive.
+- Accuracy at the classifier's threshold: an image is called fake when its score is strictly
+  above the threshold (as ``y_pred > 0.5`` in the released code); ``acc`` is the mean of the
+  real-class and fake-class accuracies, the paper's "accuracy".
+- Oracle threshold: chosen on the test set itself. Every score is a candidate ``t`` and an
+  image is called fake when ``score >= t``; the candidate with the highest ``acc`` wins, the
+  lowest such candidate on ties. (The release maximises plain accuracy and breaks ties by
+  file order; with equal class sizes the objectives agree.)
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import average_precision_score
+
+METRIC_COLUMNS = [
+    "test_set", "n_real", "n_fake", "ap", "acc_real", "acc_fake", "acc",
+    "oracle_threshold", "oracle_acc_real", "oracle_acc_fake", "oracle_acc",
+]
+
+
+class MetricError(ValueError):
+    """Scores or labels from which no honest metric can be computed."""
+
+
+def _validate(labels, scores) -> tuple[np.ndarray, np.ndarray]:
+    labels = np.asarray(labels)
+    scores = np.asarray(scores, dtype=np.float64)
+    if labels.shape != scores.shape or labels.ndim != 1:
+        raise MetricError(f"labels {labels.shape} and scores {scores.shape} must be equal-length vectors")
+    if not np.isin(labels, (0, 1)).all():
+        raise MetricError("labels must be 0 (real) or 1 (fake)")
+    if not np.isfinite(scores).all():
+        bad = int((~np.isfinite(scores)).sum())
+        raise MetricError(f"{bad} of {len(scores)} scores are NaN or infinite: the model output is broken")
+    return labels, scores
+
+
+def average_precision(labels, scores) -> float:
+    """AP with fake as positive; NaN (with a warning) when the set lacks a class."""
+    labels, scores = _validate(labels, scores)
+    if len(np.unique(labels)) < 2:
+        warnings.warn("average precision is undefined for a test set with one class only; reporting NaN")
+        return float("nan")
+    if np.ptp(scores) == 0:
+        warnings.warn("all scores are equal: average precision equals the share of fakes and means nothing")
+    return float(average_precision_score(labels, scores))
+
+
+def _class_accuracies(labels: np.ndarray, called_fake: np.ndarray) -> tuple[float, float, float]:
+    real, fake = labels == 0, labels == 1
+    acc_real = float((~called_fake[real]).mean()) if real.any() else float("nan")
+    acc_fake = float(called_fake[fake].mean()) if fake.any() else float("nan")
+    present = [a for a in (acc_real, acc_fake) if not np.isnan(a)]
+    return acc_real, acc_fake, float(np.mean(present)) if present else float("nan")
+
+
+def accuracies(labels, scores, threshold: float) -> tuple[float, float, float]:
+    """(acc_real, acc_fake, acc) calling an image fake when score > threshold."""
+    labels, scores = _validate(labels, scores)
+    return _class_accuracies(labels, scores > threshold)
+
+
+def oracle_threshold(labels, scores) -> tuple[float, float, float, float]:
+    """Best threshold on the test set itself → (threshold, acc_real, acc_fake, acc); fake iff score >= t."""
+    labels, scores = _validate(labels, scores)
+    if not len(scores):
+        return (float("nan"),) * 4
+    candidates = np.unique(scores)
+    real_sorted = np.sort(scores[labels == 0])
+    fake_sorted = np.sort(scores[labels == 1])
+    real_below = np.searchsorted(real_sorted, candidates, side="left")
+    fake_at_or_above = len(fake_sorted) - np.searchsorted(fake_sorted, candidates, side="left")
+    acc_real = real_below / len(real_sorted) if len(real_sorted) else np.full(len(candidates), np.nan)
+    acc_fake = fake_at_or_above / len(fake_sorted) if len(fake_sorted) else np.full(len(candidates), np.nan)
+    acc = np.nanmean(np.stack([acc_real, acc_fake]), axis=0)
+    best = int(np.argmax(acc))
+    return float(candidates[best]), float(acc_real[best]), float(acc_fake[best]), float(acc[best])
+
+
+def test_set_metrics(name: str, labels, scores, threshold: float) -> dict:
+    """One row of the metrics table (columns :data:`METRIC_COLUMNS`, fractions in [0, 1])."""
+    labels, scores = _validate(labels, scores)
+    acc_real, acc_fake, acc = accuracies(labels, scores, threshold)
+    oracle = oracle_threshold(labels, scores)
+    return {
+        "test_set": name,
+        "n_real": int((labels == 0).sum()),
+        "n_fake": int((labels == 1).sum()),
+        "ap": average_precision(labels, scores),
+        "acc_real": acc_real,
+        "acc_fake": acc_fake,
+        "acc": acc,
+        "oracle_threshold": oracle[0],
+        "oracle_acc_real": oracle[1],
+        "oracle_acc_fake": oracle[2],
+        "oracle_acc": oracle[3],
+    }
+
+
+def metrics_table(rows: list[dict]) -> pd.DataFrame:
+    """Per-test-set rows plus a ``mean`` row: metric columns averaged over test sets, image
+    counts summed, no oracle threshold (thresholds of different sets are not comparable)."""
+    table = pd.DataFrame(rows, columns=METRIC_COLUMNS)
+    if not rows:
+        return table
+    mean = {column: table[column].mean() for column in METRIC_COLUMNS[3:]}
+    mean.update(test_set="mean", n_real=int(table["n_real"].sum()), n_fake=int(table["n_fake"].sum()),
+                oracle_threshold=float("nan"))
+    return pd.concat([table, pd.DataFrame([mean], columns=METRIC_COLUMNS)], ignore_index=True)

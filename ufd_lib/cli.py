@@ -18,6 +18,7 @@ from .knn import NearestNeighbourClassifier
 from .linear_probe import LinearProbe, ProbeFileError
 from .metrics import MetricError
 from .preprocess import Perturbation
+from .reproduce import ReproduceError
 
 
 class UsageError(Exception):
@@ -178,6 +179,15 @@ def cmd_predict(args) -> int:
     return 1 if report.skipped else 0
 
 
+def cmd_reproduce(args) -> int:
+    from .reproduce import reproduce
+
+    index = reproduce(args.profile, args.data_root, args.only, args.output_dir, args.cache_dir,
+                      log=lambda message: print(message, flush=True))
+    print(f"index page: {index}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ufd", description="UnivFD replication: fake image detection in frozen CLIP feature space.")
     subparsers = parser.add_subparsers(dest="command", required=True)
@@ -206,6 +216,18 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--json", action="store_true", help="JSON lines instead of tab-separated text")
     predict.add_argument("images", type=Path, nargs="+", metavar="IMAGE_OR_DIR")
     predict.set_defaults(func=cmd_predict)
+
+    reproduce = subparsers.add_parser("reproduce", help="run the numbered notebooks with papermill")
+    reproduce.add_argument("--profile", choices=("smoke", "paper"), required=True)
+    reproduce.add_argument("--data-root", type=Path, default=None, help="datasets root (paper profile)")
+    reproduce.add_argument("--only", nargs="+", default=None, metavar="NAME", help="notebooks by name or number, e.g. 03")
+    reproduce.add_argument("--output-dir", type=Path, default=None, help="default runs/<profile>")
+    reproduce.add_argument("--cache-dir", type=Path, default=None)
+    reproduce.set_defaults(func=cmd_reproduce)
+
+    from . import data_cli
+
+    data_cli.register(subparsers)
     return parser
 
 
@@ -214,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (EncoderUnavailable, ExtractionError, MetricError, OSError) as error:
+    except (EncoderUnavailable, ExtractionError, MetricError, ReproduceError, OSError) as error:
         print(f"ufd {args.command}: error: {error}", file=sys.stderr)
         return 1
     except (UsageError, SpecError, ProbeFileError, ValueError) as error:

@@ -77,6 +77,8 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
         linear = torch.nn.Linear(X.shape[1], 1)
         with torch.no_grad():
             linear.weight.normal_(0.0, self.init_std, generator=generator)
+            bound = 1.0 / np.sqrt(X.shape[1])  # PyTorch's default bias init, drawn from our generator
+            linear.bias.uniform_(-bound, bound, generator=generator)
         linear = linear.to(device)
         optimiser = torch.optim.AdamW(linear.parameters(), lr=self.lr, betas=(0.9, 0.999), weight_decay=0.0)
         loss_fn = torch.nn.BCEWithLogitsLoss()

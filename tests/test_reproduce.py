@@ -1,0 +1,80 @@
+"""`ufd reproduce`: notebook selection, failure reporting and (slow) the whole smoke run."""
+import json
+import shutil
+from pathlib import Path
+
+import nbformat
+import pandas as pd
+import pytest
+
+from ufd_lib import reproduce as reproduce_module
+from ufd_lib.cli import main
+from ufd_lib.reproduce import ReproduceError, reproduce, select_notebooks
+
+
+def test_select_by_number_and_name():
+    assert select_notebooks(["03"]) == ["03_main_results"]
+    assert select_notebooks(["04_feature_space", "01"]) == ["01_data", "04_feature_space"]
+    with pytest.raises(ValueError, match="--only 77"):
+        select_notebooks(["77"])
+
+
+def _notebook(path: Path, sources: list[str]) -> None:
+    notebook = nbformat.v4.new_notebook()
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    parameters = nbformat.v4.new_code_cell('profile = "smoke"\ndata_root = None\noutput_dir = "x"\ncache_dir = None')
+    parameters.metadata["tags"] = ["parameters"]
+    notebook.cells = [nbformat.v4.new_markdown_cell("# t"), parameters] + [nbformat.v4.new_code_cell(s) for s in sources]
+    nbformat.write(notebook, path)
+
+
+def test_failing_cell_names_notebook_and_cell(tmp_path, monkeypatch, capsys):
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    _notebook(notebooks / "01_ok.ipynb", ["from pathlib import Path\nPath(output_dir, 'ran').write_text('yes')"])
+    _notebook(notebooks / "02_broken.ipynb", ["x = 1", "raise ValueError('deliberate failure')"])
+    _notebook(notebooks / "03_never.ipynb", ["from pathlib import Path\nPath(output_dir, 'never').write_text('no')"])
+    monkeypatch.setattr(reproduce_module, "NOTEBOOK_DIR", notebooks)
+    out = tmp_path / "run"
+    status = main(["reproduce", "--profile", "smoke", "--data-root", str(tmp_path), "--output-dir", str(out),
+                   "--cache-dir", str(tmp_path / "cache")])
+    message = capsys.readouterr().err
+    assert status == 1
+    assert "02_broken" in message and "cell 4" in message and "deliberate failure" in message
+    assert (out / "ran").read_text() == "yes"
+    assert not (out / "never").exists()
+    with pytest.raises(ReproduceError):
+        reproduce("smoke", tmp_path, ["02"], out, tmp_path / "cache")
+
+
+EXPECTED_TABLES = ["data_inventory", "feature_counts", "table2_average_precision", "table3_accuracy",
+                   "oracle_accuracy", "ap_by_family", "paper_comparison", "embedding_sample"]
+EXPECTED_FIGURES = ["example_images", "average_precision", "probe_training", "tsne_feature_space",
+                    "umap_feature_space"]
+
+
+@pytest.mark.slow
+def test_smoke_reproduction_end_to_end(tmp_path):
+    """The README's main job: every table and figure exists and is non-empty; a rerun encodes nothing."""
+    out, cache = tmp_path / "run", tmp_path / "cache"
+    assert main(["reproduce", "--profile", "smoke", "--output-dir", str(out), "--cache-dir", str(cache)]) == 0
+    for name in EXPECTED_TABLES:
+        for suffix in (".csv", ".md"):
+            path = out / "tables" / f"{name}{suffix}"
+            assert path.stat().st_size > 0, path
+        assert not pd.read_csv(out / "tables" / f"{name}.csv").empty, name
+    for name in EXPECTED_FIGURES:
+        for suffix in (".png", ".pdf"):
+            assert (out / "figures" / f"{name}{suffix}").stat().st_size > 1000, name
+    index = (out / "index.html").read_text()
+    assert all(f"figures/{name}.png" in index for name in EXPECTED_FIGURES)
+    ap = pd.read_csv(out / "tables" / "table2_average_precision.csv", index_col=0)
+    assert list(ap.columns[:3]) == ["NN k=1", "NN k=5", "NN k=9"] and "LC" in ap.columns
+    assert ap.index[-1] == "mean" and ap.notna().all().all()
+
+    shutil.rmtree(out / "tables")
+    assert main(["reproduce", "--profile", "smoke", "--only", "02", "--output-dir", str(out),
+                 "--cache-dir", str(cache)]) == 0
+    executed = json.loads((out / "notebooks" / "02_features.ipynb").read_text())
+    text = "".join("".join(o.get("text", "")) for c in executed["cells"] for o in c.get("outputs", []))
+    assert "encoded 0 images" in text

@@ -1,0 +1,89 @@
+"""``ufd data verify`` and ``ufd data fetch``: the command-line door to data_verify and data_fetch.
+
+Exit status: 0 data matches / fetch complete; 1 mismatch or failed download; 2 bad usage.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ufd_lib.data_fetch import FetchError, fetch_data
+from ufd_lib.data_verify import verify_data
+from ufd_lib.manifests import UnknownManifestError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``data`` command (with ``verify`` and ``fetch``) to a subparsers object."""
+    data = subparsers.add_parser(
+        "data",
+        help="verify or download the paper's datasets",
+        description="Check a data root against data_manifests/*.yaml, or download what it lacks.",
+    )
+    commands = data.add_subparsers(dest="data_command", metavar="{verify,fetch}", required=True)
+
+    verify = commands.add_parser(
+        "verify",
+        help="check layout, counts and image files against the manifests",
+        description="Exit status 0 when the data matches the manifests, 1 when it does not.",
+    )
+    _add_common_arguments(verify)
+    verify.add_argument(
+        "--fingerprint",
+        type=Path,
+        metavar="PATH",
+        help="write a CSV (path,size_bytes,sha256) of every checked image; its SHA-256 is printed",
+    )
+    verify.set_defaults(func=run_verify)
+
+    fetch = commands.add_parser(
+        "fetch",
+        help="download, check and extract what the data root lacks",
+        description="Exit status 0 when everything is in place, 1 when something could not be fetched.",
+    )
+    _add_common_arguments(fetch)
+    fetch.add_argument(
+        "--download-dir",
+        type=Path,
+        metavar="DIR",
+        help="where archives are downloaded and where a hand-downloaded archive is looked for "
+        "(default: DATA_ROOT/downloads)",
+    )
+    fetch.set_defaults(func=run_fetch)
+
+
+def _add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-root", type=Path, required=True, metavar="DIR", help="the data root")
+    parser.add_argument(
+        "--manifest",
+        dest="manifests",
+        action="extend",
+        nargs="+",
+        metavar="NAME",
+        help="manifest name(s), e.g. cnndetection_test univfd_diffusion (default: all)",
+    )
+
+
+def _usage_error(command: str, error: UnknownManifestError) -> int:
+    print(f"ufd data {command}: --manifest: {error}", file=sys.stderr)
+    return 2
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    try:
+        report = verify_data(args.data_root, args.manifests, args.fingerprint)
+    except UnknownManifestError as error:
+        return _usage_error("verify", error)
+    print(report.summary())
+    return 0 if report.ok else 1
+
+
+def run_fetch(args: argparse.Namespace) -> int:
+    try:
+        fetch_data(args.data_root, args.manifests, args.download_dir)
+    except UnknownManifestError as error:
+        return _usage_error("fetch", error)
+    except FetchError as error:
+        print(f"ufd data fetch: failed\n{error}", file=sys.stderr)
+        return 1
+    return 0

@@ -110,9 +110,13 @@ def load_benchmark(profile: Profile, data_root: Path | str | None) -> Benchmark:
         return Benchmark(smoke.train, smoke.val, smoke.test_sets, smoke.families, smoke.family_descriptions, expected)
     from . import manifests
 
+    expected = {entry.paper_name: (entry.expected_real, entry.expected_fake)
+                for entry in manifests.benchmark_entries()
+                if entry.expected_real is not None and entry.expected_fake is not None}
     return Benchmark(
         train=manifests.paper_training_set(data_root),
         val=manifests.paper_validation_set(data_root),
         test_sets=manifests.paper_benchmark(data_root),
         families=manifests.test_set_families(),
+        expected_counts=expected,
     )

@@ -171,7 +171,7 @@ def _official_clip(name: str, device: torch.device, download_root: Path) -> Enco
         socket.setdefaulttimeout(20)
         try:
             clip.clip._download(url, str(download_root))
-        except (urllib.error.URLError, OSError) as error:
+        except (urllib.error.URLError, OSError, RuntimeError) as error:  # RuntimeError: checksum mismatch
             target.unlink(missing_ok=True)
             raise EncoderUnavailable(f"{how_to} Download failed: {error}") from error
         finally:

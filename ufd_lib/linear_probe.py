@@ -69,9 +69,10 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
         if set(np.unique(y).tolist()) != {0, 1}:
             raise ValueError("the probe needs training images of both classes (labels 0 and 1)")
         if X_val is None:
-            X, X_val, y, y_val = train_test_split(
-                X, y, test_size=self.val_fraction, stratify=y, random_state=self.seed
-            )
+            # sklearn's own rounding (ceil), but at least one image per class: with a float
+            # test_size, sets under 20 images got a 1-image split and a ValueError.
+            n_val = max(int(np.ceil(self.val_fraction * len(y))), 2)
+            X, X_val, y, y_val = train_test_split(X, y, test_size=n_val, stratify=y, random_state=self.seed)
         device = resolve_device(self.device)
         generator = torch.Generator().manual_seed(self.seed)
         linear = torch.nn.Linear(X.shape[1], 1)

@@ -78,7 +78,14 @@ def oracle_threshold(labels, scores) -> tuple[float, float, float, float]:
     acc_real = real_below / len(real_sorted) if len(real_sorted) else np.full(len(candidates), np.nan)
     acc_fake = fake_at_or_above / len(fake_sorted) if len(fake_sorted) else np.full(len(candidates), np.nan)
     acc = np.nanmean(np.stack([acc_real, acc_fake]), axis=0)
-    best = int(np.argmax(acc))
+    # Pick the best candidate on exact integer counts (acc × 2·n_real·n_fake): float sums of
+    # equal accuracies can differ in the last bit (1/3 + 1 vs 5/6 + 1/2), which would break the
+    # documented tie rule. argmax takes the first, i.e. lowest, of equal candidates.
+    if len(real_sorted) and len(fake_sorted):
+        objective = real_below * len(fake_sorted) + fake_at_or_above * len(real_sorted)
+    else:
+        objective = real_below if len(real_sorted) else fake_at_or_above
+    best = int(np.argmax(objective))
     return float(candidates[best]), float(acc_real[best]), float(acc_fake[best]), float(acc[best])
 
 

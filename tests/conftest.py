@@ -1,0 +1,74 @@
+"""Shared fixtures: tiny image trees and a tiny random-weight CLIP loaded through the real path.
+
+Everything is offline, on CPU and under ``tmp_path``; the feature cache is redirected away
+from ``~/.cache`` for every test.
+"""
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+TINY_ENCODER = "random-clip:tiny"
+
+
+@pytest.fixture(autouse=True)
+def _cache_in_tmp(tmp_path_factory, monkeypatch):
+    """No test may write features to the user's cache, whatever it forgets to pass."""
+    monkeypatch.setenv("UFD_CACHE_DIR", str(tmp_path_factory.mktemp("ufd-cache-env")))
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder():
+    """``random-clip:tiny`` on CPU, built once per session (768-d output)."""
+    from ufd_lib.encoders import load_encoder
+
+    return load_encoder(TINY_ENCODER, "cpu")
+
+
+def noise_array(seed: int, size: tuple[int, int] = (32, 32)) -> np.ndarray:
+    """uint8 (height, width, 3) noise, distinct for every seed. size: (width, height)."""
+    width, height = size
+    return np.random.default_rng(seed).integers(0, 256, size=(height, width, 3), dtype=np.uint8)
+
+
+def write_image(path: Path, seed: int = 0, size: tuple[int, int] = (32, 32), fmt: str | None = None) -> Path:
+    """Write a noise RGB image (format from the suffix unless ``fmt``); returns ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(noise_array(seed, size)).save(path, format=fmt or _format_of(path))
+    return path
+
+
+def _format_of(path: Path) -> str:
+    suffix = path.suffix.lower()
+    return {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".bmp": "BMP", ".webp": "WEBP"}.get(suffix, "PNG")
+
+
+def png_bytes(seed: int = 0, size: tuple[int, int] = (32, 32)) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(noise_array(seed, size)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+_next_seed = iter(range(10_000, 10_000_000))
+
+
+def make_image_set(
+    root: Path, n_real: int, n_fake: int, categories: Iterable[str] | None = None, size=(32, 32)
+) -> Path:
+    """Build ``root/[category/]{0_real,1_fake}/NNN.png`` with distinct noise images; returns root.
+
+    With categories, each category gets ``n_real`` real and ``n_fake`` fake images.
+    """
+    root = Path(root)
+    for category in list(categories) if categories else [None]:
+        base = root / category if category else root
+        for class_dir, count in (("0_real", n_real), ("1_fake", n_fake)):
+            for index in range(count):
+                write_image(base / class_dir / f"{index:03d}.png", seed=next(_next_seed), size=size)
+    return root

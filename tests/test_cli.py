@@ -1,0 +1,225 @@
+"""The ``ufd`` command line, end to end on tiny image trees with ``random-clip:tiny``."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from conftest import TINY_ENCODER, make_image_set
+from ufd_lib.cli import main
+from ufd_lib.extract import extract_features, open_cache
+from ufd_lib.linear_probe import LinearProbe
+from ufd_lib.metrics import METRIC_COLUMNS, average_precision
+from ufd_lib.preprocess import Perturbation
+
+N_TRAIN, N_PROGAN, N_LDM = 8, 8, 6  # good images per set (progan also holds one broken file)
+
+
+@pytest.fixture
+def data(tmp_path):
+    """train (flat), progan (two categories + a broken file), ldm (separate real and fake roots)."""
+    root = tmp_path / "data"
+    make_image_set(root / "train", 4, 4)
+    make_image_set(root / "progan", 2, 2, categories=("car", "horse"))
+    broken = root / "progan" / "horse" / "1_fake" / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    make_image_set(root / "laion", 3, 0)
+    make_image_set(root / "ldm", 0, 3)
+    return {
+        "root": root,
+        "train": f"train={root / 'train'}",
+        "progan": f"progan={root / 'progan'}",
+        "ldm": f"ldm={root / 'laion'}:{root / 'ldm'}",
+        "broken": broken,
+    }
+
+
+@pytest.fixture
+def common(tmp_path):
+    return ["--encoder", TINY_ENCODER, "--device", "cpu", "--quiet", "--cache-dir", str(tmp_path / "cache")]
+
+
+def ufd(capsys, *argv) -> tuple[int, str, str]:
+    """Run ``ufd argv`` in-process → (exit status, stdout, stderr); argparse errors exit 2."""
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as exit_:
+        code = exit_.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def evaluate(capsys, common, data, out, *extra):
+    return ufd(capsys, "evaluate", *common, "--test", data["progan"], "--test", data["ldm"], "--out", out, *extra)
+
+
+def sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def test_evaluate_knn_writes_the_tables_and_a_rerun_encodes_nothing(capsys, common, data, tmp_path):
+    out = tmp_path / "run1"
+    code, stdout, stderr = evaluate(capsys, common, data, out, "--classifier", "knn", "--k", "3", "--train", data["train"])
+    assert code == 0, stderr
+
+    with open(out / "metrics.csv") as handle:
+        assert handle.readline().strip() == ",".join(METRIC_COLUMNS) == (
+            "test_set,n_real,n_fake,ap,acc_real,acc_fake,acc,oracle_threshold,oracle_acc_real,oracle_acc_fake,oracle_acc"
+        )
+    metrics = pd.read_csv(out / "metrics.csv")
+    assert metrics["test_set"].tolist() == ["progan", "ldm", "mean"]
+    assert metrics["n_real"].tolist() == [4, 3, 7] and metrics["n_fake"].tolist() == [4, 3, 7]
+    assert np.isnan(metrics["oracle_threshold"].iloc[-1])
+
+    scores = pd.read_csv(out / "scores.csv")
+    assert list(scores.columns) == ["test_set", "path", "label", "score"]
+    assert len(scores) == N_PROGAN + N_LDM
+    for name, group in scores.groupby("test_set"):
+        row = metrics.set_index("test_set").loc[name]
+        assert row["ap"] == pytest.approx(average_precision(group["label"], group["score"]), abs=1e-5)
+
+    skipped = pd.read_csv(out / "skipped.csv")
+    assert list(skipped.columns) == ["path", "reason"]
+    assert skipped["path"].tolist() == [str(data["broken"])]
+    assert skipped["reason"].iloc[0]
+
+    record = json.loads((out / "run.json").read_text())
+    assert record["images_encoded"] == N_TRAIN + N_PROGAN + N_LDM
+    assert record["images_from_cache"] == 0
+    assert record["encoder"] == TINY_ENCODER
+
+    again = tmp_path / "run2"
+    code, _, stderr = evaluate(capsys, common, data, again, "--classifier", "knn", "--k", "3", "--train", data["train"])
+    assert code == 0, stderr
+    record = json.loads((again / "run.json").read_text())
+    assert record["images_encoded"] == 0
+    assert record["images_from_cache"] == N_TRAIN + N_PROGAN + N_LDM
+    pd.testing.assert_frame_equal(pd.read_csv(again / "scores.csv"), scores)
+
+
+def test_evaluate_linear_scores_are_the_probe_on_cached_features(capsys, common, data, tmp_path, tiny_encoder):
+    rng = np.random.default_rng(0)
+    weight, bias = rng.normal(size=768) * 0.05, 0.1
+    probe_path = tmp_path / "probe.pth"
+    torch.save({"weight": torch.tensor(weight[None, :], dtype=torch.float32),
+                "bias": torch.tensor([bias], dtype=torch.float32)}, probe_path)
+    out = tmp_path / "linear"
+    code, _, stderr = evaluate(capsys, common, data, out, "--classifier", "linear", "--probe", probe_path)
+    assert code == 0, stderr
+    scores = pd.read_csv(out / "scores.csv")
+    assert pd.read_csv(out / "metrics.csv")["test_set"].tolist() == ["progan", "ldm", "mean"]
+
+    cache = open_cache(tiny_encoder, Perturbation(), tmp_path / "cache")
+    features, kept, report = extract_features(tiny_encoder, [p for p in scores["path"]], cache, progress=False)
+    assert report.images_encoded == 0 and kept.all()
+    expected = sigmoid(features.astype(np.float64) @ np.float32(weight).astype(np.float64) + np.float32(bias))
+    np.testing.assert_allclose(scores["score"].to_numpy(), expected, rtol=1e-5, atol=1e-7)
+
+
+def test_train_probe_then_predict_json(capsys, common, data, tmp_path, tiny_encoder):
+    probe_path = tmp_path / "probes" / "probe.pth"
+    code, stdout, stderr = ufd(capsys, "train-probe", *common, "--train", data["train"], "--out", probe_path)
+    assert code == 0, stderr
+    probe = LinearProbe.load(probe_path)
+    assert probe.n_features_in_ == 768
+
+    folder = data["root"] / "progan"
+    code, stdout, stderr = ufd(capsys, "predict", *common, "--probe", probe_path, "--json", folder)
+    assert code == 1, "a skipped file must make the exit status non-zero"
+    assert "broken.png" in stderr
+    lines = [json.loads(line) for line in stdout.splitlines()]
+    assert len(lines) == N_PROGAN
+    assert [line["path"] for line in lines] == sorted(line["path"] for line in lines)
+    cache = open_cache(tiny_encoder, Perturbation(), tmp_path / "cache")
+    features, _, _ = extract_features(tiny_encoder, [line["path"] for line in lines], cache, progress=False)
+    expected = probe.predict_proba(features)[:, 1]
+    for line, probability in zip(lines, expected):
+        assert set(line) == {"path", "probability_fake", "label"}
+        assert line["probability_fake"] == pytest.approx(probability, rel=1e-6)
+        assert line["label"] == ("fake" if probability > 0.5 else "real")
+
+    one = folder / "car" / "0_real" / "000.png"
+    code, stdout, stderr = ufd(capsys, "predict", *common, "--probe", probe_path, one)
+    assert code == 0, stderr
+    path, probability, label = stdout.strip().split("\t")
+    assert path == str(one) and label in ("real", "fake") and 0 <= float(probability) <= 1
+
+
+@pytest.mark.parametrize(
+    "argv, named",
+    [
+        (["--classifier", "knn", "--train", "{train}", "--out", "{out}"], "--test"),
+        (["--classifier", "knn", "--train", "{train}", "--test", "{progan}", "--out", "{out}", "--k", "0"], "--k"),
+        (["--classifier", "knn", "--train", "{train}", "--test", "{progan}", "--out", "{out}", "--k", "two"], "--k"),
+        (["--classifier", "knn", "--train", "{train}", "--test", "{progan}", "--out", "{out}",
+          "--jpeg-quality", "0"], "--jpeg-quality"),
+        (["--classifier", "knn", "--train", "{train}", "--test", "{progan}", "--out", "{out}",
+          "--jpeg-quality", "101"], "--jpeg-quality"),
+        (["--classifier", "knn", "--train", "{train}", "--test", "{progan}", "--out", "{out}",
+          "--blur-sigma", "-1"], "--blur-sigma"),
+        (["--classifier", "knn", "--train", "{train}", "--test", "x={missing}", "--out", "{out}"], "{missing}"),
+        (["--classifier", "knn", "--test", "{progan}", "--out", "{out}"], "--train"),
+        (["--classifier", "svm", "--train", "{train}", "--test", "{progan}", "--out", "{out}"], "--classifier"),
+        (["--classifier", "linear", "--probe", "{missing}", "--test", "{progan}", "--out", "{out}"], "{missing}"),
+        (["--classifier", "linear", "--test", "{progan}", "--out", "{out}"], "--probe"),
+    ],
+    ids=["no-test", "k-zero", "k-text", "jpeg-0", "jpeg-101", "blur-negative", "missing-test-dir",
+         "knn-without-train", "unknown-classifier", "missing-probe", "linear-without-probe"],
+)
+def test_evaluate_bad_usage_exits_2_naming_the_problem(capsys, common, data, tmp_path, argv, named):
+    values = {"train": data["train"], "progan": data["progan"], "out": tmp_path / "out",
+              "missing": tmp_path / "no-such-dir"}
+    argv = [a.format(**values) for a in argv]
+    code, _, stderr = ufd(capsys, "evaluate", *common, *argv)
+    assert code == 2
+    assert named.format(**values) in stderr
+    assert not (tmp_path / "out" / "metrics.csv").exists()
+
+
+def test_probe_of_the_wrong_dimension_exits_2(capsys, common, data, tmp_path):
+    probe_path = tmp_path / "small.pth"
+    torch.save({"weight": torch.zeros(1, 512), "bias": torch.zeros(1)}, probe_path)
+    code, _, stderr = evaluate(capsys, common, data, tmp_path / "out", "--classifier", "linear", "--probe", probe_path)
+    assert code == 2 and str(probe_path) in stderr and "512" in stderr
+
+
+@pytest.mark.parametrize("kind", ["missing", "directory", "not-a-probe"])
+def test_predict_with_unreadable_probe_exits_2_naming_it(capsys, common, data, tmp_path, kind):
+    probe_path = tmp_path / "probe.pth"
+    if kind == "directory":
+        probe_path.mkdir()
+    elif kind == "not-a-probe":
+        probe_path.write_text("hello")
+    code, stdout, stderr = ufd(capsys, "predict", *common, "--probe", probe_path, data["root"] / "progan")
+    assert code == 2
+    assert str(probe_path) in stderr
+    assert stdout == ""
+
+
+def test_predict_missing_image_exits_2(capsys, common, tmp_path):
+    probe_path = tmp_path / "probe.pth"
+    torch.save({"weight": torch.zeros(1, 768), "bias": torch.zeros(1)}, probe_path)
+    code, _, stderr = ufd(capsys, "predict", *common, "--probe", probe_path, tmp_path / "absent.png")
+    assert code == 2 and "absent.png" in stderr
+
+
+@pytest.mark.slow  # a fresh interpreter imports torch, torchvision and CLIP: about 10 s
+@pytest.mark.timeout(180)
+def test_python_dash_m_ufd_lib(data, tmp_path):
+    env = {**os.environ, "UFD_CACHE_DIR": str(tmp_path / "env-cache"), "UFD_OFFLINE": "1"}
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "ufd_lib", "evaluate", "--encoder", TINY_ENCODER, "--device", "cpu", "--quiet",
+               "--classifier", "knn", "--train", data["train"], "--test", data["ldm"], "--out", str(out)]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=170)
+    assert done.returncode == 0, done.stderr
+    assert "ldm" in done.stdout
+    metrics = pd.read_csv(out / "metrics.csv")
+    assert list(metrics.columns) == METRIC_COLUMNS and metrics["test_set"].tolist() == ["ldm", "mean"]
+    assert json.loads((out / "run.json").read_text())["images_encoded"] == N_TRAIN + N_LDM
+    assert any((tmp_path / "env-cache").iterdir()), "UFD_CACHE_DIR was not used"

@@ -1,0 +1,171 @@
+"""Image discovery: both official layouts, awkward file names, determinism, official sampling."""
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+from ufd_lib import config
+from ufd_lib.discovery import collect_images, find_class_images, official_subsample
+from ufd_lib.image_sets import ImageSetSpec, SpecError, parse_set_spec
+
+
+def touch(path: Path) -> Path:
+    """Discovery never decodes, so empty files stand in for images."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"")
+    return path
+
+
+def labelled(images) -> list[tuple[Path, int]]:
+    return [(image.path, image.label) for image in images]
+
+
+def test_flat_layout_one_root_for_both_classes(tmp_path):
+    root = tmp_path / "biggan"
+    real = [touch(root / "0_real" / f"{i}.png") for i in (2, 0, 1)]
+    fake = [touch(root / "1_fake" / f"{i}.png") for i in (1, 0)]
+    images = collect_images(ImageSetSpec("biggan", root, root))
+    assert labelled(images) == [(p, 0) for p in sorted(real)] + [(p, 1) for p in sorted(fake)]
+
+
+def test_category_layout(tmp_path):
+    root = tmp_path / "progan"
+    for category in ("horse", "airplane", "cat"):
+        touch(root / category / "0_real" / "a.png")
+        touch(root / category / "1_fake" / "a.png")
+        touch(root / category / "1_fake" / "b.png")
+    images = collect_images(ImageSetSpec("progan", root, root))
+    assert [(p.relative_to(root).as_posix(), label) for p, label in labelled(images)] == [
+        ("airplane/0_real/a.png", 0), ("cat/0_real/a.png", 0), ("horse/0_real/a.png", 0),
+        ("airplane/1_fake/a.png", 1), ("airplane/1_fake/b.png", 1), ("cat/1_fake/a.png", 1),
+        ("cat/1_fake/b.png", 1), ("horse/1_fake/a.png", 1), ("horse/1_fake/b.png", 1),
+    ]
+
+
+def test_separate_real_and_fake_roots_take_each_class_only_from_its_root(tmp_path):
+    laion = tmp_path / "laion"
+    ldm = tmp_path / "ldm_200"
+    real = touch(laion / "0_real" / "r.png")
+    touch(laion / "1_fake" / "not-this-set.png")  # a fake under the real root is not ours
+    touch(ldm / "0_real" / "not-this-set-either.png")
+    fake = touch(ldm / "1_fake" / "f.png")
+    assert labelled(collect_images(ImageSetSpec("ldm_200", laion, ldm))) == [(real, 0), (fake, 1)]
+
+
+def test_root_that_is_the_class_folder_itself(tmp_path):
+    real = touch(tmp_path / "imagenet" / "0_real" / "x.png")
+    assert find_class_images(tmp_path / "imagenet" / "0_real", "0_real") == [real]
+    assert find_class_images(tmp_path / "imagenet" / "0_real", "1_fake") == []
+
+
+def test_extensions_in_any_case_and_awkward_names_non_images_ignored(tmp_path):
+    folder = tmp_path / "set" / "0_real"
+    wanted = [
+        touch(folder / name)
+        for name in ("a.PNG", "b.Jpg", "c.JPEG", "d.bmp", "e.WebP", "many.dots.in.name.png",
+                     "with space.jpg", "café 写真 ünïcødé.png", ".hidden.png")
+    ]
+    for name in ("notes.txt", "README", "image.png.txt", "archive.tar.gz", "png", "x.gif.bak"):
+        touch(folder / name)
+    (folder / "folder.png").mkdir()  # a directory with an image suffix is not an image
+    found = find_class_images(tmp_path / "set", "0_real")
+    assert found == sorted(wanted, key=str)
+
+
+def test_order_is_sorted_and_deterministic(tmp_path):
+    root = tmp_path / "set"
+    names = [f"{i}.png" for i in random.Random(3).sample(range(1000), 50)]
+    for name in names:
+        touch(root / "1_fake" / name)
+    first = find_class_images(root, "1_fake")
+    assert first == sorted(first, key=str)
+    assert len(first) == 50
+    assert find_class_images(root, "1_fake") == first
+
+
+@pytest.mark.timeout(20)
+def test_symlink_loops_terminate_and_files_are_listed_once(tmp_path):
+    root = tmp_path / "set"
+    image = touch(root / "0_real" / "sub" / "a.png")
+    os.symlink(root, root / "0_real" / "sub" / "to-root")
+    os.symlink(root / "0_real", root / "0_real" / "self")
+    found = find_class_images(root, "0_real")
+    assert [p.name for p in found] == ["a.png"]
+    assert found[0].resolve() == image.resolve()
+
+
+def test_symlinked_directory_is_followed(tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    image = touch(elsewhere / "x.png")
+    root = tmp_path / "set"
+    (root / "1_fake").mkdir(parents=True)
+    os.symlink(elsewhere, root / "1_fake" / "linked")
+    assert find_class_images(root, "1_fake") == [root / "1_fake" / "linked" / "x.png"]
+    assert (root / "1_fake" / "linked" / "x.png").resolve() == image.resolve()
+
+
+@pytest.fixture
+def small_official_caps(monkeypatch):
+    monkeypatch.setattr(config, "OFFICIAL_MAX_PER_CLASS", 10)
+    monkeypatch.setattr(config, "OFFICIAL_FALLBACK_PER_CLASS", 3)
+
+
+def expected_official(paths: list[Path], cap: int) -> list[Path]:
+    shuffled = sorted(paths, key=str)
+    random.Random(0).shuffle(shuffled)
+    return shuffled[:cap]
+
+
+def build_classes(root: Path, n_real: int, n_fake: int):
+    real = [touch(root / "0_real" / f"r{i:02d}.png") for i in range(n_real)]
+    fake = [touch(root / "1_fake" / f"f{i:02d}.png") for i in range(n_fake)]
+    return real, fake
+
+
+def test_official_sampling_caps_each_class(tmp_path, small_official_caps):
+    root = tmp_path / "set"
+    real, fake = build_classes(root, 14, 12)
+    images = collect_images(ImageSetSpec("set", root, root), sampling="official")
+    assert [i.path for i in images if i.label == 0] == expected_official(real, 10)
+    assert [i.path for i in images if i.label == 1] == expected_official(fake, 10)
+
+
+def test_official_sampling_falls_back_when_a_class_is_short(tmp_path, small_official_caps):
+    root = tmp_path / "set"
+    real, fake = build_classes(root, 14, 9)  # fake has fewer than the cap → both keep 3
+    images = collect_images(ImageSetSpec("set", root, root), sampling="official")
+    assert [i.path for i in images if i.label == 0] == expected_official(real, 3)
+    assert [i.path for i in images if i.label == 1] == expected_official(fake, 3)
+
+
+def test_official_sampling_with_real_caps_1000_and_100():
+    real = [Path(f"/r/{i:05d}.png") for i in range(1500)]
+    fake = [Path(f"/f/{i:05d}.png") for i in range(1200)]
+    kept_real, kept_fake = official_subsample(real, fake)
+    assert kept_real == expected_official(real, 1000) and kept_fake == expected_official(fake, 1000)
+    kept_real, kept_fake = official_subsample(real, fake[:999])
+    assert kept_real == expected_official(real, 100) and kept_fake == expected_official(fake[:999], 100)
+
+
+def test_all_sampling_keeps_everything_and_bad_mode_is_refused(tmp_path):
+    root = tmp_path / "set"
+    real, fake = build_classes(root, 5, 4)
+    spec = ImageSetSpec("set", root, root)
+    assert len(collect_images(spec)) == 9
+    with pytest.raises(ValueError, match="sampling"):
+        collect_images(spec, sampling="some")
+
+
+def test_parse_set_spec(tmp_path):
+    real, fake = tmp_path / "laion", tmp_path / "ldm"
+    real.mkdir()
+    fake.mkdir()
+    assert parse_set_spec(f"ldm={real}:{fake}") == ImageSetSpec("ldm", real, fake)
+    assert parse_set_spec(f"laion={real}") == ImageSetSpec("laion", real, real)
+    with pytest.raises(SpecError, match="absent"):
+        parse_set_spec(f"x={tmp_path / 'absent'}")
+    with pytest.raises(SpecError):
+        parse_set_spec(str(real))

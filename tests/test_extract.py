@@ -1,0 +1,158 @@
+"""Extraction through the cache: each image encoded once, resumable, broken files reported."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import write_image
+from ufd_lib import config
+from ufd_lib.encoders import Encoder
+from ufd_lib.extract import ExtractionError, extract_features, open_cache
+from ufd_lib.preprocess import Perturbation, evaluation_transform, load_tensor
+
+
+@pytest.fixture
+def paths(tmp_path):
+    return [write_image(tmp_path / "images" / f"{i:02d}.png", seed=100 + i) for i in range(10)]
+
+
+@pytest.fixture
+def encode_counter(monkeypatch):
+    """Counts the images that reach the model, per batch."""
+    batches: list[int] = []
+    original = Encoder.encode
+
+    def counting(self, images):
+        batches.append(len(images))
+        return original(self, images)
+
+    monkeypatch.setattr(Encoder, "encode", counting)
+    return batches
+
+
+def extract(encoder, paths, root, perturbation=Perturbation(), **kwargs):
+    cache = open_cache(encoder, perturbation, root)
+    kwargs.setdefault("batch_size", 4)
+    return extract_features(encoder, paths, cache, perturbation=perturbation, progress=False, **kwargs)
+
+
+def test_second_extraction_comes_from_the_cache(tiny_encoder, paths, tmp_path, encode_counter):
+    first, kept, report = extract(tiny_encoder, paths, tmp_path / "cache")
+    assert first.shape == (10, 768) and kept.all()
+    assert (report.images_encoded, report.images_from_cache) == (10, 0)
+    assert sum(encode_counter) == 10
+    again, kept, report = extract(tiny_encoder, paths, tmp_path / "cache")
+    assert (report.images_encoded, report.images_from_cache) == (0, 10)
+    assert sum(encode_counter) == 10, "the model ran again"
+    np.testing.assert_array_equal(again, first)
+
+
+def test_features_are_those_of_the_encoder(tiny_encoder, paths, tmp_path):
+    features, _, _ = extract(tiny_encoder, paths[:3], tmp_path / "cache")
+    batch = torch.stack([load_tensor(p, evaluation_transform()) for p in paths[:3]])
+    direct = tiny_encoder.encode(batch).numpy()
+    np.testing.assert_allclose(features, direct, rtol=2e-3, atol=2e-3)  # float16 storage
+
+
+def test_changed_file_is_encoded_again(tiny_encoder, paths, tmp_path):
+    before, _, _ = extract(tiny_encoder, paths, tmp_path / "cache")
+    write_image(paths[4], seed=999)
+    after, kept, report = extract(tiny_encoder, paths, tmp_path / "cache")
+    assert (report.images_encoded, report.images_from_cache) == (1, 9)
+    assert not np.allclose(after[4], before[4])
+    np.testing.assert_array_equal(np.delete(after, 4, axis=0), np.delete(before, 4, axis=0))
+    fresh, _, _ = extract(tiny_encoder, [paths[4]], tmp_path / "fresh-cache")
+    np.testing.assert_allclose(after[4], fresh[0], atol=1e-3)
+
+
+def test_duplicate_files_are_encoded_once(tiny_encoder, paths, tmp_path, encode_counter):
+    copy = tmp_path / "elsewhere" / "copy.png"
+    copy.parent.mkdir()
+    copy.write_bytes(paths[0].read_bytes())
+    features, kept, report = extract(tiny_encoder, [paths[0], paths[1], copy, paths[0]], tmp_path / "cache")
+    assert kept.all() and features.shape == (4, 768)
+    assert report.images_encoded == 2 and sum(encode_counter) == 2
+    np.testing.assert_array_equal(features[0], features[2])
+    np.testing.assert_array_equal(features[0], features[3])
+
+
+class Interrupted(Exception):
+    pass
+
+
+def test_interrupted_extraction_resumes_from_committed_chunks(tiny_encoder, paths, tmp_path, monkeypatch):
+    monkeypatch.setattr(config, "CACHE_CHUNK_IMAGES", 2)
+    reference, _, _ = extract(tiny_encoder, paths, tmp_path / "reference-cache", batch_size=2)
+
+    original = Encoder.encode
+    calls = {"n": 0}
+
+    def dies_on_third_batch(self, images):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise Interrupted
+        return original(self, images)
+
+    monkeypatch.setattr(Encoder, "encode", dies_on_third_batch)
+    with pytest.raises(Interrupted):
+        extract(tiny_encoder, paths, tmp_path / "cache", batch_size=2)
+    monkeypatch.setattr(Encoder, "encode", original)
+
+    cache = open_cache(tiny_encoder, Perturbation(), tmp_path / "cache")
+    assert len(cache) == 4, "the two batches before the interruption were committed"
+
+    encoded: list[int] = []
+
+    def counting(self, images):
+        encoded.append(len(images))
+        return original(self, images)
+
+    monkeypatch.setattr(Encoder, "encode", counting)
+    resumed, kept, report = extract(tiny_encoder, paths, tmp_path / "cache", batch_size=2)
+    assert (report.images_encoded, report.images_from_cache) == (6, 4)
+    assert sum(encoded) == 6
+    assert kept.all()
+    np.testing.assert_allclose(resumed, reference, rtol=0, atol=2e-3)
+
+
+def test_broken_files_are_skipped_with_reasons(tiny_encoder, paths, tmp_path):
+    empty = tmp_path / "images" / "empty.png"
+    empty.write_bytes(b"")
+    text = tmp_path / "images" / "text.jpg"
+    text.write_text("not an image")
+    missing = tmp_path / "images" / "gone.png"
+    listed = [paths[0], empty, paths[1], text, missing, paths[2]]
+    features, kept, report = extract(tiny_encoder, listed, tmp_path / "cache")
+    assert kept.tolist() == [True, False, True, False, False, True]
+    assert features.shape == (3, 768)
+    reasons = dict(report.skipped)
+    assert set(reasons) == {str(empty), str(text), str(missing)}
+    assert "empty" in reasons[str(empty)]
+    assert "not an image" in reasons[str(text)]
+    assert "unreadable" in reasons[str(missing)]
+    alone, _, _ = extract(tiny_encoder, [paths[0], paths[1], paths[2]], tmp_path / "cache")
+    np.testing.assert_array_equal(features, alone)
+
+
+@pytest.mark.parametrize("broken", ["empty", "missing"])
+def test_strict_mode_raises_naming_the_file(tiny_encoder, paths, tmp_path, broken):
+    bad = tmp_path / "images" / "bad.png"
+    if broken == "empty":
+        bad.write_bytes(b"")
+    with pytest.raises(ExtractionError, match="bad.png"):
+        extract(tiny_encoder, [paths[0], bad], tmp_path / "cache", strict=True)
+
+
+def test_perturbation_is_part_of_the_cache_key(tiny_encoder, paths, tmp_path, encode_counter):
+    clean, _, _ = extract(tiny_encoder, paths[:4], tmp_path / "cache")
+    jpeg = Perturbation(jpeg_quality=30)
+    assert open_cache(tiny_encoder, jpeg, tmp_path / "cache").directory != \
+        open_cache(tiny_encoder, Perturbation(), tmp_path / "cache").directory
+    degraded, _, report = extract(tiny_encoder, paths[:4], tmp_path / "cache", perturbation=jpeg)
+    assert report.images_encoded == 4
+    assert not np.allclose(degraded, clean, atol=1e-2)
+    _, _, report = extract(tiny_encoder, paths[:4], tmp_path / "cache", perturbation=Perturbation(blur_sigma=1.0))
+    assert report.images_encoded == 4
+    _, _, report = extract(tiny_encoder, paths[:4], tmp_path / "cache", perturbation=jpeg)
+    assert report.images_encoded == 0

@@ -1,0 +1,110 @@
+"""The feature cache: content-addressed, memory-mapped, and safe against interrupted writes."""
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+
+from ufd_lib.feature_cache import FeatureCache, setting_id
+
+SETTING = {"encoder": "random-clip:tiny", "preprocess": {"center_crop": 224}}
+
+
+def digest(i: int) -> bytes:
+    return hashlib.sha256(str(i).encode()).digest()
+
+
+def random_features(n: int, d: int = 16, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=(n, d)).astype(np.float32)
+
+
+def test_round_trip_within_float16_precision(tmp_path):
+    cache = FeatureCache(tmp_path, SETTING)
+    features = random_features(10)
+    keys = [digest(i) for i in range(10)]
+    cache.write_chunk(keys, features)
+    reopened = FeatureCache(tmp_path, SETTING)  # as a later process would see it
+    loaded = reopened.load(keys)
+    assert loaded.dtype == np.float32 and loaded.shape == (10, 16)
+    np.testing.assert_allclose(loaded, features, rtol=1e-3, atol=1e-3)
+    np.testing.assert_array_equal(loaded, features.astype(np.float16).astype(np.float32))
+    assert len(reopened) == 10 and reopened.dim == 16
+
+
+def test_load_follows_the_order_asked_across_chunks(tmp_path):
+    cache = FeatureCache(tmp_path, SETTING)
+    features = random_features(9)
+    keys = [digest(i) for i in range(9)]
+    cache.write_chunk(keys[:4], features[:4])
+    cache.write_chunk(keys[4:], features[4:])
+    order = [7, 0, 3, 3, 8, 1]
+    loaded = FeatureCache(tmp_path, SETTING).load([keys[i] for i in order])
+    np.testing.assert_array_equal(loaded, features[order].astype(np.float16).astype(np.float32))
+
+
+def test_chunks_are_memory_mapped_float16_files(tmp_path):
+    cache = FeatureCache(tmp_path, SETTING)
+    cache.write_chunk([digest(0), digest(1)], random_features(2))
+    reopened = FeatureCache(tmp_path, SETTING)
+    assert len(reopened) == 2
+    assert all(isinstance(chunk, np.memmap) for chunk in reopened._chunks)
+    stored = list(cache.directory.glob("chunk-*.features.npy"))
+    assert len(stored) == 1 and np.load(stored[0]).dtype == np.float16
+
+
+@pytest.mark.parametrize("key", [b"\x07" * 31 + b"\x00", b"\xab" + b"\x00" * 31, b"\x00" * 32])
+def test_digests_with_trailing_zero_bytes(tmp_path, key):
+    cache = FeatureCache(tmp_path, SETTING)
+    other = b"\x07" * 32
+    features = random_features(2)
+    cache.write_chunk([key, other], features)
+    reopened = FeatureCache(tmp_path, SETTING)
+    assert reopened.contains([key, other, b"\x07" * 31 + b"\x01"]).tolist() == [True, True, False]
+    np.testing.assert_allclose(reopened.load([key]), features[:1], atol=1e-2)
+
+
+def test_different_settings_use_different_directories(tmp_path):
+    first = FeatureCache(tmp_path, SETTING)
+    second = FeatureCache(tmp_path, {**SETTING, "preprocess": {"center_crop": 224, "jpeg_quality": 50}})
+    assert first.directory != second.directory
+    assert first.directory.parent == second.directory.parent == tmp_path
+    first.write_chunk([digest(0)], random_features(1))
+    assert not FeatureCache(tmp_path, second.setting).contains([digest(0)]).any()
+    # The id depends on content, not on key order.
+    assert setting_id({"a": 1, "b": 2}) == setting_id({"b": 2, "a": 1})
+
+
+def test_chunk_without_commit_mark_is_ignored(tmp_path):
+    cache = FeatureCache(tmp_path, SETTING)
+    cache.write_chunk([digest(0)], random_features(1, seed=1))
+    cache.write_chunk([digest(1)], random_features(1, seed=2))
+    markers = sorted(cache.directory.glob("chunk-*.json"))
+    assert len(markers) == 2
+    markers[1].unlink()  # as if the process died before the commit mark was written
+    reopened = FeatureCache(tmp_path, SETTING)
+    assert reopened.contains([digest(0), digest(1)]).tolist() == [True, False]
+    assert len(reopened) == 1
+
+
+def test_missing_digest_raises_key_error(tmp_path):
+    cache = FeatureCache(tmp_path, SETTING)
+    cache.write_chunk([digest(0)], random_features(1))
+    with pytest.raises(KeyError, match=digest(5).hex()):
+        cache.load([digest(0), digest(5)])
+    with pytest.raises(KeyError):
+        FeatureCache(tmp_path / "empty", SETTING).load([digest(0)])
+
+
+def test_empty_load_and_mismatched_write(tmp_path):
+    cache = FeatureCache(tmp_path, SETTING)
+    assert cache.load([]).shape[0] == 0
+    with pytest.raises(ValueError):
+        cache.write_chunk([digest(0), digest(1)], random_features(1))
+
+
+def test_setting_is_recorded_next_to_the_chunks(tmp_path):
+    cache = FeatureCache(tmp_path, SETTING)
+    cache.write_chunk([digest(0)], random_features(1))
+    assert json.loads((cache.directory / "setting.json").read_text()) == SETTING

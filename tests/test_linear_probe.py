@@ -1,0 +1,192 @@
+"""The linear probe: official file format, safe loading, and that it learns."""
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ufd_lib.linear_probe import LinearProbe, ProbeFileError
+
+RELEASED_WEIGHTS = Path(__file__).resolve().parents[2] / "shared/fixtures/univfd_fc_weights.pth"
+
+
+def sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def separable(n: int, d: int = 16, seed: int = 0):
+    """Labels from a fixed direction, every point at least 1 from the separating hyperplane."""
+    direction = np.random.default_rng(12345).normal(size=d)
+    direction /= np.linalg.norm(direction)
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d))
+    y = rng.integers(0, 2, n)
+    X -= np.outer(X @ direction, direction)
+    X += np.outer((2 * y - 1) * rng.uniform(1, 3, n), direction)
+    return X.astype(np.float32), y
+
+
+def probe_with(weight: np.ndarray, bias: float) -> LinearProbe:
+    linear = torch.nn.Linear(weight.shape[0], 1)
+    with torch.no_grad():
+        linear.weight.copy_(torch.as_tensor(weight[None, :], dtype=torch.float32))
+        linear.bias.fill_(bias)
+    probe = LinearProbe()
+    probe._set_linear(linear)
+    return probe
+
+
+def test_learns_a_separable_problem():
+    X, y = separable(600, seed=1)
+    X_test, y_test = separable(1000, seed=2)
+    probe = LinearProbe(lr=1e-2, device="cpu").fit(X, y)
+    assert (probe.predict(X_test) == y_test).mean() > 0.95
+    assert probe.history_ and {"epoch", "loss", "val_acc", "lr"} <= set(probe.history_[0])
+
+
+def test_explicit_validation_set_and_seeded_training_is_reproducible():
+    X, y = separable(300, seed=3)
+    X_val, y_val = separable(100, seed=4)
+    first = LinearProbe(lr=1e-2, max_epochs=5, device="cpu").fit(X, y, X_val, y_val)
+    second = LinearProbe(lr=1e-2, max_epochs=5, device="cpu").fit(X, y, X_val, y_val)
+    assert len(first.history_) == 5
+    np.testing.assert_array_equal(first.decision_function(X), second.decision_function(X))
+
+
+@pytest.mark.parametrize("n", [4, 8, 19])
+def test_small_training_set_without_validation_set(n):
+    """The held-out split must contain both classes even when 10% is under two images."""
+    X, _ = separable(n, seed=n)
+    y = np.arange(n) % 2
+    probe = LinearProbe(max_epochs=2, device="cpu").fit(X, y)
+    assert len(probe.history_) == 2 and probe.n_features_in_ == 16
+
+
+def test_one_class_training_set_is_refused():
+    X, _ = separable(20)
+    with pytest.raises(ValueError, match="both classes"):
+        LinearProbe().fit(X, np.zeros(20, dtype=int))
+
+
+def test_save_load_round_trip_in_official_format(tmp_path):
+    rng = np.random.default_rng(0)
+    probe = probe_with(rng.normal(size=16), 0.3)
+    path = tmp_path / "probe.pth"
+    probe.save(path)
+    state = torch.load(path, weights_only=True)
+    assert set(state) == {"weight", "bias"}
+    assert state["weight"].shape == (1, 16) and state["bias"].shape == (1,)
+    assert state["weight"].dtype == state["bias"].dtype == torch.float32
+    loaded = LinearProbe.load(path)
+    X = rng.normal(size=(7, 16)).astype(np.float32)
+    np.testing.assert_array_equal(loaded.decision_function(X), probe.decision_function(X))
+    assert loaded.n_features_in_ == 16
+
+
+def test_predict_proba_is_sigmoid_of_affine_map_and_threshold_is_strict():
+    rng = np.random.default_rng(1)
+    weight = rng.normal(size=8)
+    probe = probe_with(weight, -0.2)
+    X = rng.normal(size=(20, 8)).astype(np.float32)
+    expected = sigmoid(X.astype(np.float64) @ weight - 0.2)
+    proba = probe.predict_proba(X)
+    assert proba.shape == (20, 2)
+    np.testing.assert_allclose(proba[:, 1], expected, rtol=1e-5)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    np.testing.assert_array_equal(probe.predict(X), (expected > 0.5).astype(int))
+    zero = probe_with(np.zeros(8), 0.0)  # probability exactly 0.5 → real
+    assert zero.predict(X).tolist() == [0] * 20
+
+
+@pytest.mark.skipif(not RELEASED_WEIGHTS.is_file(), reason=f"released probe not found at {RELEASED_WEIGHTS}")
+def test_released_weights_load():
+    probe = LinearProbe.load(RELEASED_WEIGHTS)
+    assert probe.n_features_in_ == 768
+    state = torch.load(RELEASED_WEIGHTS, map_location="cpu", weights_only=True)
+    weight = state["weight"].double().numpy()[0]
+    bias = float(state["bias"].double()[0])
+    X = np.random.default_rng(2).normal(size=(16, 768)).astype(np.float32)
+    expected = sigmoid(X.astype(np.float64) @ weight + bias)
+    np.testing.assert_allclose(probe.predict_proba(X)[:, 1], expected, rtol=1e-4, atol=1e-6)
+
+
+class SomeClass:
+    pass
+
+
+class CodeRunningPayload:
+    """Unpickling this object creates ``marker``: proof that pickled code ran."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_arbitrary_pickled_object_is_refused(tmp_path):
+    path = tmp_path / "object.pth"
+    torch.save({"weight": SomeClass(), "bias": torch.zeros(1)}, path)
+    with pytest.raises(ProbeFileError, match="object.pth"):
+        LinearProbe.load(path)
+
+
+@pytest.mark.parametrize("writer", ["torch.save", "pickle.dump"])
+def test_code_in_a_probe_file_is_refused_and_does_not_run(tmp_path, writer):
+    marker = tmp_path / "payload-ran"
+    payload = {"weight": CodeRunningPayload(marker), "bias": torch.zeros(1)}
+    path = tmp_path / "evil.pth"
+    if writer == "torch.save":
+        torch.save(payload, path)
+    else:
+        path.write_bytes(pickle.dumps(payload, protocol=2))
+    with pytest.raises(ProbeFileError, match="evil.pth"):
+        LinearProbe.load(path)
+    assert not marker.exists(), "the probe file's pickled code was executed"
+
+
+@pytest.mark.parametrize(
+    "state",
+    [
+        {"weight": torch.zeros(2, 768), "bias": torch.zeros(2)},
+        {"weight": torch.zeros(768), "bias": torch.zeros(1)},
+        {"weight": torch.zeros(1, 768), "bias": torch.zeros(3)},
+        {"weight": torch.zeros(1, 768)},
+        [torch.zeros(1, 768), torch.zeros(1)],
+    ],
+    ids=["two-outputs", "1-d-weight", "bias-3", "no-bias", "list"],
+)
+def test_wrong_shapes_are_refused(tmp_path, state):
+    path = tmp_path / "wrong.pth"
+    torch.save(state, path)
+    with pytest.raises(ProbeFileError, match="wrong.pth"):
+        LinearProbe.load(path)
+
+
+def test_training_checkpoint_with_model_key_loads(tmp_path):
+    """The released training code saves ``{"model": {"fc.weight", "fc.bias", ...}}``."""
+    weight = np.random.default_rng(5).normal(size=12)
+    path = tmp_path / "model_epoch_best.pth"
+    torch.save({"model": {"fc.weight": torch.tensor(weight[None, :], dtype=torch.float32),
+                          "fc.bias": torch.tensor([0.5]), "model.visual.proj": torch.zeros(3)}}, path)
+    probe = LinearProbe.load(path)
+    X = np.random.default_rng(6).normal(size=(5, 12)).astype(np.float32)
+    np.testing.assert_allclose(probe.predict_proba(X)[:, 1], sigmoid(X.astype(np.float64) @ weight + 0.5), rtol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["missing", "directory"])
+def test_unreadable_probe_path_is_refused_naming_it(tmp_path, kind):
+    path = tmp_path / "probe.pth"
+    if kind == "directory":
+        path.mkdir()
+    with pytest.raises(ProbeFileError, match="probe.pth"):
+        LinearProbe.load(path)
+
+
+def test_feature_dimension_mismatch_is_refused():
+    probe = probe_with(np.ones(8), 0.0)
+    with pytest.raises(ValueError, match="8"):
+        probe.decision_function(np.zeros((3, 5), dtype=np.float32))

@@ -1,0 +1,173 @@
+"""The paper's metrics against their definitions."""
+from __future__ import annotations
+
+import math
+import warnings
+from fractions import Fraction
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ufd_lib.metrics import (
+    METRIC_COLUMNS,
+    MetricError,
+    accuracies,
+    average_precision,
+    metrics_table,
+    oracle_threshold,
+)
+from ufd_lib.metrics import test_set_metrics as set_metrics  # renamed: pytest would collect test_*
+
+
+def brute_force_oracle(labels, scores):
+    """Every score is a candidate t; fake iff score >= t; maximise the mean of the class
+    accuracies (exact fractions, so ties are ties); the lowest t wins a tie."""
+    labels = list(labels)
+    n_real = labels.count(0)
+    n_fake = labels.count(1)
+    best = None
+    for t in sorted(set(scores)):
+        correct_real = sum(1 for label, s in zip(labels, scores) if label == 0 and s < t)
+        correct_fake = sum(1 for label, s in zip(labels, scores) if label == 1 and s >= t)
+        parts = ([Fraction(correct_real, n_real)] if n_real else []) + ([Fraction(correct_fake, n_fake)] if n_fake else [])
+        acc = sum(parts) / len(parts)
+        if best is None or acc > best[3]:
+            real = Fraction(correct_real, n_real) if n_real else math.nan
+            fake = Fraction(correct_fake, n_fake) if n_fake else math.nan
+            best = (t, real, fake, acc)
+    return best
+
+
+def assert_oracle_matches(labels, scores):
+    threshold, acc_real, acc_fake, acc = oracle_threshold(labels, scores)
+    expected = brute_force_oracle(labels, scores)
+    assert threshold == expected[0]
+    for got, want in zip((acc_real, acc_fake, acc), expected[1:]):
+        if isinstance(want, float) and math.isnan(want):
+            assert math.isnan(got)
+        else:
+            assert got == pytest.approx(float(want), abs=1e-12)
+
+
+def test_average_precision_by_hand():
+    labels = [0, 0, 1, 1]
+    scores = [0.1, 0.4, 0.35, 0.8]
+    # Ranked by score: 0.8 fake (precision 1/1), 0.4 real, 0.35 fake (precision 2/3), 0.1 real.
+    # AP = sum over fakes of (recall step 1/2) × precision at that fake.
+    assert average_precision(labels, scores) == pytest.approx(0.5 * 1 + 0.5 * 2 / 3)
+
+
+def test_average_precision_fake_is_the_positive_class():
+    labels = [0, 0, 0, 1]
+    scores = [0.9, 0.2, 0.1, 0.3]  # ranks: real, fake, real, real
+    assert average_precision(labels, scores) == pytest.approx(0.5)
+    assert average_precision(labels, -np.array(scores)) == pytest.approx(1 / 3)
+
+
+def test_perfect_ranking_has_ap_one():
+    assert average_precision([0, 1, 0, 1], [0.1, 0.9, 0.2, 0.8]) == pytest.approx(1.0)
+
+
+def test_accuracies_at_threshold_are_strict():
+    labels = [0, 0, 0, 1, 1, 1, 1]
+    scores = [0.1, 0.5, 0.7, 0.5, 0.6, 0.9, 0.2]
+    acc_real, acc_fake, acc = accuracies(labels, scores, 0.5)
+    # exactly 0.5 is called real: reals 0.1 and 0.5 right; fakes 0.6 and 0.9 right
+    assert acc_real == pytest.approx(2 / 3)
+    assert acc_fake == pytest.approx(2 / 4)
+    assert acc == pytest.approx((2 / 3 + 2 / 4) / 2)
+
+
+def test_accuracy_is_the_mean_of_class_accuracies_not_plain_accuracy():
+    labels = [0] * 9 + [1]
+    scores = [0.0] * 10  # everything called real: plain accuracy 0.9, paper's accuracy 0.5
+    assert accuracies(labels, scores, 0.5) == (1.0, 0.0, 0.5)
+
+
+def test_oracle_on_a_perfectly_separable_set():
+    labels = [0, 0, 0, 1, 1]
+    scores = [0.1, 0.2, 0.3, 0.7, 0.8]
+    assert oracle_threshold(labels, scores) == (0.7, 1.0, 1.0, 1.0)
+
+
+def test_oracle_with_ties_in_scores():
+    labels = [0, 1, 0, 1, 1, 0]
+    scores = [0.5, 0.5, 0.2, 0.9, 0.5, 0.5]
+    assert_oracle_matches(labels, scores)
+
+
+def test_oracle_prefers_the_lowest_threshold_among_equal_accuracies():
+    # t=2: reals right 2/6, fakes right 4/4 → 2/3; t=8: reals 5/6, fakes 2/4 → 2/3 as well.
+    # In floating point 1/3 + 1 and 5/6 + 1/2 differ in the last bit: the tie must still be a tie.
+    labels = [1, 0, 0, 0, 0, 1, 0, 0, 1, 1]
+    scores = [8, 2, 1, 8, 7, 8, 1, 6, 5, 2]
+    threshold, acc_real, acc_fake, acc = oracle_threshold(labels, scores)
+    assert threshold == 2
+    assert (acc_real, acc_fake) == pytest.approx((2 / 6, 1.0))
+    assert acc == pytest.approx(2 / 3)
+
+
+def test_oracle_on_one_class_set():
+    assert_oracle_matches([1, 1, 1], [0.3, 0.1, 0.2])
+    assert_oracle_matches([0, 0], [0.3, 0.1])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 1), st.one_of(st.integers(-4, 4).map(float), st.floats(-1e3, 1e3))),
+        min_size=1,
+        max_size=40,
+    )
+)
+def test_oracle_equals_brute_force(pairs):
+    labels = [label for label, _ in pairs]
+    scores = [score for _, score in pairs]
+    assert_oracle_matches(labels, scores)
+
+
+def test_one_class_set_gives_nan_ap_with_a_warning():
+    with pytest.warns(UserWarning, match="one class"):
+        assert math.isnan(average_precision([1, 1, 1], [0.2, 0.5, 0.9]))
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_non_finite_scores_raise(bad):
+    with pytest.raises(MetricError, match="NaN or infinite"):
+        average_precision([0, 1, 1], [0.1, bad, 0.3])
+    with pytest.raises(MetricError):
+        oracle_threshold([0, 1, 1], [0.1, bad, 0.3])
+    with pytest.raises(MetricError):
+        set_metrics("x", [0, 1, 1], [0.1, bad, 0.3], 0.5)
+
+
+def test_bad_labels_and_shapes_raise():
+    with pytest.raises(MetricError):
+        accuracies([0, 2], [0.1, 0.2], 0.5)
+    with pytest.raises(MetricError):
+        accuracies([0, 1, 1], [0.1, 0.2], 0.5)
+
+
+def test_metrics_table_mean_row():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # two-class sets must not warn
+        first = set_metrics("progan", [0, 0, 1, 1], [0.1, 0.6, 0.4, 0.9], 0.5)
+        second = set_metrics("ldm_200", [0, 0, 0, 1, 1], [0.2, 0.3, 0.7, 0.8, 0.9], 0.5)
+    assert first["n_real"] == 2 and first["n_fake"] == 2
+    assert (first["acc_real"], first["acc_fake"], first["acc"]) == (0.5, 0.5, 0.5)
+    table = metrics_table([first, second])
+    assert list(table.columns) == METRIC_COLUMNS
+    assert table["test_set"].tolist() == ["progan", "ldm_200", "mean"]
+    mean = table.iloc[-1]
+    assert mean["n_real"] == 5 and mean["n_fake"] == 4
+    for column in ("ap", "acc_real", "acc_fake", "acc", "oracle_acc_real", "oracle_acc_fake", "oracle_acc"):
+        assert mean[column] == pytest.approx((first[column] + second[column]) / 2)
+    assert math.isnan(mean["oracle_threshold"])
+    assert not math.isnan(table.iloc[0]["oracle_threshold"])
+
+
+def test_metrics_table_of_nothing_is_empty():
+    table = metrics_table([])
+    assert list(table.columns) == METRIC_COLUMNS and len(table) == 0

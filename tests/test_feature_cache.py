@@ -108,3 +108,46 @@ def test_setting_is_recorded_next_to_the_chunks(tmp_path):
     cache = FeatureCache(tmp_path, SETTING)
     cache.write_chunk([digest(0)], random_features(1))
     assert json.loads((cache.directory / "setting.json").read_text()) == SETTING
+
+
+def _only_chunk(cache: FeatureCache, suffix: str):
+    (path,) = cache.directory.glob(f"chunk-*{suffix}")
+    return path
+
+
+@pytest.mark.parametrize("damage", ["bit flip", "truncate"])
+def test_damaged_chunk_is_set_aside_with_a_warning(tmp_path, damage):
+    keys = [digest(i) for i in range(6)]
+    FeatureCache(tmp_path, SETTING).write_chunk(keys, random_features(6))
+    features_file = _only_chunk(FeatureCache(tmp_path, SETTING), ".features.npy")
+    data = bytearray(features_file.read_bytes())
+    if damage == "bit flip":
+        data[-3] ^= 0x10
+    else:
+        data = data[: len(data) // 2]
+    features_file.write_bytes(bytes(data))
+    reopened = FeatureCache(tmp_path, SETTING)
+    with pytest.warns(UserWarning, match="corrupt .*checksum mismatch"):
+        assert not reopened.contains(keys).any()
+    assert list(reopened.directory.glob("chunk-*")) == []
+    assert len(list(reopened.directory.glob("corrupt-chunk-*"))) == 3
+    reopened.write_chunk(keys, random_features(6, seed=1))
+    np.testing.assert_array_equal(FeatureCache(tmp_path, SETTING).load(keys),
+                                  random_features(6, seed=1).astype(np.float16).astype(np.float32))
+
+
+def test_unwritable_cache_gives_a_clear_error_and_leaves_nothing(tmp_path, monkeypatch):
+    import os
+
+    cache = FeatureCache(tmp_path, SETTING)
+    cache.write_chunk([digest(0)], random_features(1))
+    before = sorted(p.name for p in cache.directory.iterdir())
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full_disk)
+    with pytest.raises(OSError, match="cannot write to the feature cache .*No space left on device.*--cache-dir"):
+        cache.write_chunk([digest(1)], random_features(1))
+    assert sorted(p.name for p in cache.directory.iterdir()) == before
+    assert FeatureCache(tmp_path, SETTING).contains([digest(0), digest(1)]).tolist() == [True, False]

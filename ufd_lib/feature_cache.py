@@ -11,7 +11,8 @@ each atomically (temporary name, fsync, rename):
 
 Images are keyed by the SHA-256 of their bytes, so a changed file is never served stale
 features and a file that appears twice is encoded once. An interrupted extraction loses at
-most the chunk in progress.
+most the chunk in progress. A committed chunk whose files no longer match their checksums
+(truncated, bit-flipped) is set aside with a warning, and its images are encoded again.
 """
 from __future__ import annotations
 
@@ -20,12 +21,17 @@ import json
 import os
 import time
 import uuid
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from . import config
+
+class FeatureCacheError(OSError):
+    """The cache cannot be written (read-only, full, ...); nothing half-written is left."""
+
 
 def setting_id(setting: dict) -> str:
     """Stable short id of a setting dict (its canonical JSON's SHA-256, 20 hex digits)."""
@@ -84,13 +90,40 @@ class FeatureCache:
             name = marker.name[: -len(".json")]
             if name in self._chunk_names:
                 continue
-            keys = np.load(self.directory / f"{name}.keys.npy")
-            features = np.load(self.directory / f"{name}.features.npy", mmap_mode="r")
+            try:
+                keys, features = self._read_chunk(name)
+            except (OSError, ValueError, KeyError) as error:
+                warnings.warn(f"feature cache chunk {self.directory / name} is corrupt ({error}); "
+                              "it is set aside and its images will be encoded again")
+                self._set_aside(name)
+                continue
             chunk_number = len(self._chunks)
             self._chunks.append(features)
             self._chunk_names.add(name)
             for row, key in enumerate(keys):
                 self._index.setdefault(key.tobytes(), (chunk_number, row))
+
+    def _read_chunk(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """Keys (n, 32) and memory-mapped features (n, d) of a committed chunk, checksums verified."""
+        commit = json.loads((self.directory / f"{name}.json").read_text())
+        features_path = self.directory / f"{name}.features.npy"
+        keys_path = self.directory / f"{name}.keys.npy"
+        if _sha256_file(features_path) != commit["features_sha256"] or _sha256_file(keys_path) != commit["keys_sha256"]:
+            raise ValueError("checksum mismatch")
+        keys = np.load(keys_path)
+        features = np.load(features_path, mmap_mode="r")
+        if keys.shape != (commit["rows"], 32) or features.shape != (commit["rows"], commit["dim"]):
+            raise ValueError("shape does not match its commit record")
+        return keys, features
+
+    def _set_aside(self, name: str) -> None:
+        """Rename a corrupt chunk out of the index's way (left in place if the folder is read-only)."""
+        for suffix in (".json", ".features.npy", ".keys.npy"):
+            path = self.directory / f"{name}{suffix}"
+            try:
+                os.replace(path, self.directory / f"corrupt-{name}{suffix}")
+            except OSError:
+                pass
 
     def contains(self, digests: Sequence[bytes]) -> np.ndarray:
         """Boolean mask (n,): which digests have cached features."""
@@ -135,6 +168,15 @@ class FeatureCache:
             raise ValueError(f"{len(digests)} digests for {len(features)} feature rows")
         if not len(digests):
             return
+        try:
+            self._write_chunk(digests, features)
+        except OSError as error:
+            raise FeatureCacheError(
+                f"cannot write to the feature cache {self.directory}: {error.strerror or error}; "
+                "free space, fix its permissions or choose another with --cache-dir / UFD_CACHE_DIR"
+            ) from error
+
+    def _write_chunk(self, digests: Sequence[bytes], features: np.ndarray) -> None:
         self._ensure_directory()
         name = f"chunk-{time.time_ns():020d}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         stored = np.ascontiguousarray(features, dtype=config.FEATURE_STORE_DTYPE)

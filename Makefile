@@ -12,7 +12,7 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --upgrade pip "setuptools<81" wheel
 	$(BIN)/python -m pip install torch==2.14.1 torchvision==0.29.1
 	$(BIN)/python -m pip install -e ".[test]"
-	$(BIN)/python -m ipykernel install --sys-prefix --name ufd --display-name "Python (ufd)"
+	$(BIN)/python -m ipykernel install --user --name ufd --display-name "Python (ufd)"
 	touch $@
 
 setup: $(VENV)/.installed

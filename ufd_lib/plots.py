@@ -26,9 +26,9 @@ def metric_bars(table: pd.DataFrame, title: str, ylabel: str) -> plt.Figure:
 
 def embedding_scatter(coords: np.ndarray, meta: pd.DataFrame, title: str, method: str) -> plt.Figure:
     """2-D map: colour = generator family, marker = real (o) / fake (x)."""
-    frame = meta.assign(x=coords[:, 0], y=coords[:, 1], cls=np.where(meta["label"] == 1, "fake", "real"))
+    frame = meta.assign(x=coords[:, 0], y=coords[:, 1], **{"class": np.where(meta["label"] == 1, "fake", "real")})
     figure, axes = plt.subplots(figsize=(7.5, 6))
-    sns.scatterplot(data=frame, x="x", y="y", hue="family", style="cls", markers={"real": "o", "fake": "X"},
+    sns.scatterplot(data=frame, x="x", y="y", hue="family", style="class", markers={"real": "o", "fake": "X"},
                     s=22, alpha=0.75, ax=axes)
     axes.set_title(title)
     axes.set_xlabel(f"{method} 1")

@@ -25,6 +25,13 @@ class UsageError(Exception):
     """Bad input from the user: exit status 2 with a one-line message."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (no usage dump): ``ufd evaluate: error: ... (see --help)``."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def _set_spec(text: str):
     try:
         return parse_set_spec(text)
@@ -189,7 +196,7 @@ def cmd_reproduce(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ufd", description="UnivFD replication: fake image detection in frozen CLIP feature space.")
+    parser = _Parser(prog="ufd", description="UnivFD replication: fake image detection in frozen CLIP feature space.")
     subparsers = parser.add_subparsers(dest="command", required=True)
 
     evaluate = subparsers.add_parser("evaluate", help="score test sets and compute AP and accuracies")

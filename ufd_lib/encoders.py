@@ -12,7 +12,6 @@ Adding a backbone is one :func:`register` entry.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import socket
 import urllib.error
@@ -26,6 +25,7 @@ import torch
 from torch import nn
 
 from . import config
+from .hashing import file_sha256
 
 
 def import_clip():
@@ -118,14 +118,6 @@ def _finish_clip(model: nn.Module, device: torch.device) -> nn.Module:
 def _clip_encoder(model: nn.Module, name: str, sha256: str, device: torch.device) -> Encoder:
     embed_dim = model.visual.output_dim
     return Encoder(model=model, name=name, checkpoint_sha256=sha256, device=device, embed_dim=embed_dim)
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def is_torchscript_archive(path: Path) -> bool:
@@ -247,3 +239,6 @@ def _load_random_clip(size: str, device: torch.device) -> Encoder:
     model = import_clip().model.build_model(random_clip_state_dict(size))
     identity = f"random-clip:{size}:seed{RANDOM_CLIP_SEED}:torch{torch.__version__.split('+')[0]}"
     return _clip_encoder(_finish_clip(model, device), f"random-clip:{size}", identity, device)
+
+
+from . import torchvision_encoders  # noqa: E402,F401  (registers torchvision: and random-torchvision:)

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from . import config
+from .hashing import file_sha256
 
 class FeatureCacheError(OSError):
     """The cache cannot be written (read-only, full, ...); nothing half-written is left."""
@@ -49,14 +50,6 @@ def _atomic_write(path: Path, write) -> None:
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class FeatureCache:
@@ -108,7 +101,7 @@ class FeatureCache:
         commit = json.loads((self.directory / f"{name}.json").read_text())
         features_path = self.directory / f"{name}.features.npy"
         keys_path = self.directory / f"{name}.keys.npy"
-        if _sha256_file(features_path) != commit["features_sha256"] or _sha256_file(keys_path) != commit["keys_sha256"]:
+        if file_sha256(features_path) != commit["features_sha256"] or file_sha256(keys_path) != commit["keys_sha256"]:
             raise ValueError("checksum mismatch")
         keys = np.load(keys_path)
         features = np.load(features_path, mmap_mode="r")
@@ -189,8 +182,8 @@ class FeatureCache:
             "rows": int(stored.shape[0]),
             "dim": int(stored.shape[1]),
             "dtype": config.FEATURE_STORE_DTYPE,
-            "features_sha256": _sha256_file(features_path),
-            "keys_sha256": _sha256_file(keys_path),
+            "features_sha256": file_sha256(features_path),
+            "keys_sha256": file_sha256(keys_path),
         }
         payload = json.dumps(commit, indent=2).encode()
         _atomic_write(self.directory / f"{name}.json", lambda handle: handle.write(payload))

@@ -1,6 +1,5 @@
 """`ufd reproduce`: notebook selection, failure reporting and (slow) the whole smoke run."""
 import json
-import shutil
 from pathlib import Path
 
 import nbformat
@@ -72,9 +71,10 @@ def test_smoke_reproduction_end_to_end(tmp_path):
     assert list(ap.columns[:3]) == ["NN k=1", "NN k=5", "NN k=9"] and "LC" in ap.columns
     assert ap.index[-1] == "mean" and ap.notna().all().all()
 
-    shutil.rmtree(out / "tables")
+    (out / "figures" / "example_images.png").unlink()
     assert main(["reproduce", "--profile", "smoke", "--only", "02", "--output-dir", str(out),
                  "--cache-dir", str(cache)]) == 0
     executed = json.loads((out / "notebooks" / "02_features.ipynb").read_text())
     text = "".join("".join(o.get("text", "")) for c in executed["cells"] for o in c.get("outputs", []))
     assert "encoded 0 images" in text
+    assert "example_images.png is missing" in (out / "index.html").read_text()

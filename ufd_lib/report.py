@@ -74,6 +74,11 @@ def write_index(output_dir: Path, title: str, settings: dict, versions: dict) ->
             parts.append(f'<h2>{html.escape(notebook)} <small>(<a href="notebooks/{html.escape(notebook)}.ipynb">'
                          "executed notebook</a>)</small></h2>")
         caption = html.escape(entry["caption"])
+        folder, suffix = ("figures", ".png") if entry["kind"] == "figure" else ("tables", ".csv")
+        if not (output_dir / folder / f"{entry['name']}{suffix}").exists():
+            parts.append(f"<p><em>{caption}: {folder}/{html.escape(entry['name'])}{suffix} is missing; "
+                         f"rerun <code>ufd reproduce --only {html.escape(notebook)}</code>.</em></p>")
+            continue
         if entry["kind"] == "figure":
             name = html.escape(entry["name"])
             parts.append(f'<figure><img src="figures/{name}.png" alt="{caption}" style="max-width:100%">'

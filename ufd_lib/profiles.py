@@ -29,6 +29,25 @@ class Profile:
     compare_with_paper: whether the test sets are the paper's, so differences are meaningful.
     probe_lr: learning rate of the linear probe (the paper's 1e-4; the smoke training set is
     about 2000× smaller, two optimiser steps an epoch, so it uses 1e-3 to converge at all).
+
+    Analyses and ablations (notebooks 05–09; defaults are the paper's settings):
+    backbones: frozen feature spaces compared in notebook 08, as encoder registry strings.
+    detector_architecture: the end-to-end trained real/fake classifier of notebook 05
+    (``resnet50``: Wang et al. 2020, ImageNet-initialised; ``small_cnn``: a CPU-sized stand-in).
+    detector_max_epochs, detector_batch_size, detector_lr: its training (Adam, early stopping
+    on validation accuracy); detector_time_budget_s: wall-clock cap on training (None = none).
+    released_detector: file name of the released CNNDetection weights in the weights directory.
+    ablation_k_values: nearest-neighbour pool sizes of the k ablation.
+    bank_fractions: shares of the training set kept in the feature-bank-size ablation (the
+    paper's 8k, 20k, 80k, 200k, 720k of 720k images).
+    category_counts: numbers of training categories in the category ablation (capped at what
+    is present).
+    jpeg_qualities, blur_sigmas: test-time degradations of the robustness sweep (PIL quality
+    1..100; Gaussian sigma in pixels, 0 = none). robustness_images_per_class: images per class
+    and test set in that sweep (None = all).
+    unseen_example_set: the unseen-family test set of the "sink" t-SNE and of the
+    nearest/farthest fakes (the paper's LDM). extreme_examples: images per nearest/farthest grid.
+    spectrum_images: images per set and class averaged into a frequency spectrum.
     """
 
     name: str
@@ -42,6 +61,24 @@ class Profile:
     compare_with_paper: bool = False
     smoke_images_per_class: int = 40
     probe_lr: float = config.PROBE_LR
+    backbones: tuple[str, ...] = (
+        "clip:ViT-L/14", "clip:ViT-B/16", "clip:RN50", "torchvision:resnet50", "torchvision:vit_b_16",
+    )
+    detector_architecture: str = "resnet50"
+    detector_max_epochs: int = 100
+    detector_batch_size: int = 64
+    detector_lr: float = 1e-4
+    detector_time_budget_s: float | None = None
+    released_detector: str | None = None
+    ablation_k_values: tuple[int, ...] = tuple(range(1, 10))
+    bank_fractions: tuple[float, ...] = (8 / 720, 20 / 720, 80 / 720, 200 / 720, 1.0)
+    category_counts: tuple[int, ...] = (2, 4, 8, 20)
+    jpeg_qualities: tuple[int, ...] = (100, 90, 70, 50, 30)
+    blur_sigmas: tuple[float, ...] = (0.0, 1.0, 2.0, 3.0, 4.0)
+    robustness_images_per_class: int | None = None
+    unseen_example_set: str = "LDM_200"
+    extreme_examples: int = 10
+    spectrum_images: int = 1000
 
 
 PROFILES = {
@@ -55,6 +92,20 @@ PROFILES = {
         batch_size=32,
         embedding_points_per_group=60,
         probe_lr=1e-3,
+        backbones=("random-clip:small", "random-torchvision:resnet18"),
+        detector_architecture="small_cnn",
+        detector_max_epochs=8,
+        detector_batch_size=32,
+        detector_lr=1e-3,
+        detector_time_budget_s=60.0,
+        bank_fractions=(0.05, 0.1, 0.25, 0.5, 1.0),
+        category_counts=(1, 2, 3, 4),
+        jpeg_qualities=(100, 60, 30),
+        blur_sigmas=(0.0, 2.0, 4.0),
+        robustness_images_per_class=6,
+        unseen_example_set="ldm_200",
+        extreme_examples=6,
+        spectrum_images=40,
     ),
     "paper": Profile(
         name="paper",
@@ -65,6 +116,7 @@ PROFILES = {
         embedding_points_per_group=1000,
         released_probe="fc_weights.pth",
         compare_with_paper=True,
+        released_detector="blur_jpg_prob0.5.pth",
     ),
 }
 

@@ -65,6 +65,13 @@ def test_smoke_reproduction_end_to_end(tmp_path):
     for name in EXPECTED_FIGURES:
         for suffix in (".png", ".pdf"):
             assert (out / "figures" / f"{name}{suffix}").stat().st_size > 1000, name
+    recorded = [json.loads(line) for line in (out / "artifacts.jsonl").read_text().splitlines()]
+    notebooks = {entry["notebook"] for entry in recorded}
+    assert notebooks == {path.stem for path in (out / "notebooks").glob("*.ipynb")}, "a notebook saved nothing"
+    for entry in recorded:
+        folder, suffixes = ("figures", (".png", ".pdf")) if entry["kind"] == "figure" else ("tables", (".csv", ".md"))
+        for suffix in suffixes:
+            assert (out / folder / f"{entry['name']}{suffix}").stat().st_size > 0, entry
     index = (out / "index.html").read_text()
     assert all(f"figures/{name}.png" in index for name in EXPECTED_FIGURES)
     ap = pd.read_csv(out / "tables" / "table2_average_precision.csv", index_col=0)

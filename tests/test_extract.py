@@ -156,3 +156,55 @@ def test_perturbation_is_part_of_the_cache_key(tiny_encoder, paths, tmp_path, en
     assert report.images_encoded == 4
     _, _, report = extract(tiny_encoder, paths[:4], tmp_path / "cache", perturbation=jpeg)
     assert report.images_encoded == 0
+
+
+def test_fp32_caches_keep_their_key_and_bf16_gets_its_own(tiny_encoder, tmp_path):
+    from ufd_lib.extract import cache_setting
+    from ufd_lib.preprocess import preprocess_settings
+
+    before_precision_existed = {
+        "encoder": tiny_encoder.name,
+        "checkpoint_sha256": tiny_encoder.checkpoint_sha256,
+        "preprocess": preprocess_settings(tiny_encoder.mean, tiny_encoder.std, Perturbation()),
+        "store_dtype": config.FEATURE_STORE_DTYPE,
+    }
+    assert cache_setting(tiny_encoder, Perturbation()) == before_precision_existed
+    assert cache_setting(tiny_encoder, Perturbation(), "fp32") == before_precision_existed
+    assert cache_setting(tiny_encoder, Perturbation(), "bf16") == {**before_precision_existed, "precision": "bf16"}
+
+
+def test_bf16_features_are_close_to_fp32_and_cached_apart(tiny_encoder, paths, tmp_path):
+    fp32, _, _ = extract(tiny_encoder, paths, tmp_path / "cache")
+    cache = open_cache(tiny_encoder, Perturbation(), tmp_path / "cache", precision="bf16")
+    bf16, kept, report = extract_features(tiny_encoder, paths, cache, batch_size=4, progress=False, precision="bf16")
+    assert kept.all() and report.images_encoded == 10 and report.precision == "bf16"
+    cosine = (fp32 * bf16).sum(1) / np.linalg.norm(fp32, axis=1) / np.linalg.norm(bf16, axis=1)
+    assert cosine.min() > 0.99 and not np.array_equal(fp32, bf16)
+    assert tiny_encoder.dtype == torch.float32, "bf16 runs under autocast; the weights stay fp32"
+    _, _, again = extract(tiny_encoder, paths, tmp_path / "cache")
+    assert again.images_encoded == 0 and again.precision == "fp32"
+
+
+def test_precision_is_checked(tiny_encoder, paths, tmp_path):
+    with pytest.raises(ValueError, match="fp16 extraction needs CUDA"):
+        open_cache(tiny_encoder, Perturbation(), tmp_path / "cache", precision="fp16")
+    with pytest.raises(ValueError, match="precision must be one of"):
+        open_cache(tiny_encoder, Perturbation(), tmp_path / "cache", precision="int8")
+    fp32_cache = open_cache(tiny_encoder, Perturbation(), tmp_path / "cache")
+    with pytest.raises(ValueError, match="another precision"):
+        extract_features(tiny_encoder, paths, fp32_cache, progress=False, precision="bf16")
+
+
+@pytest.mark.parametrize("num_workers", [0, 1])
+def test_features_do_not_depend_on_the_order_of_the_list(tiny_encoder, paths, tmp_path, num_workers):
+    """Batches are cut from the digest-sorted list of missing images, so the batch each image
+    lands in (and therefore its fp32 features, to the last bit) does not depend on list order."""
+    forward, _, _ = extract(tiny_encoder, paths, tmp_path / "forward", batch_size=3, num_workers=num_workers)
+    backward, _, _ = extract(tiny_encoder, paths[::-1], tmp_path / "backward", batch_size=3, num_workers=num_workers)
+    np.testing.assert_array_equal(backward[::-1], forward)
+
+
+def test_thread_count_is_restored(tiny_encoder, paths, tmp_path):
+    threads = torch.get_num_threads()
+    extract(tiny_encoder, paths[:3], tmp_path / "cache")
+    assert torch.get_num_threads() == threads

@@ -83,3 +83,34 @@ def test_feature_dimension_mismatch_is_refused():
     knn = NearestNeighbourClassifier(device="cpu").fit(X, y)
     with pytest.raises(ValueError, match="dimensions"):
         knn.decision_function(queries[:, :5])
+
+
+def test_float16_memory_mapped_bank_is_searched_in_place(tmp_path):
+    """Contiguous classes of a memory-mapped float16 X become views of it, not copies."""
+    X, y, queries = banks(seed=5)
+    np.save(tmp_path / "bank.npy", X.astype(np.float16))
+    mapped = np.load(tmp_path / "bank.npy", mmap_mode="r")
+    knn = NearestNeighbourClassifier(k=3, block_size=16, device="cpu").fit(mapped, y)
+    assert np.shares_memory(knn.real_bank_, mapped) and np.shares_memory(knn.fake_bank_, mapped)
+    assert knn.real_bank_.dtype == np.float16
+    expected = brute_force_margin(np.asarray(mapped, dtype=np.float32), y, queries, 3)
+    np.testing.assert_allclose(knn.decision_function(queries), expected, atol=1e-5)
+
+
+def test_order_of_training_rows_does_not_matter():
+    X, y, queries = banks(seed=8)
+    order = np.random.default_rng(0).permutation(len(y))
+    interleaved = NearestNeighbourClassifier(k=4, device="cpu").fit(X[order], y[order])
+    grouped = NearestNeighbourClassifier(k=4, device="cpu").fit(X, y)
+    np.testing.assert_allclose(interleaved.decision_function(queries), grouped.decision_function(queries), atol=1e-6)
+
+
+def test_tensors_are_accepted_and_margins_are_float32():
+    import torch
+
+    X, y, queries = banks(seed=9)
+    knn = NearestNeighbourClassifier(k=2, device="cpu").fit(torch.from_numpy(X), y)
+    margins = knn.decision_function(torch.from_numpy(queries))
+    assert margins.dtype == np.float32
+    np.testing.assert_allclose(margins, brute_force_margin(X, y, queries, 2), atol=1e-5)
+    assert knn.decision_function(queries[:0]).shape == (0,)

@@ -232,9 +232,10 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--cache-dir", type=Path, default=None)
     reproduce.set_defaults(func=cmd_reproduce)
 
-    from . import data_cli
+    from . import data_cli, extract_cli
 
     data_cli.register(subparsers)
+    extract_cli.register(subparsers)
     return parser
 
 

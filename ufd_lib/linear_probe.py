@@ -12,6 +12,7 @@ Saved and loaded in the official state-dict format: ``{"weight": [1, d], "bias":
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 from pathlib import Path
 
@@ -22,6 +23,21 @@ from sklearn.model_selection import train_test_split
 
 from . import config
 from .encoders import resolve_device
+
+
+@contextlib.contextmanager
+def _single_thread_on(device: torch.device):
+    """Batches of 256 × d are too small to share between CPU threads: one thread is several
+    times faster per epoch (measured on 2 cores, see benchmarks/README.md)."""
+    if device.type != "cpu":
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 class ProbeFileError(ValueError):
@@ -81,13 +97,18 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
             bound = 1.0 / np.sqrt(X.shape[1])  # PyTorch's default bias init, drawn from our generator
             linear.bias.uniform_(-bound, bound, generator=generator)
         linear = linear.to(device)
-        optimiser = torch.optim.AdamW(linear.parameters(), lr=self.lr, betas=(0.9, 0.999), weight_decay=0.0)
-        loss_fn = torch.nn.BCEWithLogitsLoss()
         features = torch.as_tensor(X, device=device)
         labels = torch.as_tensor(y, dtype=torch.float32, device=device)
         val_features = torch.as_tensor(np.asarray(X_val, dtype=np.float32), device=device)
         val_labels = torch.as_tensor(np.asarray(y_val), device=device)
 
+        with _single_thread_on(device):
+            self._train(linear, features, labels, val_features, val_labels, generator, device)
+        return self
+
+    def _train(self, linear, features, labels, val_features, val_labels, generator, device) -> None:
+        optimiser = torch.optim.AdamW(linear.parameters(), lr=self.lr, betas=(0.9, 0.999), weight_decay=0.0)
+        loss_fn = torch.nn.BCEWithLogitsLoss()
         best_accuracy, best_state = -1.0, None
         stopper_best, since_improvement = -1.0, 0
         self.history_ = []
@@ -119,7 +140,6 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
                 stopper_best, since_improvement = -1.0, 0
         linear.load_state_dict(best_state)
         self._set_linear(linear.cpu())
-        return self
 
     def _set_linear(self, linear: torch.nn.Linear) -> None:
         self.linear_ = linear.eval()

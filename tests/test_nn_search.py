@@ -115,7 +115,8 @@ def test_no_float32_copy_of_the_whole_bank_is_made(tmp_path, backend):
     before = _current_rss()
     exact_topk(queries, bank, 5, block_rows=10_000, device="cpu", backend=backend)
     increase = _peak_rss() - before
-    assert increase < 0.75 * float32_bank_bytes, (increase, float32_bank_bytes)
+    # The mapped float16 pages count for 0.5×; a float32 copy of the bank would add 1.0× more.
+    assert increase < 1.0 * float32_bank_bytes, (increase, float32_bank_bytes)
 
 
 def test_zero_rows_do_not_produce_nan():

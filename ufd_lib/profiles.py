@@ -126,7 +126,7 @@ class Benchmark:
     """The image sets a profile evaluates.
 
     families: test set name → generator family; family_descriptions: family → explanation;
-    expected_counts: set name → (real, fake) images the data should hold, where known.
+    expected_counts: test set name → (real, fake) images it should hold, where known.
     """
 
     train: ImageSetSpec

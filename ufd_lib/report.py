@@ -87,7 +87,8 @@ def write_index(output_dir: Path, title: str, settings: dict, versions: dict) ->
             table = pd.read_csv(output_dir / "tables" / f"{entry['name']}.csv",
                                 index_col=0 if entry.get("index", True) else None)
             parts.append(f"<h3>{caption}</h3>" + table.to_html(float_format=lambda v: f"{v:.2f}", na_rep="–",
-                                                               border=0, classes="table"))
+                                                               border=0, classes="table",
+                                                               index=entry.get("index", True)))
             parts.append(f'<p><a href="tables/{html.escape(entry["name"])}.csv">CSV</a> · '
                          f'<a href="tables/{html.escape(entry["name"])}.md">Markdown</a></p>')
     style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"

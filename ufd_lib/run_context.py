@@ -39,14 +39,14 @@ def open_run(profile: str, data_root: str | None, output_dir: str, cache_dir: st
 
 
 def data_inventory(benchmark: Benchmark, sampling: str = "all") -> pd.DataFrame:
-    """Images found per set and class, against the expected counts where known."""
+    """Images found per set and class, against the expected counts of the test sets where known."""
     rows = []
     for role, specs in (("train", [benchmark.train]), ("val", [benchmark.val]), ("test", benchmark.test_sets)):
         for spec in specs:
             images = collect_images(spec, sampling) if spec.real_root.exists() and spec.fake_root.exists() else []
             found_real = sum(1 for image in images if image.label == 0)
             found_fake = len(images) - found_real
-            expected = benchmark.expected_counts.get(spec.name)
+            expected = benchmark.expected_counts.get(spec.name) if role == "test" else None
             status = "missing" if not images else "ok"
             if images and expected is not None and (found_real, found_fake) != tuple(expected):
                 status = "count mismatch"

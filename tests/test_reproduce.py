@@ -85,3 +85,19 @@ def test_smoke_reproduction_end_to_end(tmp_path):
     text = "".join("".join(o.get("text", "")) for c in executed["cells"] for o in c.get("outputs", []))
     assert "encoded 0 images" in text
     assert "example_images.png is missing" in (out / "index.html").read_text()
+
+
+def test_paper_comparison_fills_ours_only_for_paper_sets():
+    from ufd_lib.experiments import paper_comparison
+    from ufd_lib.reported import PAPER_TEST_SETS
+
+    index = list(PAPER_TEST_SETS) + ["mean"]
+    ap = pd.DataFrame({"LC": [90.0] * 19 + [90.0]}, index=index)
+    acc = pd.DataFrame({("LC", "mean"): [80.0] * 19 + [80.0]}, index=index)
+    table = paper_comparison(ap, acc).set_index(["metric", "test_set"])
+    assert table.loc[("AP", "Guided"), "difference"] == pytest.approx(90.0 - 87.77)
+    assert table.loc[("AP", "mean"), "ours"] == 90.0
+    assert table.loc[("AP", "mean[GAN family]"), "ours"] == 90.0
+    synthetic = paper_comparison(pd.DataFrame({"LC": [70.0, 70.0]}, index=["progan", "mean"]),
+                                 pd.DataFrame({("LC", "mean"): [60.0, 60.0]}, index=["progan", "mean"]))
+    assert synthetic["ours"].isna().all() and synthetic["paper"].notna().all()

@@ -17,7 +17,7 @@ from .extract import ExtractionReport
 from .knn import NearestNeighbourClassifier
 from .linear_probe import LinearProbe
 from .profiles import Benchmark, Profile
-from .reported import PAPER_GROUPS, paper_numbers
+from .reported import PAPER_GROUPS, PAPER_TEST_SETS, paper_numbers
 
 
 @dataclass
@@ -116,7 +116,7 @@ def paper_comparison(ap: pd.DataFrame, acc: pd.DataFrame, method: str = "LC") ->
     test set or group mean the paper reports, with the difference (ours − paper) in percentage
     points and the kind of source. Our value is NaN where we have no set of that name."""
     ours = pd.concat({"AP": ap[method], "acc": acc[(method, "mean")]}, axis=1).drop(index="mean", errors="ignore")
-    for group, members in PAPER_GROUPS.items():
+    for group, members in {**PAPER_GROUPS, "mean": PAPER_TEST_SETS}.items():
         if all(member in ours.index for member in members):
             ours.loc[group] = ours.loc[list(members)].mean()
     rows = []

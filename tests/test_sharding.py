@@ -120,7 +120,7 @@ def images(tmp_path):
 @pytest.fixture
 def one_thread_decoding(monkeypatch):
     """Simulated ranks share one process, so they must not toggle its thread count."""
-    monkeypatch.setattr(extract_module, "_decoding_threads", lambda num_workers: contextlib.nullcontext())
+    monkeypatch.setattr(extract_module, "torch_threads", lambda count: contextlib.nullcontext())
 
 
 @pytest.mark.parametrize("world_size", [2, 3, 6])

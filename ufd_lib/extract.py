@@ -42,6 +42,7 @@ from . import config
 from .encoders import Encoder
 from .feature_cache import FeatureCache
 from .preprocess import ImageRejected, Perturbation, evaluation_transform, load_tensor, preprocess_settings
+from .training import torch_threads
 from .sharding import World, batch_aligned_slice, even_slice
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -291,26 +292,6 @@ def fill_cache(
     return kept, digests, report
 
 
-@contextlib.contextmanager
-def _decoding_threads(num_workers: int):
-    """Decode on one intra-op thread when decoding runs in this process (``num_workers == 0``).
-
-    The preprocessing ops are tiny (one 224×224 image); split over several threads they wait on
-    one another, and on a busy 2-core machine each op can stall for a scheduler time slice
-    (measured: 1 ms per 256×256 JPEG on one thread, up to 50 ms on two under load).
-    DataLoader workers already run with one thread each.
-    """
-    if num_workers > 0:
-        yield
-        return
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 def _encode_missing(encoder, paths, digests, cache, report, *, perturbation, batch_size, num_workers,
                     strict, max_pixels, progress, description, precision) -> dict[bytes, str]:
     """Encode ``paths`` into ``cache``; returns {digest: reason} for files that failed to decode."""
@@ -329,7 +310,7 @@ def _encode_missing(encoder, paths, digests, cache, report, *, perturbation, bat
     with tqdm(total=len(paths), desc=description, unit="img", disable=not progress) as bar, \
             compute_precision(encoder, precision):
         while True:
-            with _decoding_threads(num_workers):
+            with torch_threads(1 if num_workers == 0 else None):  # one image per op: one thread
                 item = next(batches, None)
             if item is None:
                 break

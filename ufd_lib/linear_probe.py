@@ -12,7 +12,6 @@ Saved and loaded in the official state-dict format: ``{"weight": [1, d], "bias":
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 from pathlib import Path
 
@@ -23,21 +22,7 @@ from sklearn.model_selection import train_test_split
 
 from . import config
 from .encoders import resolve_device
-
-
-@contextlib.contextmanager
-def _single_thread_on(device: torch.device):
-    """Batches of 256 × d are too small to share between CPU threads: one thread is several
-    times faster per epoch (measured on 2 cores, see benchmarks/README.md)."""
-    if device.type != "cpu":
-        yield
-        return
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
+from .training import ReleasedLearningRateSchedule, torch_threads
 
 
 class ProbeFileError(ValueError):
@@ -102,15 +87,15 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
         val_features = torch.as_tensor(np.asarray(X_val, dtype=np.float32), device=device)
         val_labels = torch.as_tensor(np.asarray(y_val), device=device)
 
-        with _single_thread_on(device):
+        with torch_threads(1 if device.type == "cpu" else None):
             self._train(linear, features, labels, val_features, val_labels, generator, device)
         return self
 
     def _train(self, linear, features, labels, val_features, val_labels, generator, device) -> None:
         optimiser = torch.optim.AdamW(linear.parameters(), lr=self.lr, betas=(0.9, 0.999), weight_decay=0.0)
         loss_fn = torch.nn.BCEWithLogitsLoss()
+        schedule = ReleasedLearningRateSchedule(optimiser, self.patience, self.min_delta, self.min_lr)
         best_accuracy, best_state = -1.0, None
-        stopper_best, since_improvement = -1.0, 0
         self.history_ = []
         for epoch in range(self.max_epochs):
             order = torch.randperm(len(features), generator=generator).to(device)
@@ -128,16 +113,8 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
             self.history_.append({"epoch": epoch, "loss": total_loss / len(order), "val_acc": accuracy, "lr": lr})
             if accuracy > best_accuracy:
                 best_accuracy, best_state = accuracy, copy.deepcopy(linear.state_dict())
-            if accuracy >= stopper_best + self.min_delta:
-                stopper_best, since_improvement = accuracy, 0
-                continue
-            since_improvement += 1
-            if since_improvement >= self.patience:
-                for group in optimiser.param_groups:
-                    group["lr"] /= 10
-                if optimiser.param_groups[0]["lr"] < self.min_lr:
-                    break
-                stopper_best, since_improvement = -1.0, 0
+            if not schedule.step(accuracy):
+                break
         linear.load_state_dict(best_state)
         self._set_linear(linear.cpu())
 

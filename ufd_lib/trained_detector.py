@@ -31,7 +31,6 @@ from the float32 network's in the fourth decimal at most.
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 import hashlib
 import json
@@ -54,6 +53,7 @@ from .encoders import Encoder, resolve_device
 from .hashing import file_sha256
 from .linear_probe import LinearProbe, ProbeFileError
 from .preprocess import ImageRejected, decode_image, gaussian_blur, jpeg_reencode
+from .training import ReleasedLearningRateSchedule, torch_threads
 from .torchvision_encoders import PenultimateFeatures, expected_checkpoint, imagenet_checkpoint
 
 DETECTOR_FILE = "trained_detector.pth"
@@ -261,18 +261,6 @@ def _balanced_accuracy(network: nn.Module, loader: DataLoader, device: torch.dev
     return float(np.mean(per_class))
 
 
-@contextlib.contextmanager
-def _torch_threads(threads: int | None):
-    """Run with ``threads`` intra-op threads (None: leave as is), restoring the setting after."""
-    previous = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
 def train_detector(train: list[LabelledImage], val: list[LabelledImage], recipe: DetectorRecipe,
                    device: str | torch.device | None = None, num_workers: int = 0,
                    log=print) -> tuple[nn.Module, str, list[dict]]:
@@ -288,7 +276,7 @@ def train_detector(train: list[LabelledImage], val: list[LabelledImage], recipe:
     started = time.perf_counter()
     history: list[dict] = []
     threads = 1 if device.type == "cpu" and recipe.architecture == "small_cnn" else None
-    with torch.random.fork_rng(devices=[]), _torch_threads(threads):
+    with torch.random.fork_rng(devices=[]), torch_threads(threads):
         torch.manual_seed(recipe.seed)
         network, note = build_detector(recipe.architecture, recipe.init_std)
         network = network.to(device)
@@ -298,7 +286,7 @@ def train_detector(train: list[LabelledImage], val: list[LabelledImage], recipe:
         val_loader = DataLoader(_DetectorImages(val, None), batch_size=recipe.batch_size, num_workers=num_workers,
                                 collate_fn=_collate)
         best_accuracy, best_state = -1.0, copy.deepcopy(network.state_dict())
-        stopper_best, since_improvement = -1.0, 0
+        schedule = ReleasedLearningRateSchedule(optimiser, recipe.patience, recipe.min_delta, recipe.min_lr)
         for epoch in range(recipe.max_epochs):
             training.epoch = epoch
             loader = DataLoader(training, batch_size=recipe.batch_size, shuffle=True, num_workers=num_workers,
@@ -327,16 +315,8 @@ def train_detector(train: list[LabelledImage], val: list[LabelledImage], recipe:
                 if log:
                     log(f"stopping: the time budget of {recipe.time_budget_s:.0f} s is spent")
                 break
-            if accuracy >= stopper_best + recipe.min_delta:
-                stopper_best, since_improvement = accuracy, 0
-                continue
-            since_improvement += 1
-            if since_improvement >= recipe.patience:
-                for group in optimiser.param_groups:
-                    group["lr"] /= 10
-                if optimiser.param_groups[0]["lr"] < recipe.min_lr:
-                    break
-                stopper_best, since_improvement = -1.0, 0
+            if not schedule.step(accuracy):
+                break
     network.load_state_dict(best_state)
     return network.cpu().eval(), note, history
 

@@ -22,9 +22,8 @@ import torch
 from . import config
 from .discovery import LabelledImage, collect_images
 from .encoders import RANDOM_CLIP_SHAPES, Encoder, EncoderUnavailable, load_encoder
-from .evaluation import EvaluationResult, ExtractionOptions, FeatureSet, evaluate_sets
+from .evaluation import EvaluationResult, ExtractionOptions, FeatureSet, evaluate_sets, featurize_images
 from .experiments import BenchmarkFeatures, family_means, featurize_benchmark, fit_methods
-from .extract import extract_features, open_cache
 from .image_sets import ImageSetSpec
 from .knn import NearestNeighbourClassifier, l2_normalise, topk_similarity
 from .preprocess import Perturbation
@@ -86,21 +85,6 @@ def sample_images(spec: ImageSetSpec, per_class: int | None, seed: int = 0,
         return images
     keep = balanced_subsample(np.array([image.label for image in images]), per_class, seed)
     return [images[i] for i in keep]
-
-
-def featurize_images(encoder: Encoder, name: str, images: list[LabelledImage],
-                     options: ExtractionOptions) -> FeatureSet:
-    """Features of an explicit list of images through the feature cache (as
-    :func:`ufd_lib.evaluation.featurize` does for a whole set)."""
-    cache = open_cache(encoder, options.perturbation, options.cache_root)
-    features, kept, report = extract_features(
-        encoder, [image.path for image in images], cache, perturbation=options.perturbation,
-        batch_size=options.batch_size, num_workers=options.num_workers, strict=options.strict,
-        max_pixels=options.max_pixels, progress=options.progress, description=name,
-    )
-    labels = np.array([image.label for image, keep in zip(images, kept) if keep], dtype=int)
-    paths = [str(image.path) for image, keep in zip(images, kept) if keep]
-    return FeatureSet(name, features, labels, paths, report.skipped)
 
 
 # --- summaries ---

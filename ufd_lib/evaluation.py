@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from . import config
-from .discovery import collect_images
+from .discovery import LabelledImage, collect_images
 from .encoders import Encoder
 from .extract import ExtractionReport, extract_features, open_cache
 from .image_sets import ImageSetSpec
@@ -55,19 +55,25 @@ def featurize(
 
     When ``report`` is given, the extraction's counts and skipped files are added to it.
     """
-    images = collect_images(spec, options.sampling)
+    return featurize_images(encoder, spec.name, collect_images(spec, options.sampling), options, report)
+
+
+def featurize_images(
+    encoder: Encoder, name: str, images: list[LabelledImage], options: ExtractionOptions,
+    report: ExtractionReport | None = None,
+) -> FeatureSet:
+    """Features of an explicit list of labelled images, through the feature cache."""
     cache = open_cache(encoder, options.perturbation, options.cache_root)
     features, kept, this_report = extract_features(
         encoder, [image.path for image in images], cache,
         perturbation=options.perturbation, batch_size=options.batch_size, num_workers=options.num_workers,
-        strict=options.strict, max_pixels=options.max_pixels, progress=options.progress,
-        description=f"{spec.name}",
+        strict=options.strict, max_pixels=options.max_pixels, progress=options.progress, description=name,
     )
     if report is not None:
         report.merge(this_report)
     labels = np.array([image.label for image, keep in zip(images, kept) if keep], dtype=int)
     paths = [str(image.path) for image, keep in zip(images, kept) if keep]
-    return FeatureSet(spec.name, features, labels, paths, this_report.skipped)
+    return FeatureSet(name, features, labels, paths, this_report.skipped)
 
 
 def fake_scores(classifier, features: np.ndarray) -> tuple[np.ndarray, float]:

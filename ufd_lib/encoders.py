@@ -26,6 +26,7 @@ from torch import nn
 
 from . import config
 from .hashing import file_sha256
+from .safe_load import load_checkpoint
 
 
 def import_clip():
@@ -132,13 +133,7 @@ def load_clip_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """Read a CLIP state dict from either checkpoint format, without executing pickled code."""
     if is_torchscript_archive(path):
         return torch.jit.load(str(path), map_location="cpu").state_dict()
-    try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises several types for foreign or unsafe files
-        raise EncoderUnavailable(
-            f"{path}: not a CLIP checkpoint (neither a TorchScript archive nor a plain state dict "
-            f"loadable with weights_only=True): {error}"
-        ) from error
+    loaded = load_checkpoint(path, EncoderUnavailable, "CLIP checkpoint (TorchScript archive or state dict)")
     if isinstance(loaded, dict) and isinstance(loaded.get("state_dict"), dict):
         loaded = loaded["state_dict"]
     if not isinstance(loaded, dict) or "visual.conv1.weight" not in loaded:

@@ -22,6 +22,7 @@ from sklearn.model_selection import train_test_split
 
 from . import config
 from .encoders import resolve_device
+from .safe_load import load_checkpoint
 from .training import ReleasedLearningRateSchedule, torch_threads
 
 
@@ -151,12 +152,7 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
         Loaded with ``weights_only=True``: a file carrying other pickled objects is refused.
         """
         path = Path(path)
-        if not path.is_file():
-            raise ProbeFileError(f"{path}: no such probe file")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as error:  # torch raises several types for unsafe or foreign files
-            raise ProbeFileError(f"{path}: not a probe state dict loadable safely: {error}") from error
+        state = load_checkpoint(path, ProbeFileError, "probe")
         if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
             state = {k.removeprefix("fc."): v for k, v in state["model"].items() if k.startswith("fc.")}
         weight, bias = (state.get("weight"), state.get("bias")) if isinstance(state, dict) else (None, None)

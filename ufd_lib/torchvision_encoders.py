@@ -33,6 +33,7 @@ from torch import nn
 from . import config
 from .encoders import Encoder, EncoderUnavailable, register
 from .hashing import file_sha256
+from .safe_load import load_checkpoint
 
 RANDOM_SEED = 0
 
@@ -139,8 +140,7 @@ def build_network(architecture: str, checkpoint: Path | None, seed: int = RANDOM
         network = torchvision.models.get_model(architecture, weights=None)
     if checkpoint is not None:
         try:
-            state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-            network.load_state_dict(state)
+            network.load_state_dict(load_checkpoint(checkpoint, EncoderUnavailable, f"{architecture} weights"))
         except Exception as error:  # torch raises several types for foreign or mismatched files
             raise EncoderUnavailable(f"{checkpoint}: not {architecture} ImageNet weights: {error}") from error
     return network

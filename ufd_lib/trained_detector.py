@@ -53,6 +53,7 @@ from .encoders import Encoder, resolve_device
 from .hashing import file_sha256
 from .linear_probe import LinearProbe, ProbeFileError
 from .preprocess import ImageRejected, decode_image, gaussian_blur, jpeg_reencode
+from .safe_load import load_checkpoint
 from .training import ReleasedLearningRateSchedule, torch_threads
 from .torchvision_encoders import PenultimateFeatures, expected_checkpoint, imagenet_checkpoint
 
@@ -147,7 +148,7 @@ def build_detector(architecture: str, init_std: float = 0.02) -> tuple[nn.Module
     else:
         checkpoint = imagenet_checkpoint("resnet50")
         if checkpoint is not None:
-            state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+            state = load_checkpoint(checkpoint, DetectorFileError, "ResNet-50 ImageNet weights")
             state = {key: value for key, value in state.items() if not key.startswith("fc.")}
             network.load_state_dict(state, strict=False)
             note = f"ResNet-50 initialised from torchvision's ImageNet weights ({checkpoint.name})"
@@ -342,12 +343,7 @@ def read_detector_file(path: Path | str) -> tuple[dict, str, dict]:
     """(state dict, architecture, meta) of a detector file; CNNDetection's released files have
     no architecture entry and are ResNet-50. Read with ``weights_only=True``."""
     path = Path(path)
-    if not path.is_file():
-        raise DetectorFileError(f"{path}: no such detector file")
-    try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises several types for unsafe or foreign files
-        raise DetectorFileError(f"{path}: not a detector file loadable safely: {error}") from error
+    loaded = load_checkpoint(path, DetectorFileError, "detector")
     if not (isinstance(loaded, dict) and isinstance(loaded.get("model"), dict)):
         raise DetectorFileError(f"{path}: expected CNNDetection's format {{'model': state_dict}}")
     architecture = loaded.get("architecture", "resnet50")

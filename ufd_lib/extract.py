@@ -170,21 +170,11 @@ def _collate(items):
 
 
 def extract_features(
-    encoder: Encoder,
-    paths: Sequence[Path],
-    cache: FeatureCache,
-    *,
-    perturbation: Perturbation = Perturbation(),
-    batch_size: int = 64,
-    num_workers: int = 0,
-    strict: bool = False,
-    max_pixels: int = config.MAX_IMAGE_PIXELS,
-    progress: bool = True,
-    description: str = "encoding",
-    precision: str = "auto",
-    world: World | None = None,
+    encoder: Encoder, paths: Sequence[Path], cache: FeatureCache, **options
 ) -> tuple[np.ndarray, np.ndarray, ExtractionReport]:
-    """Features for ``paths``, encoding only what ``cache`` lacks.
+    """Features for ``paths``, encoding only what ``cache`` lacks (keyword ``options`` as in
+    :func:`fill_cache`: perturbation, batch_size, num_workers, strict, max_pixels, progress,
+    description, precision, world).
 
     Returns (features float32 (n_ok, d), kept bool mask (len(paths),), report); rows of
     ``features`` follow the order of the kept paths. Unusable files are skipped and listed in
@@ -193,11 +183,7 @@ def extract_features(
     sharded ``world`` every rank must call this with the same arguments; each returns the
     whole result.
     """
-    kept, digests, report = fill_cache(
-        encoder, paths, cache, perturbation=perturbation, batch_size=batch_size, num_workers=num_workers,
-        strict=strict, max_pixels=max_pixels, progress=progress, description=description,
-        precision=precision, world=world,
-    )
+    kept, digests, report = fill_cache(encoder, paths, cache, **options)
     features = cache.load([digests[i] for i in np.flatnonzero(kept)])
     return features, kept, report
 

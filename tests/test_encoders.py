@@ -186,3 +186,17 @@ def test_random_clip_is_deterministic_across_loads(tiny_encoder, images):
     again = load_encoder("random-clip:tiny", "cpu")
     assert again.checkpoint_sha256 == tiny_encoder.checkpoint_sha256
     assert torch.equal(again.encode(images), tiny_encoder.encode(images))
+
+
+def test_dtype_is_that_of_most_weights_for_clips_mixed_cuda_layout():
+    """On CUDA, CLIP keeps its matrices fp16 and embeddings/LayerNorms fp32 (clip.load's
+    layout); the first parameter is fp32, but the encoder computes in fp16."""
+    from ufd_lib.encoders import Encoder, import_clip, random_clip_state_dict
+
+    model = import_clip().model.build_model(random_clip_state_dict("tiny"))  # converts to that layout
+    encoder = Encoder(model=model, name="random-clip:tiny", checkpoint_sha256="x", device=torch.device("cpu"),
+                      embed_dim=768)
+    assert next(model.parameters()).dtype == torch.float32
+    assert encoder.dtype == torch.float16
+    assert Encoder(model=model.float(), name="random-clip:tiny", checkpoint_sha256="x",
+                   device=torch.device("cpu"), embed_dim=768).dtype == torch.float32

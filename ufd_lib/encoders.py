@@ -62,7 +62,13 @@ class Encoder:
 
     @property
     def dtype(self) -> torch.dtype:
-        return next(self.model.parameters()).dtype
+        """The dtype holding most of the image tower's weights (CLIP's ``visual``). CLIP on CUDA
+        is mixed, as ``clip.load`` leaves it: matrices fp16, embeddings and LayerNorms fp32, and
+        its first parameter is an fp32 one."""
+        elements: dict[torch.dtype, int] = {}
+        for parameter in getattr(self.model, "visual", self.model).parameters():
+            elements[parameter.dtype] = elements.get(parameter.dtype, 0) + parameter.numel()
+        return max(elements, key=elements.get)
 
     @torch.inference_mode()
     def encode(self, images: torch.Tensor) -> torch.Tensor:

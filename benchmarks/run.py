@@ -496,6 +496,95 @@ def probe_benchmark(size: dict) -> dict:
             "seconds_per_epoch": seconds[default_threads], "seconds_per_epoch_one_thread": seconds[1]}
 
 
+# --- 7: on a CUDA GPU: ViT-L/14 fp16 extraction, GPU search and probe ------------------------
+
+GPU_ENCODER = "random-clip:ViT-L/14"
+GPU_SIZES = {"full": {"jpegs": 4096, "batch": 256, "bank": 720_000, "queries": 2_000, "probe_rows": 720_000},
+             "quick": {"jpegs": 1024, "batch": 128, "bank": 72_000, "queries": 2_000, "probe_rows": 72_000}}
+
+
+def gpu_benchmarks(work: Path, mode: str, device: str = "cuda") -> dict:
+    """ViT-L/14 (random weights, the paper backbone's shape) fp16 extraction on CUDA:
+    model-only images/s on preloaded host tensors (each batch copied to the GPU, features
+    copied back, as ``Encoder.encode`` does) and on GPU-resident tensors, end-to-end
+    ``extract_features`` images/s with 0 and several DataLoader workers, their ratio; the torch
+    nearest-neighbour search on the GPU; a linear-probe epoch on the GPU."""
+    from ufd_lib.linear_probe import LinearProbe
+    from ufd_lib.nn_search import exact_topk
+    from ufd_lib.training import torch_threads
+
+    size = GPU_SIZES[mode]
+    out = {"gpu": torch.cuda.get_device_name(device), "encoder": GPU_ENCODER, "images": size["jpegs"],
+           "batch_size": size["batch"]}
+    log(f"gpu: writing {size['jpegs']} JPEGs, loading {GPU_ENCODER} on {out['gpu']}")
+    paths = write_jpegs(work / "gpu-jpegs", size["jpegs"])
+    encoder = load_encoder(GPU_ENCODER, device)
+    out["precision"] = str(encoder.dtype)
+    transform = evaluation_transform(encoder.mean, encoder.std)
+    log("gpu: decoding the JPEGs into one pinned tensor")
+    with torch_threads(1):  # tiny per-image ops: more threads only wait on each other
+        host = torch.stack([load_tensor(path, transform) for path in paths]).pin_memory()
+    log("gpu: model-only passes")
+    resident = host.to(device)
+
+    def model_only(tensors: torch.Tensor) -> float:
+        torch.cuda.synchronize()
+        started = time.perf_counter()
+        for start in range(0, len(tensors), size["batch"]):
+            encoder.encode(tensors[start : start + size["batch"]])
+        torch.cuda.synchronize()
+        return time.perf_counter() - started
+
+    model_only(host[: size["batch"]])  # warm-up: kernels, cuBLAS handles, allocator
+    n = len(paths)
+    out["model_only_images_per_s"] = n / min(model_only(host) for _ in range(2))
+    out["model_only_gpu_resident_images_per_s"] = n / min(model_only(resident) for _ in range(2))
+    workers = min(12, max(1, (os.cpu_count() or 2) - 2))
+    reference = None
+    for count in (0, workers):
+        log(f"gpu: end-to-end extraction, {count} DataLoader workers")
+        cache = open_cache(encoder, Perturbation(), work / f"cache-gpu-{count}")
+        started = time.perf_counter()
+        features, kept, report_ = extract_features(encoder, paths, cache, batch_size=size["batch"],
+                                                   num_workers=count, progress=False)
+        out[f"end_to_end_images_per_s_workers{count}"] = n / (time.perf_counter() - started)
+        assert kept.all() and report_.images_encoded == n
+        reference = features if reference is None else reference
+        out["workers_results_identical"] = bool(np.array_equal(reference, features))
+    out["workers"] = workers
+    out["efficiency_workers0"] = out["end_to_end_images_per_s_workers0"] / out["model_only_images_per_s"]
+    out["efficiency"] = out[f"end_to_end_images_per_s_workers{workers}"] / out["model_only_images_per_s"]
+    log("gpu: fp16 (CUDA) vs fp32 (CPU) features of the first 32 images")
+    cpu_features = load_encoder(GPU_ENCODER, "cpu").encode(host[:32]).double()
+    gpu_features = torch.from_numpy(reference[:32]).double()
+    out["fp16_vs_cpu_fp32_cosine_min"] = float(torch.nn.functional.cosine_similarity(cpu_features, gpu_features).min())
+    del encoder, host, resident
+    torch.cuda.empty_cache()
+
+    log(f"gpu: exact kNN, {size['queries']} queries x {size['bank']} bank (float16 memmap), torch backend")
+    write_bank(work / "gpu-bank.npy", size["bank"])
+    bank = np.load(work / "gpu-bank.npy", mmap_mode="r")
+    queries = np.random.default_rng(2).standard_normal((size["queries"], DIM), dtype=np.float32)
+    exact_topk(queries[:16], bank[:65536], NN_K, device=device)
+    started = time.perf_counter()
+    similarities, _ = exact_topk(queries, bank, NN_K, device=device)
+    out["nn_seconds"] = time.perf_counter() - started
+    cpu_similarities, _ = exact_topk(queries[:50], bank, NN_K, device="cpu")
+    out["nn_max_abs_similarity_difference_vs_cpu"] = float(np.abs(cpu_similarities - similarities[:50]).max())
+    out["nn_queries"], out["nn_bank_rows"] = size["queries"], size["bank"]
+
+    log(f"gpu: linear probe, 1 epoch on {size['probe_rows']} x {DIM}")
+    rng = np.random.default_rng(3)
+    features = rng.standard_normal((size["probe_rows"], DIM), dtype=np.float32)
+    labels = rng.integers(0, 2, size["probe_rows"])
+    probe = LinearProbe(max_epochs=1, device=device)
+    started = time.perf_counter()
+    probe.fit(features, labels, features[:4000], labels[:4000])
+    out["probe_seconds_per_epoch"] = time.perf_counter() - started
+    out["probe_rows"] = size["probe_rows"]
+    return out
+
+
 # --- report ------------------------------------------------------------------------------------
 
 def gib(n: float) -> str:
@@ -566,6 +655,23 @@ def report(results: dict) -> str:
                 lines.append(f"   smoke metrics {name}: mean AP {b['fp32'][name]['mean_ap']:.4f} (fp32) vs "
                              f"{b['bf16'][name]['mean_ap']:.4f} (bf16); mean acc {b['fp32'][name]['mean_acc']:.4f} vs "
                              f"{b['bf16'][name]['mean_acc']:.4f}")
+    g = results.get("gpu")
+    if g:
+        w = g["workers"]
+        lines += [
+            f"7. on {g['gpu']} ({g['encoder']}, {g['precision']}, {g['images']} JPEGs 256x256, batch {g['batch_size']}):",
+            f"   model-only {g['model_only_images_per_s']:.0f} img/s from pinned host tensors "
+            f"({g['model_only_gpu_resident_images_per_s']:.0f} from GPU-resident ones); end-to-end "
+            f"{g[f'end_to_end_images_per_s_workers{w}']:.0f} img/s with {w} workers, "
+            f"{g['end_to_end_images_per_s_workers0']:.0f} with 0",
+            f"   efficiency = {g['efficiency']:.3f} ({w} workers), {g['efficiency_workers0']:.3f} (workers 0); "
+            f"features identical across worker counts: {g['workers_results_identical']}",
+            f"   min cosine of the stored fp16 features to fp32 CPU features (32 images): "
+            f"{g['fp16_vs_cpu_fp32_cosine_min']:.6f}",
+            f"   exact kNN on the GPU, {g['nn_queries']} queries x {g['nn_bank_rows']} bank: {g['nn_seconds']:.2f} s "
+            f"(max |sim diff| vs CPU {g['nn_max_abs_similarity_difference_vs_cpu']:.1e}); "
+            f"linear probe epoch on {g['probe_rows']:,} rows: {g['probe_seconds_per_epoch']:.2f} s",
+        ]
     return "\n".join(lines)
 
 
@@ -587,7 +693,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nn-torch", action="store_true",
                         help="also time nn_search's torch backend on CPU (one more full search)")
     parser.add_argument("--only", nargs="+", default=None,
-                        choices=("extraction", "evaluate", "nn", "forward_passes", "probe"))
+                        choices=("extraction", "evaluate", "nn", "forward_passes", "probe", "gpu"),
+                        help="sections to run (default: all but gpu; gpu needs CUDA)")
     parser.add_argument("--nn-worker", nargs=4, metavar=("METHOD", "BANK", "QUERIES", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.nn_worker:
@@ -601,6 +708,8 @@ def main(argv: list[str] | None = None) -> int:
     mode = "quick" if args.quick else "full"
     size = SIZES[mode]
     selected = set(args.only or ("extraction", "evaluate", "nn", "forward_passes", "probe"))
+    if "gpu" in selected and not torch.cuda.is_available():
+        parser.error("--only gpu needs a CUDA GPU; none is visible to torch")
     work = args.workdir or Path(tempfile.mkdtemp(prefix="ufd-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     os.environ["UFD_CACHE_DIR"] = str(work / "cache-default")
@@ -626,6 +735,8 @@ def main(argv: list[str] | None = None) -> int:
             results["probe"] = probe_benchmark(size)
         if "nn" in selected:
             results["nn"] = nn_benchmarks(work, size, args.nn_torch)
+        if "gpu" in selected:
+            results["gpu"] = gpu_benchmarks(work, mode)
     finally:
         if args.workdir is None:
             shutil.rmtree(work, ignore_errors=True)

@@ -17,23 +17,27 @@ import numpy as np
 import pytest
 
 from conftest import TINY_ENCODER, make_image_set, write_image
+from ufd_lib import config
 from ufd_lib import extract as extract_module
-from ufd_lib.extract import ExtractionError, fill_cache, open_cache
+from ufd_lib.fault_injection import cache_folder, stored_rows
+from ufd_lib.extract import ExtractionError, encoding_groups, fill_cache, open_cache
 from ufd_lib.preprocess import Perturbation
-from ufd_lib.sharding import World, batch_aligned_slice, environment, even_slice, rank_device
+from ufd_lib.sharding import World, environment, even_slice, rank_device
 
 
 @pytest.mark.parametrize("n_items", [0, 1, 7, 64, 65, 1000])
-@pytest.mark.parametrize("batch_size", [1, 4, 64])
+@pytest.mark.parametrize("batch_size", [1, 4, 64, 1500])
 @pytest.mark.parametrize("world_size", [1, 2, 3, 8])
-def test_shares_are_whole_batches_that_cover_the_list_once(n_items, batch_size, world_size):
-    shares = [batch_aligned_slice(n_items, batch_size, rank, world_size) for rank in range(world_size)]
-    assert [i for share in shares for i in share] == list(range(n_items))
-    for share in shares:
-        assert share.start % batch_size == 0
-        assert share.stop % batch_size == 0 or share.stop == n_items
-    batches = [-(-len(share) // batch_size) for share in shares]
-    assert max(batches) - min(batches) <= 1
+def test_groups_are_whole_batches_shared_out_once(n_items, batch_size, world_size, monkeypatch):
+    monkeypatch.setattr(config, "CACHE_CHUNK_IMAGES", 100)
+    digests = [i.to_bytes(32, "big") for i in range(n_items)]
+    groups = encoding_groups(digests, batch_size)
+    assert [d for group in groups for d in group] == digests
+    size = batch_size * max(1, 100 // batch_size)
+    assert all(len(group) == size for group in groups[:-1])
+    shares = [[groups[g] for g in even_slice(len(groups), rank, world_size)] for rank in range(world_size)]
+    assert [group for share in shares for group in share] == groups
+    assert max(map(len, shares)) - min(map(len, shares)) <= 1
 
 
 def test_even_slices_cover_the_list():
@@ -98,19 +102,6 @@ def run_ranks(world_size: int, work) -> list:
     return results
 
 
-def stored_features(cache_directory: Path) -> dict[bytes, bytes]:
-    """Every committed row of a cache setting folder: digest → the stored float16 bytes."""
-    rows = {}
-    for marker in sorted(cache_directory.glob("chunk-*.json")):
-        name = marker.name[: -len(".json")]
-        keys = np.load(cache_directory / f"{name}.keys.npy")
-        features = np.load(cache_directory / f"{name}.features.npy")
-        for key, row in zip(keys, features):
-            assert key.tobytes() not in rows, "an image was encoded twice"
-            rows[key.tobytes()] = row.tobytes()
-    return rows
-
-
 @pytest.fixture
 def images(tmp_path):
     root = make_image_set(tmp_path / "images", 9, 8)
@@ -125,7 +116,8 @@ def one_thread_decoding(monkeypatch):
 
 @pytest.mark.parametrize("world_size", [2, 3, 6])
 def test_simulated_ranks_write_the_single_process_features(tiny_encoder, images, tmp_path, world_size,
-                                                           one_thread_decoding):
+                                                           one_thread_decoding, monkeypatch):
+    monkeypatch.setattr(config, "CACHE_CHUNK_IMAGES", 4)  # groups of one batch: 5 of them
     single = open_cache(tiny_encoder, Perturbation(), tmp_path / "single")
     kept, _, report = fill_cache(tiny_encoder, images, single, batch_size=4, progress=False)
     assert kept.all() and report.images_encoded == 17
@@ -138,10 +130,10 @@ def test_simulated_ranks_write_the_single_process_features(tiny_encoder, images,
     for kept, digests, rank_report in results:
         assert kept.all()
         assert (rank_report.images_encoded, rank_report.world_size) == (17, world_size)
-    sharded = stored_features(open_cache(tiny_encoder, Perturbation(), tmp_path / "sharded").directory)
-    assert sharded == stored_features(single.directory)
+    sharded = stored_rows(open_cache(tiny_encoder, Perturbation(), tmp_path / "sharded").directory)
+    assert sharded == stored_rows(single.directory)
     chunk_files = list((open_cache(tiny_encoder, Perturbation(), tmp_path / "sharded").directory).glob("chunk-*.json"))
-    assert len(chunk_files) == min(world_size, 5), "every rank with a batch wrote its own chunk"
+    assert len(chunk_files) == 5, "one chunk per group, whichever rank encoded it"
 
 
 def test_a_failure_on_one_rank_stops_every_rank(tiny_encoder, images, tmp_path, one_thread_decoding):
@@ -172,12 +164,6 @@ def test_skipped_files_are_reported_by_every_rank(tiny_encoder, images, tmp_path
         assert {path for path, _ in report.skipped} == {str(broken), str(tmp_path / "missing.png")}
 
 
-def _load_rows(cache_root: Path) -> dict[bytes, bytes]:
-    folders = [p for p in cache_root.iterdir() if p.is_dir()]
-    assert len(folders) == 1
-    return stored_features(folders[0])
-
-
 @pytest.mark.slow
 def test_torchrun_two_processes_match_one_process_bit_for_bit(tmp_path):
     data = make_image_set(tmp_path / "data" / "a", 10, 9)
@@ -188,6 +174,7 @@ def test_torchrun_two_processes_match_one_process_bit_for_bit(tmp_path):
               "--batch-size", "4", "--device", "cpu", "--quiet"]
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "OMP_NUM_THREADS")}
     env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+    env["UFD_CACHE_CHUNK_IMAGES"] = "8"  # groups of two batches: both ranks get some
 
     sharded = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
@@ -205,9 +192,11 @@ def test_torchrun_two_processes_match_one_process_bit_for_bit(tmp_path):
     assert single.returncode == 0, single.stderr[-3000:]
     assert "world size 1" in single.stdout
 
-    sharded_rows, single_rows = _load_rows(tmp_path / "sharded"), _load_rows(tmp_path / "single")
+    sharded_rows, single_rows = (stored_rows(cache_folder(tmp_path / name)) for name in ("sharded", "single"))
     assert len(single_rows) == 29
     assert sharded_rows == single_rows, "sharded features differ from single-process ones"
+    writers = {marker.name.split("-")[2] for marker in cache_folder(tmp_path / "sharded").glob("chunk-*.json")}
+    assert len(writers) == 2, "both ranks committed chunks"
 
     again = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
@@ -216,3 +205,12 @@ def test_torchrun_two_processes_match_one_process_bit_for_bit(tmp_path):
     )
     assert again.returncode == 0, again.stderr[-3000:]
     assert "encoded 0 images" in again.stdout and "29 from cache" in again.stdout
+
+
+def test_chunk_size_comes_from_the_environment_and_is_checked(monkeypatch):
+    monkeypatch.setenv("UFD_CACHE_CHUNK_IMAGES", "8")
+    assert [len(group) for group in encoding_groups([bytes(32)] * 20, 4)] == [8, 8, 4]
+    for bad in ("0", "-3", "1e3", "many"):
+        monkeypatch.setenv("UFD_CACHE_CHUNK_IMAGES", bad)
+        with pytest.raises(ValueError, match="UFD_CACHE_CHUNK_IMAGES must be a positive integer"):
+            encoding_groups([bytes(32)], 4)

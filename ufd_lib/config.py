@@ -6,6 +6,8 @@ line all agree without passing flags around:
 - ``UFD_CACHE_DIR``: feature cache (default ``~/.cache/ufd/features``).
 - ``UFD_WEIGHTS_DIR``: CLIP checkpoints (default ``~/.cache/clip``, where ``clip.load`` puts them).
 - ``UFD_OFFLINE=1``: never try to download weights.
+- ``UFD_CACHE_CHUNK_IMAGES``: images per cache chunk, the unit of work that extraction
+  claims, commits and, when interrupted, loses (default 1024).
 """
 from __future__ import annotations
 
@@ -62,6 +64,16 @@ def cache_dir() -> Path:
 def weights_dir() -> Path:
     """Directory where official CLIP checkpoints are looked for and downloaded to."""
     return Path(os.environ.get("UFD_WEIGHTS_DIR", Path.home() / ".cache" / "clip"))
+
+
+def cache_chunk_images() -> int:
+    """Images per cache chunk (``UFD_CACHE_CHUNK_IMAGES``, default :data:`CACHE_CHUNK_IMAGES`)."""
+    text = os.environ.get("UFD_CACHE_CHUNK_IMAGES", "")
+    if not text:
+        return CACHE_CHUNK_IMAGES
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"UFD_CACHE_CHUNK_IMAGES must be a positive integer, got {text!r}")
+    return int(text)
 
 
 def offline() -> bool:

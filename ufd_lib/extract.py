@@ -1,14 +1,20 @@
 """Feature extraction through the cache: each image is encoded once per setting.
 
-Files are first identified by the SHA-256 of their bytes; only digests the cache lacks are
-decoded and encoded, in batches from a DataLoader (decoding in worker processes with
-prefetching when ``num_workers > 0``, pinned memory and non-blocking copies on CUDA), and
-committed to the cache chunk by chunk. Missing images are encoded in the order of their
-digests, in batches cut from the start of that list; under torchrun the ranks share those
-batches out (:mod:`ufd_lib.sharding`), so a sharded run encodes exactly the batches a single
-process would. fp32 CPU results do depend on batch composition in the last bits, not (here)
-on the thread count: a 2-process gloo run (1 thread each) writes features bit-identical to a
-single 2-thread process (``tests/test_sharding.py``). Not tested on CUDA.
+Files are first identified by the SHA-256 of their bytes; the sorted unique digests are cut
+into fixed groups of whole batches (:func:`encoding_groups`), and only groups the cache lacks
+are decoded and encoded, in batches from a DataLoader (decoding in worker processes with
+prefetching when ``num_workers > 0``, pinned memory and non-blocking copies on CUDA), each
+group committed to the cache as one chunk. Groups depend only on the request, so an
+interrupted run, a sharded run (:mod:`ufd_lib.sharding`: ranks share the groups out) and
+processes sharing a cache encode every image in a batch of the same composition as one
+uninterrupted run: fp32 CPU results do depend on batch composition in the last bits, not
+(here) on the thread count. A 2-process gloo run (1 thread each) writes features
+bit-identical to a single 2-thread process (``tests/test_sharding.py``); runs killed with
+SIGKILL at random moments and resumed, and two processes extracting into one cache at once,
+end with the cache bit for bit equal to an uninterrupted run's, with no image encoded twice
+(``tests/test_fault_injection.py``, ``ufd selfcheck``). Before decoding a group a process
+claims it (:mod:`ufd_lib.work_claims`); groups another live process holds are waited for.
+Not tested on CUDA.
 
 Numerical precision (``precision``), measured on this project's 2-core CPU machine
 (``benchmarks/README.md``):
@@ -25,6 +31,7 @@ Numerical precision (``precision``), measured on this project's 2-core CPU machi
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 import hashlib
 import time
@@ -43,13 +50,16 @@ from .encoders import Encoder
 from .feature_cache import FeatureCache
 from .preprocess import ImageRejected, Perturbation, evaluation_transform, load_tensor, preprocess_settings
 from .training import torch_threads
-from .sharding import World, batch_aligned_slice, even_slice
+from .sharding import World, even_slice
+from .work_claims import GroupClaims, group_id
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 _WEIGHT_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.float32}
 _DTYPE_NAMES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
 # Batches each DataLoader worker decodes ahead of the model (PyTorch's default is 2).
 PREFETCH_BATCHES_PER_WORKER = 4
+# Seconds between looks at groups that another process is encoding.
+CLAIM_POLL_SECONDS = 0.2
 
 
 class ExtractionError(RuntimeError):
@@ -229,24 +239,26 @@ def fill_cache(
 
     # Rank 0 alone reads the cache state, before anyone writes, so that all ranks agree.
     readable = [i for i in range(len(paths)) if i not in unreadable]
-    missing = None
+    plan = None
     if world.is_main:
         cached = cache.contains([digests[i] for i in readable])
         first_of_digest: dict[bytes, int] = {}
-        for i, hit in zip(readable, cached):
-            if not hit:
-                first_of_digest.setdefault(digests[i], i)
-        missing = (int(cached.sum()), [first_of_digest[d] for d in sorted(first_of_digest)])
-    report.images_from_cache, to_encode = world.broadcast(missing)
+        for i in readable:
+            first_of_digest.setdefault(digests[i], i)
+        done = {digests[i] for i, hit in zip(readable, cached) if hit}
+        groups = encoding_groups(sorted(first_of_digest), batch_size)
+        plan = (int(cached.sum()), [[first_of_digest[d] for d in group] for group in groups
+                                    if not done.issuperset(group)])
+    report.images_from_cache, pending = world.broadcast(plan)
+    share = [pending[g] for g in even_slice(len(pending), world.rank, world.world_size)]
 
-    share = [to_encode[i] for i in batch_aligned_slice(len(to_encode), batch_size, world.rank, world.world_size)]
     local = ExtractionReport()
     rejected: dict[bytes, str] = {}
     failure: Exception | None = None
     try:
         if share:
-            rejected = _encode_missing(
-                encoder, [paths[i] for i in share], [digests[i] for i in share], cache, local,
+            rejected = _encode_groups(
+                encoder, paths, digests, share, cache, local,
                 perturbation=perturbation, batch_size=batch_size, num_workers=num_workers, strict=strict,
                 max_pixels=max_pixels, progress=progress and world.is_main,
                 description=description if world.world_size == 1 else f"{description} (rank 0's share)",
@@ -278,42 +290,111 @@ def fill_cache(
     return kept, digests, report
 
 
-def _encode_missing(encoder, paths, digests, cache, report, *, perturbation, batch_size, num_workers,
-                    strict, max_pixels, progress, description, precision) -> dict[bytes, str]:
-    """Encode ``paths`` into ``cache``; returns {digest: reason} for files that failed to decode."""
+def encoding_groups(unique_digests: Sequence[bytes], batch_size: int) -> list[list[bytes]]:
+    """Cut the sorted unique digests of a request into the groups extraction works in.
+
+    A group is a whole number of batches, about :func:`ufd_lib.config.cache_chunk_images` images; it is
+    claimed (:mod:`ufd_lib.work_claims`), encoded in batches cut from its start, and committed
+    as one chunk. The groups depend only on the request, never on what the cache holds, so a
+    run that was interrupted, shared with another process or sharded encodes every image in a
+    batch of the same composition as one uninterrupted run.
+    """
+    size = batch_size * max(1, config.cache_chunk_images() // batch_size)
+    return [list(unique_digests[start : start + size]) for start in range(0, len(unique_digests), size)]
+
+
+class _ClaimedBatches:
+    """Batch sampler over ``groups`` (lists of indices into ``digests``): claims each group in
+    turn, then yields batches of those of its images the cache still lacks.
+
+    Groups held by another live process are left in ``deferred``. ``in_flight`` lists, in
+    order, [group id, batches not yet consumed] of every claimed group whose batches were
+    handed out, so the consumer knows when a group is complete.
+    """
+
+    def __init__(self, groups, digests, cache: FeatureCache, claims: GroupClaims, batch_size: int):
+        self.groups, self.digests, self.cache, self.claims = groups, digests, cache, claims
+        self.batch_size = batch_size
+        self.deferred: list[list[int]] = []
+        self.in_flight: collections.deque[list] = collections.deque()
+
+    def __iter__(self):
+        for group in self.groups:
+            keys = [self.digests[i] for i in group]
+            if self.cache.contains(keys).all():
+                continue
+            claim = group_id(keys)
+            if not self.claims.try_claim(claim):
+                self.deferred.append(group)
+                continue
+            missing = [i for i, hit in zip(group, self.cache.contains(keys)) if not hit]  # again, now claimed
+            if not missing:
+                self.claims.release(claim)
+                continue
+            batches = [missing[start : start + self.batch_size] for start in range(0, len(missing), self.batch_size)]
+            self.in_flight.append([claim, len(batches)])
+            yield from batches
+
+
+def _encode_groups(encoder, paths, digests, groups, cache, report, *, perturbation, batch_size, num_workers,
+                   strict, max_pixels, progress, description, precision) -> dict[bytes, str]:
+    """Encode into ``cache`` the images of ``groups`` (lists of indices into ``paths``) it lacks,
+    one chunk per group, waiting for groups that other processes hold until they are committed
+    or their holder dies. Returns {digest: reason} for files that failed to decode."""
+    claims = GroupClaims(cache.directory)
+    rejected: dict[bytes, str] = {}
+    started = time.perf_counter()
+    total = int(sum((~cache.contains([digests[i] for i in group])).sum() for group in groups))
+    try:
+        with tqdm(total=total, desc=description, unit="img", disable=not progress) as bar, \
+                compute_precision(encoder, precision):
+            remaining = groups
+            while remaining:
+                remaining = _encode_pass(encoder, paths, digests, remaining, cache, claims, report, rejected, bar,
+                                         perturbation=perturbation, batch_size=batch_size, num_workers=num_workers,
+                                         strict=strict, max_pixels=max_pixels)
+                if remaining:
+                    time.sleep(CLAIM_POLL_SECONDS)
+    finally:
+        claims.release_all()
+    report.encode_seconds += time.perf_counter() - started
+    return rejected
+
+
+def _encode_pass(encoder, paths, digests, groups, cache, claims, report, rejected, bar, *, perturbation, batch_size,
+                 num_workers, strict, max_pixels) -> list[list[int]]:
+    """One pass over ``groups`` through one DataLoader; returns the groups other processes held."""
+    sampler = _ClaimedBatches(groups, digests, cache, claims, batch_size)
     dataset = _ImageFiles(paths, evaluation_transform(encoder.mean, encoder.std), perturbation, max_pixels)
     overlap = {"prefetch_factor": PREFETCH_BATCHES_PER_WORKER} if num_workers > 0 else {}
     # One pass per loader, so persistent_workers would only keep idle processes alive.
     loader = DataLoader(
-        dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=_collate,
+        dataset, batch_sampler=sampler, num_workers=num_workers, collate_fn=_collate,
         pin_memory=encoder.device.type == "cuda", **overlap,
     )
-    rejected: dict[bytes, str] = {}
-    pending_keys: list[bytes] = []
-    pending_features: list[np.ndarray] = []
-    started = time.perf_counter()
+    keys: list[bytes] = []
+    features: list[np.ndarray] = []
     batches = iter(loader)
-    with tqdm(total=len(paths), desc=description, unit="img", disable=not progress) as bar, \
-            compute_precision(encoder, precision):
-        while True:
-            with torch_threads(1 if num_workers == 0 else None):  # one image per op: one thread
-                item = next(batches, None)
-            if item is None:
-                break
-            indices, batch, bad = item
-            for i, reason in bad:
-                if strict:
-                    raise ExtractionError(f"{paths[i]}: {reason}")
-                rejected[digests[i]] = reason
-            if batch is not None:
-                pending_features.append(encoder.encode(batch).numpy())
-                pending_keys.extend(digests[i] for i in indices)
-                report.images_encoded += len(indices)
-            if len(pending_keys) >= config.CACHE_CHUNK_IMAGES:
-                cache.write_chunk(pending_keys, np.concatenate(pending_features))
-                pending_keys, pending_features = [], []
-            bar.update(len(indices) + len(bad))
-    if pending_keys:
-        cache.write_chunk(pending_keys, np.concatenate(pending_features))
-    report.encode_seconds += time.perf_counter() - started
-    return rejected
+    while True:
+        with torch_threads(1 if num_workers == 0 else None):  # one image per op: one thread
+            item = next(batches, None)
+        if item is None:
+            return sampler.deferred
+        indices, batch, bad = item
+        for i, reason in bad:
+            if strict:
+                raise ExtractionError(f"{paths[i]}: {reason}")
+            rejected[digests[i]] = reason
+        if batch is not None:
+            features.append(encoder.encode(batch).numpy())
+            keys.extend(digests[i] for i in indices)
+            report.images_encoded += len(indices)
+        bar.update(len(indices) + len(bad))
+        group = sampler.in_flight[0]
+        group[1] -= 1
+        if group[1] == 0:  # the group's last batch: commit its chunk, then let the claim go
+            if keys:
+                cache.write_chunk(keys, np.concatenate(features))
+            claims.release(group[0])
+            sampler.in_flight.popleft()
+            keys, features = [], []

@@ -13,12 +13,13 @@ machine, or a shared filesystem across nodes): every rank writes its own chunks 
 content-addressed cache, and chunk names are unique per process.
 
 How the work is split (see :func:`ufd_lib.extract.fill_cache`): each rank hashes a contiguous
-slice of the image list, the digests are gathered everywhere, rank 0 decides which are
-missing from the cache and broadcasts the list sorted by digest, and rank r encodes a
-contiguous run of whole batches of it (:func:`batch_aligned_slice`). A single-process run
-forms the same batches from the same sorted list, so every image is encoded in a batch of
-the same composition whatever the world size; that is what makes sharded features equal bit
-for bit to single-process ones (fp32 CPU kernels are not invariant to batch composition).
+slice of the image list, the digests are gathered everywhere, rank 0 cuts the sorted unique
+digests into fixed groups of whole batches (:func:`ufd_lib.extract.encoding_groups`) and
+broadcasts those the cache does not hold complete, and rank r encodes a contiguous run of
+them (:func:`even_slice`). A single-process run forms the same groups and batches, so every
+image is encoded in a batch of the same composition whatever the world size; that is what
+makes sharded features equal bit for bit to single-process ones (fp32 CPU kernels are not
+invariant to batch composition).
 Checked on CPU with gloo (``tests/test_sharding.py``); on CUDA equality further needs the same
 GPU model and deterministic kernels, which has not been tested.
 """
@@ -136,14 +137,3 @@ def close_world(world: World) -> None:
 def even_slice(n_items: int, rank: int, world_size: int) -> range:
     """Rank ``rank``'s contiguous share of ``n_items``; shares differ by at most one item."""
     return range(n_items * rank // world_size, n_items * (rank + 1) // world_size)
-
-
-def batch_aligned_slice(n_items: int, batch_size: int, rank: int, world_size: int) -> range:
-    """Rank ``rank``'s contiguous run of whole batches of ``n_items`` (the last may be short).
-
-    Batches are cut from the start of the list, exactly as a single process cuts them, and
-    shared out so that ranks differ by at most one batch.
-    """
-    n_batches = -(-n_items // batch_size)
-    batches = even_slice(n_batches, rank, world_size)
-    return range(min(batches.start * batch_size, n_items), min(batches.stop * batch_size, n_items))

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import config
+from .file_lists import is_pickled_list, read_pickled_list
 from .image_sets import ImageSetSpec
 
 SAMPLING_MODES = ("all", "official")
@@ -69,15 +70,24 @@ def official_subsample(real: list[Path], fake: list[Path]) -> tuple[list[Path], 
     return sampled[0], sampled[1]
 
 
+def _class_files(root: Path, class_dir: str) -> list[Path]:
+    """A class's files: found under a folder, or listed by a released-style pickled file list
+    (every listed file belongs to the class, as in the release; sorted here too)."""
+    if is_pickled_list(root):
+        return sorted(read_pickled_list(root), key=str)
+    return find_class_images(root, class_dir)
+
+
 def collect_images(spec: ImageSetSpec, sampling: str = "all") -> list[LabelledImage]:
     """All images of a set, reals first then fakes, each class sorted (or officially sampled).
+    A root may be a pickled file list (:mod:`ufd_lib.file_lists`), read only when allowed.
 
     sampling: ``"all"`` keeps every image; ``"official"`` applies :func:`official_subsample`.
     """
     if sampling not in SAMPLING_MODES:
         raise ValueError(f"sampling must be one of {SAMPLING_MODES}, got {sampling!r}")
-    real = find_class_images(spec.real_root, config.REAL_DIR)
-    fake = find_class_images(spec.fake_root, config.FAKE_DIR)
+    real = _class_files(spec.real_root, config.REAL_DIR)
+    fake = _class_files(spec.fake_root, config.FAKE_DIR)
     if sampling == "official":
         real, fake = official_subsample(real, fake)
     return [LabelledImage(p, 0) for p in real] + [LabelledImage(p, 1) for p in fake]

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 from conftest import make_image_set
 
-from ufd_lib.ablations import (ALL_SETS, balanced_subsample, bank_size_ablation, category_ablation, category_order,
-                               degradations, extremes, fake_bank_similarity, has_spread, image_categories, k_ablation,
-                               robustness_sweep, sample_images)
+from ufd_lib.ablations import (ALL_SETS, augmentation_ablation, balanced_subsample, bank_size_ablation,
+                               category_ablation, category_order, degradations, extremes, fake_bank_similarity,
+                               has_spread, image_categories, k_ablation, robustness_sweep, sample_images)
 from ufd_lib.evaluation import ExtractionOptions, FeatureSet, featurize
 from ufd_lib.experiments import BenchmarkFeatures, evaluate_methods, family_means, fit_methods, metric_table
 from ufd_lib.extract import ExtractionReport
@@ -109,6 +110,25 @@ def test_category_banks_hold_every_image_of_the_chosen_categories():
     assert table["n_real"].tolist() == [4, 8] and table["n_fake"].tolist() == [4, 8]
     first, second = (set(text.split(", ")) for text in table["categories"])
     assert first < second
+
+
+# --- linear-probe training augmentation ---
+
+
+def test_zero_views_row_is_the_main_probe_and_views_change_it():
+    features = synthetic_features()
+    train = features.train.features
+    views = np.stack([train + np.random.default_rng(v).normal(size=train.shape).astype(np.float32) for v in range(3)])
+    table = augmentation_ablation(features, views.astype(np.float16), (0, 1, 3), FAMILIES, probe_lr=1e-2, device="cpu")
+    settings = table.drop_duplicates("views")[["views", "train_encodings"]].to_numpy().tolist()
+    assert settings == [[0, 60], [1, 60], [3, 180]], "n encodings unaugmented, V·n with V views"
+    assert (table.groupby("views").size() == 3).all(), "two families and all test sets per setting"
+    results = evaluate_methods({"LC": fit_methods(features, (1,), None, probe_lr=1e-2, device="cpu")["LC"]}, features)
+    np.testing.assert_allclose(rows_of(table, "views", 0).loc[ALL_SETS, "ap"],
+                               metric_table(results, "ap").loc["mean", "LC"])
+    assert not rows_of(table, "views", 3).equals(rows_of(table, "views", 0))
+    with pytest.raises(ValueError, match="4 views"):
+        augmentation_ablation(features, views, (4,), FAMILIES, device="cpu")
 
 
 # --- nearest / farthest ---

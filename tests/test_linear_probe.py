@@ -190,3 +190,57 @@ def test_feature_dimension_mismatch_is_refused():
     probe = probe_with(np.ones(8), 0.0)
     with pytest.raises(ValueError, match="8"):
         probe.decision_function(np.zeros((3, 5), dtype=np.float32))
+
+
+# --- training on cached augmented views ---
+
+
+def test_identical_views_train_exactly_as_the_unaugmented_features():
+    """Sampling a view per image draws from its own generator: with V copies of X the probe is
+    bit for bit the one trained on X (held-out split included)."""
+    X, y = separable(300, seed=7)
+    plain = LinearProbe(lr=1e-2, max_epochs=8, device="cpu").fit(X, y)
+    copies = LinearProbe(lr=1e-2, max_epochs=8, device="cpu").fit(X, y, views=np.stack([X, X, X]))
+    assert copies.history_ == plain.history_
+    np.testing.assert_array_equal(copies.decision_function(X), plain.decision_function(X))
+
+
+def test_each_epoch_draws_one_view_per_image_afresh():
+    """With lr 0 the probe stays at its initialisation, so an epoch's loss tells which views it
+    saw: one view per image gives a loss strictly between the all-view-0 and all-view-1 losses,
+    and a new draw each epoch a different loss."""
+    X, y = separable(400, seed=8)
+    views = np.stack([X, -X])
+    losses = {}
+    for name, stack in (("view 0", views[:1]), ("view 1", views[1:]), ("both", views)):
+        probe = LinearProbe(lr=0.0, max_epochs=4, patience=10, batch_size=1000, init_std=0.5, device="cpu")
+        losses[name] = [row["loss"] for row in probe.fit(X, y, X, y, views=stack).history_]
+    low, high = sorted((losses["view 0"][0], losses["view 1"][0]))
+    assert all(low < loss < high for loss in losses["both"])
+    assert len(set(losses["both"])) == 4
+
+
+def test_views_change_training_seeded_by_the_probe():
+    X, y = separable(300, seed=9)
+    noise = np.random.default_rng(0).normal(size=X.shape).astype(np.float32) * 3
+    views = np.stack([X, X + noise]).astype(np.float16)
+    fit = lambda seed, stack: LinearProbe(lr=1e-2, max_epochs=6, seed=seed, device="cpu").fit(  # noqa: E731
+        X, y, views=stack).decision_function(X)
+    np.testing.assert_array_equal(fit(0, views), fit(0, views))
+    assert not np.array_equal(fit(0, views), fit(0, views[:1]))
+    assert not np.array_equal(fit(0, views), fit(1, views))
+
+
+def test_validation_is_on_the_unaugmented_features():
+    """Views that flip the class direction teach the opposite rule; validated on X's held-out
+    rows, it scores far below chance (validated on the views it would score well)."""
+    X, y = separable(300, seed=10)
+    probe = LinearProbe(lr=1e-2, max_epochs=10, device="cpu").fit(X, y, views=np.stack([-X, -X]))
+    assert max(row["val_acc"] for row in probe.history_[3:]) < 0.2
+
+
+@pytest.mark.parametrize("shape", [(2, 30, 16), (2, 31, 8), (0, 31, 16), (31, 16)])
+def test_views_of_the_wrong_shape_are_refused(shape):
+    X, y = separable(31)
+    with pytest.raises(ValueError, match="views"):
+        LinearProbe(device="cpu").fit(X, y, views=np.zeros(shape, dtype=np.float32))

@@ -47,9 +47,9 @@ def test_failing_cell_names_notebook_and_cell(tmp_path, monkeypatch, capsys):
 
 
 EXPECTED_TABLES = ["data_inventory", "feature_counts", "table2_average_precision", "table3_accuracy",
-                   "oracle_accuracy", "ap_by_family", "paper_comparison", "embedding_sample"]
+                   "oracle_accuracy", "ap_by_family", "paper_comparison", "embedding_sample", "probe_augmentation"]
 EXPECTED_FIGURES = ["example_images", "average_precision", "probe_training", "tsne_feature_space",
-                    "umap_feature_space"]
+                    "umap_feature_space", "probe_augmentation"]
 
 
 @pytest.mark.slow

@@ -1,6 +1,7 @@
-"""The paper's analyses and ablations as functions of cached features (notebooks 05–09).
+"""The paper's analyses and ablations as functions of cached features (notebooks 05–10).
 
 - nearest-neighbour ablations: pool size k, feature-bank size, number of training categories;
+- linear-probe training augmentation: unaugmented features against cached augmented views;
 - robustness: average precision under test-time JPEG and blur, per method and family;
 - backbones: the same linear probe and nearest neighbour on other frozen feature spaces;
 - samples for t-SNE maps, and the unseen fakes nearest to / farthest from the fake bank.
@@ -26,6 +27,7 @@ from .evaluation import EvaluationResult, ExtractionOptions, FeatureSet, evaluat
 from .experiments import BenchmarkFeatures, family_means, featurize_benchmark, fit_methods
 from .image_sets import ImageSetSpec
 from .knn import NearestNeighbourClassifier, l2_normalise, topk_similarity
+from .linear_probe import LinearProbe
 from .preprocess import Perturbation
 
 ALL_SETS = "all test sets"
@@ -162,6 +164,34 @@ def _ordered(frame: pd.DataFrame, setting_columns: list[str]) -> pd.DataFrame:
 def wide(table: pd.DataFrame, setting: str, metric: str) -> pd.DataFrame:
     """Long ablation table → settings (rows) × families (columns) of one metric."""
     return table.pivot_table(index=setting, columns="family", values=metric, sort=False)
+
+
+# --- linear-probe training augmentation ---
+
+
+def augmentation_ablation(features: BenchmarkFeatures, views: np.ndarray, view_counts, families: dict[str, str],
+                          probe_lr: float = config.PROBE_LR, device: str | None = None) -> pd.DataFrame:
+    """The linear probe trained on the unaugmented training features (0 views) or on the first
+    V cached augmented views of each training image, one sampled per image and epoch
+    (:meth:`LinearProbe.fit`), for each V in ``view_counts``; early stopping on the unaugmented
+    validation features. The 0-view probe is notebook 03's ``LC``.
+
+    views: float16/float32 (V_max, n, d) views of ``features.train``
+    (:func:`ufd_lib.augmentation.featurize_views`), V_max >= every count. Rows: views × family;
+    columns views, train_encodings (backbone passes over training images the probe's features
+    take: n unaugmented, V·n augmented), epochs (trained), family, ap, acc."""
+    train, val = features.train, features.val
+    n = len(train.labels)
+    frames = []
+    for count in view_counts:
+        count = int(count)
+        if count > len(views):
+            raise ValueError(f"{count} views asked for, {len(views)} given")
+        probe = LinearProbe(lr=probe_lr, device=device).fit(train.features, train.labels, val.features, val.labels,
+                                                            views=views[:count] if count else None)
+        summary = family_summary(evaluate_sets(probe, features.test_sets), families)
+        frames.append(summary.assign(views=count, train_encodings=n * max(count, 1), epochs=len(probe.history_)))
+    return _ordered(pd.concat(frames, ignore_index=True), ["views", "train_encodings", "epochs"])
 
 
 # --- robustness ---

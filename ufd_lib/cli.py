@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
 from . import config
+from .augmentation import featurize_views
 from .discovery import SAMPLING_MODES
 from .encoders import EncoderUnavailable, load_encoder
 from .evaluation import (
@@ -49,6 +51,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be >= 0")
+    return value
+
+
 def _non_negative_float(text: str) -> float:
     try:
         value = float(text)
@@ -81,6 +93,9 @@ def _add_extraction_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-pixels", type=_positive_int, default=config.MAX_IMAGE_PIXELS,
                         help="refuse images with more pixels than this (decompression bombs)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--allow-pickled-lists", action="store_true",
+                        help="accept a released-style .pickle file list as a REAL or FAKE root (read as plain "
+                        "strings only; refused by default because unpickling can run code)")
 
 
 def _options(args) -> ExtractionOptions:
@@ -134,18 +149,23 @@ def cmd_evaluate(args) -> int:
 
 def cmd_train_probe(args) -> int:
     options = _options(args)
+    if args.augmented_views and options.perturbation != Perturbation():
+        raise UsageError("--augmented-views augments the original images; it cannot be combined with "
+                         "--blur-sigma or --jpeg-quality")
     encoder = load_encoder(args.encoder, args.device)
     train = featurize(encoder, args.train, options)
     validation = featurize(encoder, args.val, options) if args.val else None
+    views = featurize_views(encoder, train, options, args.augmented_views) if args.augmented_views else None
     probe = LinearProbe(device=args.device)
     if validation is None:
-        probe.fit(train.features, train.labels)
+        probe.fit(train.features, train.labels, views=views)
     else:
-        probe.fit(train.features, train.labels, validation.features, validation.labels)
+        probe.fit(train.features, train.labels, validation.features, validation.labels, views=views)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     probe.save(args.out)
     best = max(probe.history_, key=lambda row: row["val_acc"])
-    print(f"trained on {len(train.labels)} images for {len(probe.history_)} epochs; "
+    augmented = f" ({args.augmented_views} augmented views each)" if args.augmented_views else ""
+    print(f"trained on {len(train.labels)} images{augmented} for {len(probe.history_)} epochs; "
           f"best validation accuracy {best['val_acc']:.4f} (epoch {best['epoch']}); saved {args.out}")
     return 0
 
@@ -214,6 +234,10 @@ def build_parser() -> argparse.ArgumentParser:
     train_probe.add_argument("--train", type=_set_spec, required=True, metavar="NAME=REAL[:FAKE]")
     train_probe.add_argument("--val", type=_set_spec, default=None, metavar="NAME=REAL[:FAKE]",
                              help="validation set for early stopping (default: 10%% of --train, stratified)")
+    train_probe.add_argument("--augmented-views", type=_non_negative_int, default=0, metavar="N",
+                             help="train on N cached augmented views per image (the released blur, JPEG, crop "
+                                  "and flip), one sampled per image each epoch; 0 (default): the unaugmented "
+                                  "centre crop, encoding each image once")
     train_probe.add_argument("--out", type=Path, required=True, help="where to save the probe (.pth)")
     train_probe.set_defaults(func=cmd_train_probe)
 
@@ -232,16 +256,19 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--cache-dir", type=Path, default=None)
     reproduce.set_defaults(func=cmd_reproduce)
 
-    from . import data_cli, extract_cli
+    from . import data_cli, extract_cli, selfcheck_cli
 
     data_cli.register(subparsers)
     extract_cli.register(subparsers)
+    selfcheck_cli.register(subparsers)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "allow_pickled_lists", False):
+        os.environ["UFD_ALLOW_PICKLED_LISTS"] = "1"  # read by ufd_lib.file_lists, for this run
     try:
         return args.func(args)
     except (EncoderUnavailable, ExtractionError, MetricError, ReproduceError, OSError) as error:

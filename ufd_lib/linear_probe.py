@@ -5,8 +5,13 @@ AdamW (lr 1e-4, betas 0.9/0.999, weight decay 0), batch 256, weight init N(0, 0.
 100 epochs; validation accuracy is checked after each epoch, and after 5 epochs without an
 improvement of at least 0.001 the learning rate is divided by 10, stopping once it falls
 below 1e-6. We keep the weights of the best validation epoch (the release keeps the best
-since the last learning-rate drop). Training runs on cached features of unaugmented images,
-not on freshly augmented views each epoch.
+since the last learning-rate drop).
+
+The released recipe augments every training image afresh each epoch (blur, JPEG, crop, flip;
+:mod:`ufd_lib.augmentation`). On cached features we train by default on the unaugmented centre
+crop of each image (one view, the fast default), or, given ``views``, on a fixed number V of
+cached augmented views per image, sampling one per image each epoch. Validation is always on
+unaugmented features.
 
 Saved and loaded in the official state-dict format: ``{"weight": [1, d], "bias": [1]}``.
 """
@@ -64,17 +69,33 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
         self.seed = seed
         self.device = device
 
-    def fit(self, X, y, X_val=None, y_val=None):
-        """X: (n, d) features, y: (n,) labels in {0, 1}; optional explicit validation set."""
+    def fit(self, X, y, X_val=None, y_val=None, views=None):
+        """Train on X: float (n, d) unaugmented features, y: (n,) labels in {0, 1}.
+
+        X_val (m, d), y_val (m,): explicit validation set (unaugmented features); without it a
+        stratified ``val_fraction`` of the training images is held out (their rows of X).
+        views: optional float16 or float32 (V, n, d), V augmented views of the same n images
+        (:func:`ufd_lib.augmentation.featurize_views`). Each epoch then trains on one view per
+        image, drawn uniformly by a generator seeded with ``seed``, and X serves only for the
+        held-out split. Without views, training uses X itself (as V = 1 with X as the view).
+        """
         X = np.asarray(X, dtype=np.float32)
         y = np.asarray(y)
+        if X.ndim != 2 or len(X) != len(y):
+            raise ValueError(f"features of shape {X.shape} for {len(y)} labels; the probe takes (n, d) and (n,)")
         if set(np.unique(y).tolist()) != {0, 1}:
             raise ValueError("the probe needs training images of both classes (labels 0 and 1)")
+        views = X[None] if views is None else np.asarray(views)
+        if views.ndim != 3 or len(views) == 0 or views.shape[1:] != X.shape:
+            raise ValueError(f"views of shape {views.shape}; expected (V >= 1, {X.shape[0]}, {X.shape[1]})")
+        if views.dtype != np.float16:
+            views = views.astype(np.float32, copy=False)
         if X_val is None:
             # sklearn's own rounding (ceil), but at least one image per class: with a float
             # test_size, sets under 20 images got a 1-image split and a ValueError.
             n_val = max(int(np.ceil(self.val_fraction * len(y))), 2)
-            X, X_val, y, y_val = train_test_split(X, y, test_size=n_val, stratify=y, random_state=self.seed)
+            kept, held_out = train_test_split(np.arange(len(y)), test_size=n_val, stratify=y, random_state=self.seed)
+            X_val, y_val, y, views = X[held_out], y[held_out], y[kept], views[:, kept]
         device = resolve_device(self.device)
         generator = torch.Generator().manual_seed(self.seed)
         linear = torch.nn.Linear(X.shape[1], 1)
@@ -83,7 +104,7 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
             bound = 1.0 / np.sqrt(X.shape[1])  # PyTorch's default bias init, drawn from our generator
             linear.bias.uniform_(-bound, bound, generator=generator)
         linear = linear.to(device)
-        features = torch.as_tensor(X, device=device)
+        features = torch.as_tensor(views, device=device)
         labels = torch.as_tensor(y, dtype=torch.float32, device=device)
         val_features = torch.as_tensor(np.asarray(X_val, dtype=np.float32), device=device)
         val_labels = torch.as_tensor(np.asarray(y_val), device=device)
@@ -92,18 +113,23 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
             self._train(linear, features, labels, val_features, val_labels, generator, device)
         return self
 
-    def _train(self, linear, features, labels, val_features, val_labels, generator, device) -> None:
+    def _train(self, linear, views, labels, val_features, val_labels, generator, device) -> None:
+        """views: (V, n, d) on ``device``; one view per image and epoch, from its own generator
+        (with V = 1 it draws only zeros, so ``generator`` sees exactly the unaugmented draws)."""
         optimiser = torch.optim.AdamW(linear.parameters(), lr=self.lr, betas=(0.9, 0.999), weight_decay=0.0)
         loss_fn = torch.nn.BCEWithLogitsLoss()
         schedule = ReleasedLearningRateSchedule(optimiser, self.patience, self.min_delta, self.min_lr)
+        view_rng = np.random.default_rng(self.seed)
+        n_views, n_images = views.shape[:2]
         best_accuracy, best_state = -1.0, None
         self.history_ = []
         for epoch in range(self.max_epochs):
-            order = torch.randperm(len(features), generator=generator).to(device)
+            order = torch.randperm(n_images, generator=generator).to(device)
+            chosen = torch.as_tensor(view_rng.integers(n_views, size=n_images), device=device)
             total_loss = 0.0
             for start in range(0, len(order), self.batch_size):
                 batch = order[start : start + self.batch_size]
-                loss = loss_fn(linear(features[batch]).squeeze(1), labels[batch])
+                loss = loss_fn(linear(views[chosen[batch], batch].float()).squeeze(1), labels[batch])
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
                 optimiser.step()

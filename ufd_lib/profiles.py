@@ -30,7 +30,7 @@ class Profile:
     probe_lr: learning rate of the linear probe (the paper's 1e-4; the smoke training set is
     about 2000× smaller, two optimiser steps an epoch, so it uses 1e-3 to converge at all).
 
-    Analyses and ablations (notebooks 05–09; defaults are the paper's settings):
+    Analyses and ablations (notebooks 05–10; defaults are the paper's settings):
     backbones: frozen feature spaces compared in notebook 08, as encoder registry strings.
     detector_architecture: the end-to-end trained real/fake classifier of notebook 05
     (``resnet50``: Wang et al. 2020, ImageNet-initialised; ``small_cnn``: a CPU-sized stand-in).
@@ -48,6 +48,10 @@ class Profile:
     unseen_example_set: the unseen-family test set of the "sink" t-SNE and of the
     nearest/farthest fakes (the paper's LDM). extreme_examples: images per nearest/farthest grid.
     spectrum_images: images per set and class averaged into a frequency spectrum.
+    probe_view_counts: numbers V of cached augmented views per training image in the probe
+    augmentation ablation (notebook 10; 0 = the unaugmented centre crop, which the main tables
+    and ``ufd train-probe`` use by default as the fast choice). Each view encodes the whole
+    training set once more (paper: 720k images per view).
     """
 
     name: str
@@ -79,6 +83,7 @@ class Profile:
     unseen_example_set: str = "LDM_200"
     extreme_examples: int = 10
     spectrum_images: int = 1000
+    probe_view_counts: tuple[int, ...] = (0, 1, 2, 4)
 
 
 PROFILES = {
@@ -106,6 +111,7 @@ PROFILES = {
         unseen_example_set="ldm_200",
         extreme_examples=6,
         spectrum_images=40,
+        probe_view_counts=(0, 1, 2),
     ),
     "paper": Profile(
         name="paper",

@@ -1,0 +1,39 @@
+"""``ufd selfcheck``: the report, its verdict and exit status; the full run is a slow test."""
+from __future__ import annotations
+
+import pytest
+
+from ufd_lib import selfcheck
+from ufd_lib.cli import main
+
+
+def test_a_failed_case_fails_the_report_and_the_exit_status(monkeypatch, tmp_path, capsys):
+    checks = [selfcheck.Check("fine", 3, 3, 0, "ok"), selfcheck.Check("broken", 4, 3, 1, "one differs")]
+    monkeypatch.setattr(selfcheck, "run_selfcheck", lambda **options: checks)
+    assert main(["selfcheck", "--out", str(tmp_path / "report.md")]) == 1
+    report = (tmp_path / "report.md").read_text()
+    assert "| broken | 4 | 3 | 1 |" in report and "FAILED: 6 of 7 cases" in report
+    assert report.strip() == capsys.readouterr().out.strip()
+    checks.pop()
+    assert main(["selfcheck"]) == 0 and "PASSED: 3 of 3" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv", [["--trials", "0"], ["--fuzz", "x"], ["--out", "a\nb"]])
+def test_bad_usage_exits_2(argv, capsys):
+    try:
+        status = main(["selfcheck", *argv])
+    except SystemExit as exit_:
+        status = exit_.code
+    assert status == 2
+    assert len([line for line in capsys.readouterr().err.splitlines() if line.strip()]) == 1
+
+
+def test_metric_edge_cases_check_passes():
+    assert selfcheck.check_metric_edge_cases().passed
+
+
+@pytest.mark.slow
+def test_full_selfcheck_passes(tmp_path):
+    checks = selfcheck.run_selfcheck(tmp_path, trials=4, rounds=1, fuzz=60, seed=1)
+    assert [c.name for c in checks if not c.passed] == []
+    assert sum(c.cases for c in checks) > 130

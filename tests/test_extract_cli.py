@@ -70,3 +70,20 @@ def test_bad_usage_exits_2(capsys, argv):
     with pytest.raises(SystemExit) as exit_:
         main(argv)
     assert exit_.value.code == 2
+
+
+def test_max_pixels_above_pils_own_limit_is_honoured(capsys, tmp_path, monkeypatch):
+    """PIL refuses images over twice its own limit while opening them; --max-pixels raises it."""
+    from PIL import Image
+
+    from conftest import write_image
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 5_000)
+    write_image(tmp_path / "big" / "0_real" / "large.png", seed=1, size=(300, 300))
+    argv = ["extract", "--encoder", TINY_ENCODER, "--set", f"big={tmp_path / 'big'}", "--cache-dir",
+            str(tmp_path / "cache"), "--device", "cpu", "--quiet"]
+    assert main([*argv, "--max-pixels", "50000"]) == 0
+    out, err = capsys.readouterr()
+    assert "encoded 0 images" in out and "decompression bomb" in err
+    assert main([*argv, "--max-pixels", "100000"]) == 0
+    assert "encoded 1 images" in capsys.readouterr().out

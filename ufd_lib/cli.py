@@ -7,6 +7,8 @@ import os
 import sys
 from pathlib import Path
 
+from PIL import Image
+
 from . import config
 from .augmentation import featurize_views
 from .discovery import SAMPLING_MODES
@@ -101,6 +103,8 @@ def _add_extraction_flags(parser: argparse.ArgumentParser) -> None:
 def _options(args) -> ExtractionOptions:
     if args.workers < 0:
         raise UsageError(f"--workers must be >= 0, got {args.workers}")
+    if args.max_pixels > Image.MAX_IMAGE_PIXELS:  # PIL checks its own limit too, while decoding some formats
+        Image.MAX_IMAGE_PIXELS = args.max_pixels
     return ExtractionOptions(
         perturbation=Perturbation(args.blur_sigma, args.jpeg_quality),
         sampling=args.sampling, batch_size=args.batch_size, num_workers=args.workers,

@@ -13,9 +13,9 @@ PNG: peak +81 MB, 1.00× its 81 MB of pixels (converting the whole image first: 
 tests/test_hostile_images.py. A perturbation needs the whole RGB image and costs that much more.
 
 Hostile files: images above ``max_pixels`` are refused from their header before any pixel is
-decoded. ``max_pixels`` can lower but not raise PIL's own limit (``Image.MAX_IMAGE_PIXELS``, the
-same default), which PIL also checks while decoding some formats (GIF frames, ICO and ICNS sizes,
-TIFF tiles). Truncated or corrupt files raise :class:`ImageRejected` with the reason. EXIF
+decoded. PIL keeps a limit of its own (``Image.MAX_IMAGE_PIXELS``, the same default), which it also checks
+while decoding some formats (GIF frames, ICO and ICNS sizes, TIFF tiles); a ``max_pixels`` above it
+needs it raised as well, which the command line's ``--max-pixels`` does for its process. Truncated or corrupt files raise :class:`ImageRejected` with the reason. EXIF
 orientation and ICC profiles are not applied (as in the released code), so malformed EXIF, ICC
 or XMP metadata is never interpreted beyond what PIL reads while opening the file.
 """

@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+import torch
 from PIL import Image
 
 from . import config
@@ -17,7 +18,10 @@ from .evaluation import (
     ExtractionOptions, evaluate_sets, fake_scores, featurize, run_record, write_evaluation,
 )
 from .extract import ExtractionError, ExtractionReport, extract_features, open_cache
-from .image_sets import SpecError, parse_set_spec
+from .image_sets import (
+    PathArgumentError, SpecError, argument_type, existing_directory, existing_file, output_directory, output_file,
+    parse_set_spec,
+)
 from .knn import NearestNeighbourClassifier
 from .linear_probe import LinearProbe, ProbeFileError
 from .metrics import MetricError
@@ -73,6 +77,23 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
+def _device(text: str) -> str:
+    """``auto``, ``cpu``, ``cuda`` or ``cuda:N`` that this machine has; checked before any model loads."""
+    if text == "auto":
+        return text
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected auto, cpu, cuda or cuda:N")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError(f"{text!r}: CUDA is not available on this machine")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise argparse.ArgumentTypeError(f"{text!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return text
+
+
 def _jpeg_quality(text: str) -> int:
     value = _positive_int(text)
     if value > 100:
@@ -83,13 +104,14 @@ def _jpeg_quality(text: str) -> int:
 def _add_extraction_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--encoder", default=config.DEFAULT_ENCODER,
                         help="clip:ViT-L/14 (default), clip:/path/to/checkpoint.pt, random-clip:tiny|small|ViT-B/32|...")
-    parser.add_argument("--cache-dir", type=Path, default=None, help="feature cache (default $UFD_CACHE_DIR or ~/.cache/ufd/features)")
+    parser.add_argument("--cache-dir", type=argument_type(output_directory), default=None,
+                        help="feature cache (default $UFD_CACHE_DIR or ~/.cache/ufd/features)")
     parser.add_argument("--jpeg-quality", type=_jpeg_quality, default=None, help="re-encode each image as JPEG at this quality (1..100)")
     parser.add_argument("--blur-sigma", type=_non_negative_float, default=0.0, help="Gaussian blur sigma in pixels before JPEG and crop")
     parser.add_argument("--sampling", choices=SAMPLING_MODES, default="all",
                         help="all images (default) or the released code's cap of 1000 per class (100 if fewer), seed 0")
     parser.add_argument("--strict", action="store_true", help="stop at the first undecodable image instead of skipping it")
-    parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
+    parser.add_argument("--device", type=_device, default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
     parser.add_argument("--batch-size", type=_positive_int, default=64)
     parser.add_argument("--workers", type=int, default=0, help="DataLoader decoding processes (default 0: decode in the main process)")
     parser.add_argument("--max-pixels", type=_positive_int, default=config.MAX_IMAGE_PIXELS,
@@ -182,7 +204,7 @@ def _predict_paths(inputs: list[Path]) -> list[Path]:
         elif item.is_file():
             paths.append(item)
         else:
-            raise UsageError(f"{item}: no such file or directory")
+            raise UsageError(f"{str(item)!r}: no such file or directory")
     return paths
 
 
@@ -228,9 +250,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--classifier", choices=("knn", "linear"), required=True)
     evaluate.add_argument("--train", type=_set_spec, default=None, metavar="NAME=REAL[:FAKE]")
     evaluate.add_argument("--k", type=int, default=1, help="nearest neighbours averaged per bank (knn)")
-    evaluate.add_argument("--probe", type=Path, default=None, help="linear probe in the official format (linear)")
+    evaluate.add_argument("--probe", type=argument_type(existing_file), default=None,
+                          help="linear probe in the official format (linear)")
     evaluate.add_argument("--test", type=_set_spec, action="append", required=True, metavar="NAME=REAL[:FAKE]")
-    evaluate.add_argument("--out", type=Path, required=True, help="output directory")
+    evaluate.add_argument("--out", type=argument_type(output_directory), required=True, help="output directory")
     evaluate.set_defaults(func=cmd_evaluate)
 
     train_probe = subparsers.add_parser("train-probe", help="train the linear probe on cached features")
@@ -242,22 +265,25 @@ def build_parser() -> argparse.ArgumentParser:
                              help="train on N cached augmented views per image (the released blur, JPEG, crop "
                                   "and flip), one sampled per image each epoch; 0 (default): the unaugmented "
                                   "centre crop, encoding each image once")
-    train_probe.add_argument("--out", type=Path, required=True, help="where to save the probe (.pth)")
+    train_probe.add_argument("--out", type=argument_type(output_file), required=True,
+                             help="where to save the probe (.pth)")
     train_probe.set_defaults(func=cmd_train_probe)
 
     predict = subparsers.add_parser("predict", help="probability that each image is fake")
     _add_extraction_flags(predict)
-    predict.add_argument("--probe", type=Path, required=True)
+    predict.add_argument("--probe", type=argument_type(existing_file), required=True)
     predict.add_argument("--json", action="store_true", help="JSON lines instead of tab-separated text")
     predict.add_argument("images", type=Path, nargs="+", metavar="IMAGE_OR_DIR")
     predict.set_defaults(func=cmd_predict)
 
     reproduce = subparsers.add_parser("reproduce", help="run the numbered notebooks with papermill")
     reproduce.add_argument("--profile", choices=("smoke", "paper"), required=True)
-    reproduce.add_argument("--data-root", type=Path, default=None, help="datasets root (paper profile)")
+    reproduce.add_argument("--data-root", type=argument_type(existing_directory), default=None,
+                           help="datasets root (paper profile)")
     reproduce.add_argument("--only", nargs="+", default=None, metavar="NAME", help="notebooks by name or number, e.g. 03")
-    reproduce.add_argument("--output-dir", type=Path, default=None, help="default runs/<profile>")
-    reproduce.add_argument("--cache-dir", type=Path, default=None)
+    reproduce.add_argument("--output-dir", type=argument_type(output_directory), default=None,
+                           help="default runs/<profile>")
+    reproduce.add_argument("--cache-dir", type=argument_type(output_directory), default=None)
     reproduce.set_defaults(func=cmd_reproduce)
 
     from . import data_cli, extract_cli, selfcheck_cli
@@ -278,8 +304,9 @@ def main(argv: list[str] | None = None) -> int:
     except (EncoderUnavailable, ExtractionError, MetricError, ReproduceError, OSError) as error:
         print(f"ufd {args.command}: error: {error}", file=sys.stderr)
         return 1
-    except (UsageError, SpecError, ProbeFileError, ValueError) as error:
-        print(f"ufd {args.command}: error: {error}", file=sys.stderr)
+    except (UsageError, SpecError, PathArgumentError, ProbeFileError, ValueError) as error:
+        message = " ".join(str(error).split())  # one line, whatever the library put in it
+        print(f"ufd {args.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"ufd {args.command}: interrupted; finished work is kept in the cache", file=sys.stderr)

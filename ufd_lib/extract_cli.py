@@ -9,7 +9,9 @@ the features from the cache. Under torchrun the ranks share the work (:mod:`ufd_
 and rank 0 prints the summary and writes ``run.json``.
 
 Exit status: 0 done (unusable files are skipped and counted); 1 an encoder or image error;
-2 bad usage.
+2 bad usage, reported on one line before any encoder loads: a malformed flag, a ``--set``
+whose directories do not exist, an ``--out`` or ``--cache-dir`` that is a file or lies inside
+one, a ``--device`` that is not cpu/cuda[:N] or not present, fp16 without CUDA.
 """
 from __future__ import annotations
 
@@ -17,14 +19,16 @@ import argparse
 import json
 import sys
 import time
-from pathlib import Path
+
+import torch
 
 from . import sharding
-from .cli import _add_extraction_flags, _options, _set_spec, _settings
+from .cli import UsageError, _add_extraction_flags, _options, _set_spec, _settings
 from .discovery import collect_images
 from .encoders import load_encoder
 from .evaluation import run_record
 from .extract import PRECISIONS, fill_cache, open_cache
+from .image_sets import argument_type, output_directory
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -41,8 +45,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     extract.add_argument("--precision", choices=PRECISIONS, default="auto",
                          help="auto (default: the encoder as loaded, fp16 CLIP on CUDA, fp32 on CPU), fp32, "
                          "bf16 (autocast; faster on CPUs with AVX512-BF16/AMX, own cache key), fp16 (CUDA)")
-    extract.add_argument("--out", type=Path, default=None, help="directory for run.json (optional)")
+    extract.add_argument("--out", type=argument_type(output_directory), default=None,
+                         help="directory for run.json (optional)")
     extract.set_defaults(func=cmd_extract)
+
+
+def _check_before_loading(args, device: str) -> None:
+    """Raise UsageError for what would otherwise fail only after the encoder has loaded
+    (ViT-L/14: about a gigabyte) or deep inside torch with a traceback."""
+    names = [spec.name for spec in args.sets]
+    repeated = next((name for name in names if names.count(name) > 1), None)
+    if repeated is not None:
+        raise UsageError(f"--set: the name {repeated!r} is given more than once")
+    try:
+        parsed = torch.device(device)
+    except RuntimeError:
+        parsed = None
+    if parsed is None or parsed.type not in ("cpu", "cuda"):
+        raise UsageError(f"--device {args.device!r}: expected auto, cpu, cuda or cuda:N")
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device {args.device!r}: CUDA is not available on this machine")
+    if parsed.type == "cuda" and (parsed.index or 0) >= torch.cuda.device_count():
+        raise UsageError(f"--device {args.device!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if args.precision == "fp16" and parsed.type != "cuda":
+        raise UsageError("--precision fp16 needs CUDA; on CPU use bf16 (autocast) or fp32")
 
 
 def cmd_extract(args) -> int:
@@ -50,6 +76,7 @@ def cmd_extract(args) -> int:
     started = time.perf_counter()
     rank, world_size, local_rank = sharding.environment()
     device = sharding.rank_device(args.device, local_rank, world_size)
+    _check_before_loading(args, device)
     world = sharding.init_world(device)
     try:
         encoder = load_encoder(args.encoder, device)

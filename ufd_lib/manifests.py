@@ -4,7 +4,10 @@ validation set.
 
 Each manifest describes one released dataset: its download sources, the directory (``root``)
 it occupies under a data root after extraction, and the image sets it provides. Every manifest
-is validated against ``data_manifests/schema.json`` when loaded, so a bad edit fails loudly.
+is validated against ``data_manifests/schema.json`` when loaded, so a bad edit fails loudly:
+whatever is wrong with the file (unreadable, not UTF-8, not YAML, a duplicated key, an alias
+of a list or mapping, a schema violation, a path that leaves the data root) raises
+:class:`ManifestError` with one line naming the file and, where there is one, the field.
 
 The manifests are looked up in ``$UFD_MANIFEST_DIR`` if set, else in ``data_manifests/`` next
 to the ``ufd_lib`` package (the repository checkout).
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path, PurePosixPath
@@ -26,12 +30,15 @@ if TYPE_CHECKING:
     import pandas as pd
 
 MANIFEST_DIR_ENV = "UFD_MANIFEST_DIR"
+# The shipped manifests are under 20 kB; a file a thousand times larger is not one.
+MAX_MANIFEST_BYTES = 1 << 20
 _REPO_MANIFEST_DIR = Path(__file__).resolve().parent.parent / "data_manifests"
 SCHEMA_PATH = _REPO_MANIFEST_DIR / "schema.json"
 
 
 class ManifestError(ValueError):
-    """A manifest file that is missing, unreadable or does not match the schema."""
+    """A manifest file that is missing, unreadable or does not match the schema; the message
+    is one line that starts with the file's path."""
 
 
 class UnknownManifestError(ManifestError):
@@ -141,8 +148,19 @@ def manifest_dir() -> Path:
 
 
 def list_manifests() -> list[str]:
-    """Names of all manifests (file names without ``.yaml``), sorted."""
-    return sorted(path.stem for path in manifest_dir().glob("*.yaml"))
+    """Names of all manifests (file names without ``.yaml``), sorted.
+
+    Raises ManifestError when the manifest directory is missing or holds no manifest: an empty
+    benchmark, or a `ufd data verify` that checks nothing and passes, would hide the mistake.
+    """
+    directory = manifest_dir()
+    where = f"{directory} (from ${MANIFEST_DIR_ENV})" if os.environ.get(MANIFEST_DIR_ENV) else str(directory)
+    if not directory.is_dir():
+        raise ManifestError(_one_line(f"manifest directory {where} does not exist or is not a directory"))
+    names = sorted(path.stem for path in directory.glob("*.yaml"))
+    if not names:
+        raise ManifestError(_one_line(f"manifest directory {where} holds no *.yaml manifest"))
+    return names
 
 
 def resolve_manifest_names(names: Sequence[str] | None) -> list[str]:
@@ -153,8 +171,8 @@ def resolve_manifest_names(names: Sequence[str] | None) -> list[str]:
     unknown = [name for name in names if name not in known]
     if unknown:
         raise UnknownManifestError(
-            f"unknown manifest {unknown[0]!r} (known: {', '.join(known) or 'none'}; "
-            f"looked in {manifest_dir()})"
+            f"unknown manifest {unknown[0]!r} (known: {', '.join(known)}; "
+            f"looked in {str(manifest_dir())!r})"
         )
     return list(dict.fromkeys(names))
 
@@ -163,28 +181,119 @@ def load_manifest(name: str) -> Manifest:
     """Load and schema-validate ``<manifest_dir>/<name>.yaml``."""
     resolve_manifest_names([name])
     path = manifest_dir() / f"{name}.yaml"
-    return _load(path, path.stat().st_mtime_ns)
+    try:
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):  # a directory named x.yaml; a FIFO or /dev/zero would never end
+            raise ManifestError(_one_line(f"{path}: not a regular file"))
+        if info.st_size > MAX_MANIFEST_BYTES:
+            raise ManifestError(_one_line(f"{path}: {info.st_size} bytes; a manifest is at most {MAX_MANIFEST_BYTES}"))
+        content = path.read_bytes()
+    except OSError as error:  # a dangling link, no permission
+        raise ManifestError(_one_line(f"{path}: cannot be read: {error.strerror or error}")) from None
+    return _load(path, content)
+
+
+# Long enough for any schema message about one field; a whole repr'd section is cut.
+_MAX_MESSAGE_CHARS = 300
+
+
+def _one_line(message: str) -> str:
+    """``message`` on one line: control characters escaped, so no path or YAML excerpt can
+    break a one-line error."""
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in message)
+
+
+def _short(text: str) -> str:
+    """A library's error text squeezed to one line of at most _MAX_MESSAGE_CHARS."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= _MAX_MESSAGE_CHARS else text[: _MAX_MESSAGE_CHARS - 1] + "…"
+
+
+class _ManifestLoader(yaml.SafeLoader):
+    """``yaml.safe_load`` (plain data only, no Python tags), stricter in two ways a manifest
+    never needs: a repeated key is an error rather than a silent overwrite, and an alias may
+    repeat only a scalar (``count_note: *wang_counts``), never a list or mapping, so a few lines
+    cannot expand into billions of nodes ("billion laughs")."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            node = self.anchors.get(event.anchor)
+            if node is not None and not isinstance(node, yaml.ScalarNode):
+                raise yaml.composer.ComposerError(
+                    None, None, f"alias *{event.anchor} repeats a list or mapping; only text may be repeated",
+                    event.start_mark,
+                )
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen = set()
+            for key_node, _ in node.value:
+                if isinstance(key_node, yaml.ScalarNode):
+                    key = self.construct_object(key_node)
+                    if key in seen:
+                        raise yaml.constructor.ConstructorError(
+                            None, None, f"duplicate key {key!r}", key_node.start_mark
+                        )
+                    seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _read_yaml(path: Path, content: bytes):
+    try:
+        text = content.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ManifestError(
+            _one_line(f"{path}: not UTF-8 text (byte 0x{content[error.start]:02x} at offset {error.start})")
+        ) from None
+    try:
+        return yaml.load(text, Loader=_ManifestLoader)
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = ": ".join(part for part in (error.context, error.problem) if part) or str(error)
+        raise ManifestError(_one_line(f"{path}: not valid YAML{where}: {_short(problem)}")) from None
+    except yaml.YAMLError as error:
+        raise ManifestError(_one_line(f"{path}: not valid YAML: {_short(error)}")) from None
+    except RecursionError:
+        raise ManifestError(_one_line(f"{path}: not valid YAML: nested too deeply")) from None
+    except Exception as error:
+        # PyYAML's safe constructors raise plain ValueError, KeyError, AttributeError... for a
+        # malformed scalar (`2001-13-45`, `!!bool maybe`, an int of 5,000 digits); any failure
+        # here is the file's.
+        raise ManifestError(
+            _one_line(f"{path}: not valid YAML: a value cannot be read ({type(error).__name__}: {_short(error)})")
+        ) from None
 
 
 @lru_cache(maxsize=None)
-def _schema() -> dict:
-    return json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+def _validator():
+    import jsonschema  # imported on first use: it takes about a second, and `ufd` imports this module
+
+    return jsonschema.Draft202012Validator(json.loads(SCHEMA_PATH.read_text(encoding="utf-8")))
 
 
 @lru_cache(maxsize=64)
-def _load(path: Path, _mtime_ns: int) -> Manifest:
-    import jsonschema  # imported on first use: it takes about a second, and `ufd` imports this module
+def _load(path: Path, content: bytes) -> Manifest:
+    """Keyed on the file's bytes (not its mtime, which can miss an edit within one clock tick)."""
+    from jsonschema.exceptions import best_match
 
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as error:
-        raise ManifestError(f"{path}: not valid YAML: {error}") from error
-    errors = sorted(jsonschema.Draft202012Validator(_schema()).iter_errors(raw), key=str)
-    if errors:
-        where = "/".join(str(part) for part in errors[0].absolute_path) or "(top level)"
-        raise ManifestError(f"{path}: {where}: {errors[0].message}")
+    raw = _read_yaml(path, content)
+    error = best_match(_validator().iter_errors(raw))
+    if error is not None:
+        where = "/".join(str(part) for part in error.absolute_path) or "(top level)"
+        described = error.validator == "pattern" and "description" in error.schema
+        hint = f" ({error.schema['description']})" if described else ""
+        raise ManifestError(_one_line(f"{path}: {where}: {_short(error.message + hint)}"))
     if raw["name"] != path.stem:
-        raise ManifestError(f"{path}: name {raw['name']!r} differs from the file name")
+        raise ManifestError(_one_line(f"{path}: name: {raw['name']!r} differs from the file name"))
+    # Beyond the schema's patterns: the dataset must lie below the data root, and the archive
+    # must be a file in the download directory, not the directory or its parent.
+    if PurePosixPath(raw["root"]) == PurePosixPath("."):
+        raise ManifestError(_one_line(f"{path}: root: {raw['root']!r} is the data root itself; name a folder below it"))
+    if set(raw["archive"]["filename"]) == {"."}:
+        raise ManifestError(_one_line(f"{path}: archive/filename: {raw['archive']['filename']!r} is not a file name"))
     return _parse(raw)
 
 
@@ -202,7 +311,7 @@ def _parse(raw: dict) -> Manifest:
                     kind=source["kind"],
                     url=source.get("url"),
                     file_id=source.get("file_id"),
-                    size_bytes=source["size_bytes"],
+                    size_bytes=_count(source["size_bytes"]),
                     sha256=source["sha256"],
                 )
                 for source in archive["sources"]
@@ -225,14 +334,19 @@ def _parse(raw: dict) -> Manifest:
                 real_dir=entry["real_dir"],
                 fake_dir=entry["fake_dir"],
                 categories=tuple(entry["categories"]) if entry["categories"] else None,
-                expected_real=entry["images_per_class"]["real"],
-                expected_fake=entry["images_per_class"]["fake"],
-                expected_per_category=entry.get("images_per_category_per_class"),
+                expected_real=_count(entry["images_per_class"]["real"]),
+                expected_fake=_count(entry["images_per_class"]["fake"]),
+                expected_per_category=_count(entry.get("images_per_category_per_class")),
             )
             for entry in raw["sets"]
         ),
         ignored_dirs=tuple(item["path"] for item in raw.get("ignored_dirs", [])),
     )
+
+
+def _count(value: int | float | None) -> int | None:
+    """A count as an int: JSON Schema's "integer" also admits 3.0."""
+    return None if value is None else int(value)
 
 
 def benchmark_entries() -> list[ImageSetEntry]:

@@ -558,7 +558,7 @@ def gpu_benchmarks(work: Path, mode: str, device: str = "cuda") -> dict:
     cpu_features = load_encoder(GPU_ENCODER, "cpu").encode(host[:32]).double()
     gpu_features = torch.from_numpy(reference[:32]).double()
     out["fp16_vs_cpu_fp32_cosine_min"] = float(torch.nn.functional.cosine_similarity(cpu_features, gpu_features).min())
-    del encoder, host, resident
+    del host, resident
     torch.cuda.empty_cache()
 
     log(f"gpu: exact kNN, {size['queries']} queries x {size['bank']} bank (float16 memmap), torch backend")

@@ -72,3 +72,15 @@ def make_image_set(
             for index in range(count):
                 write_image(base / class_dir / f"{index:03d}.png", seed=next(_next_seed), size=size)
     return root
+
+
+def ufd(capsys, *argv) -> tuple[int, str, str]:
+    """Run ``ufd argv`` in-process → (exit status, stdout, stderr); argparse errors exit 2."""
+    from ufd_lib.cli import main
+
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as exit_:
+        code = exit_.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err

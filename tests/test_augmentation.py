@@ -5,12 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_ENCODER, make_image_set, png_bytes
+from conftest import TINY_ENCODER, make_image_set, png_bytes, ufd
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as TF
 
 from ufd_lib.augmentation import AugmentedView, featurize_views
-from ufd_lib.cli import main
 from ufd_lib.evaluation import ExtractionOptions, featurize
 from ufd_lib.extract import ExtractionReport, cache_setting, extract_features, open_cache
 from ufd_lib.image_sets import ImageSetSpec
@@ -100,15 +99,6 @@ def test_views_are_encoded_once_and_follow_the_training_rows(tmp_path, tiny_enco
                                        batch_size=4, progress=False)
     assert kept.all()
     np.testing.assert_array_equal(direct[::-1].astype(np.float16), views[1])
-
-
-def ufd(capsys, *argv) -> tuple[int, str, str]:
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as exit_:
-        code = exit_.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.fixture

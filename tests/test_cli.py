@@ -11,8 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import TINY_ENCODER, make_image_set
-from ufd_lib.cli import main
+from conftest import TINY_ENCODER, make_image_set, ufd
 from ufd_lib.extract import extract_features, open_cache
 from ufd_lib.linear_probe import LinearProbe
 from ufd_lib.metrics import METRIC_COLUMNS, average_precision
@@ -43,16 +42,6 @@ def data(tmp_path):
 @pytest.fixture
 def common(tmp_path):
     return ["--encoder", TINY_ENCODER, "--device", "cpu", "--quiet", "--cache-dir", str(tmp_path / "cache")]
-
-
-def ufd(capsys, *argv) -> tuple[int, str, str]:
-    """Run ``ufd argv`` in-process → (exit status, stdout, stderr); argparse errors exit 2."""
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as exit_:
-        code = exit_.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def evaluate(capsys, common, data, out, *extra):

@@ -13,7 +13,6 @@ import sys
 import threading
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from conftest import TINY_ENCODER, make_image_set, write_image

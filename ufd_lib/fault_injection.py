@@ -155,32 +155,35 @@ def stored_rows(folder: Path) -> dict[bytes, bytes]:
     return rows
 
 
-def reference_run(workload: Workload, work: Path) -> tuple[dict[bytes, bytes], float]:
-    """One uninterrupted extraction into a fresh cache: (:func:`stored_rows`, wall seconds,
-    not counting the fork server's start)."""
-    warm_up = _context().Process(target=os.getpid)
-    warm_up.start()
-    warm_up.join()
-    started = time.perf_counter()
+def reference_run(workload: Workload, work: Path) -> dict[bytes, bytes]:
+    """One uninterrupted extraction into a fresh cache: its :func:`stored_rows`."""
     if run_extraction(workload, work / "cache", work / "report.json") is None:
         raise RuntimeError("the reference extraction did not finish")
-    return stored_rows(cache_folder(work / "cache")), time.perf_counter() - started
+    return stored_rows(cache_folder(work / "cache"))
+
+
+def _committed_chunks(cache_root: Path) -> int:
+    return sum(1 for _ in Path(cache_root).glob("*/chunk-*.json"))
 
 
 def kill_and_resume(workload: Workload, work: Path, reference: dict[bytes, bytes], trials: int,
-                    max_seconds: float, seed: int = 0) -> list[dict]:
-    """``trials`` times: start an extraction into a fresh cache, SIGKILL it after a random
-    delay (uniform up to ``max_seconds``, e.g. the reference run's duration), check that what
+                    seed: int = 0) -> list[dict]:
+    """``trials`` times: start an extraction into a fresh cache and SIGKILL it at a random
+    moment: once a random number of its chunks (0 up to all but one) are committed, plus a
+    random delay of up to one batch pair (:data:`BATCH_DELAY_SECONDS` × 3); check that what
     it committed reads back cleanly, run it again to the end and compare the cache bit for bit
     with ``reference`` (:func:`stored_rows` of an uninterrupted run). Returns one record per
-    trial: whether the kill came before the run ended, rows committed when it came, whether
-    the resumed result is identical."""
+    trial: the chunks waited for, whether the kill came before the run ended, rows committed
+    when it came, whether the resumed result is identical."""
     rng = np.random.default_rng(seed)
+    groups = -(-(workload.decodable + workload.broken) // GROUP_IMAGES)
     records = []
     for trial in range(trials):
         cache_root = work / f"trial-{trial}" / "cache"
-        delay = float(rng.uniform(0.0, max_seconds))
+        after_chunks, delay = int(rng.integers(0, groups)), float(rng.uniform(0.0, 3 * BATCH_DELAY_SECONDS))
         process = start_extraction(workload, cache_root, work / f"trial-{trial}" / "killed.json")
+        while process.is_alive() and _committed_chunks(cache_root) < after_chunks:
+            time.sleep(0.005)
         process.join(timeout=delay)
         killed = process.exitcode is None
         if killed:
@@ -189,7 +192,7 @@ def kill_and_resume(workload: Workload, work: Path, reference: dict[bytes, bytes
         started = cache_root.exists() and any(p.is_dir() for p in cache_root.iterdir())
         committed = len(stored_rows(cache_folder(cache_root))) if started else 0
         resumed = run_extraction(workload, cache_root, work / f"trial-{trial}" / "resumed.json")
-        records.append({"seconds": round(delay, 3), "killed": killed, "committed_when_killed": committed,
+        records.append({"after_chunks": after_chunks, "killed": killed, "committed_when_killed": committed,
                         "identical": resumed is not None and stored_rows(cache_folder(cache_root)) == reference})
     return records
 

@@ -49,8 +49,8 @@ def _timed(function: Callable[[], Check]) -> Check:
     return check
 
 
-def check_kills(workload, work: Path, reference, seconds: float, trials: int, seed: int) -> Check:
-    records = faults.kill_and_resume(workload, work, reference, trials=trials, max_seconds=seconds, seed=seed)
+def check_kills(workload, work: Path, reference, trials: int, seed: int) -> Check:
+    records = faults.kill_and_resume(workload, work, reference, trials=trials, seed=seed)
     killed = [r for r in records if r["killed"]]
     partial = [r for r in killed if 0 < r["committed_when_killed"] < len(reference)]
     same = sum(r["identical"] for r in records)
@@ -283,9 +283,9 @@ def run_selfcheck(work: Path | None = None, *, trials: int = 20, rounds: int = 3
     scratch = Path(tempfile.mkdtemp(prefix="ufd-selfcheck-")) if work is None else Path(work)
     try:
         workload = faults.make_workload(scratch / "workload")
-        reference, seconds = faults.reference_run(workload, scratch / "reference")
+        reference = faults.reference_run(workload, scratch / "reference")
         return [
-            _timed(lambda: check_kills(workload, scratch / "kills", reference, seconds, trials, seed)),
+            _timed(lambda: check_kills(workload, scratch / "kills", reference, trials, seed)),
             _timed(lambda: check_write_deaths(workload, scratch / "write-deaths", reference)),
             _timed(lambda: check_concurrency(workload, scratch / "concurrency", reference, rounds)),
             _timed(lambda: check_damaged_chunks(workload, scratch / "damage", scratch / "reference" / "cache",

@@ -135,3 +135,16 @@ def test_trained_detector_learns_is_saved_and_is_reused(empty_hub, tmp_path, tin
     assert reused.description == trained.description
     retrained = load_or_train_detector(small_profile(detector_max_epochs=2), benchmark, output, log=None)
     assert retrained.source == "trained here" and len(retrained.history) == 2
+
+
+@pytest.mark.parametrize("size", [(227, 229), (300, 225), (100, 240), (224, 224)])
+def test_evaluation_crop_is_the_one_clip_features_use(size):
+    """Same pixels as the CLIP evaluation path's centre window (odd margins round half to even)."""
+    from ufd_lib.preprocess import centre_window
+    from ufd_lib.trained_detector import _centre_crop
+
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
+    cropped = np.asarray(_centre_crop(image))
+    assert cropped.shape == (224, 224, 3)
+    if min(size) >= 224:
+        np.testing.assert_array_equal(cropped, np.asarray(image.crop(centre_window(size, (224, 224)))))

@@ -195,10 +195,9 @@ def augment(image: Image.Image, rng: np.random.Generator, recipe: DetectorRecipe
 
 
 def _centre_crop(image: Image.Image, size: int = config.CROP_SIZE) -> Image.Image:
-    """CenterCrop without resize, zero-padding smaller images (the evaluation preprocessing)."""
-    image = _pad_to(image, size)
-    left, top = (image.width - size) // 2, (image.height - size) // 2
-    return image.crop((left, top, left + size, top + size))
+    """CenterCrop without resize, zero-padding smaller images: torchvision's, exactly as the
+    evaluation preprocessing (its offsets round half to even, not down)."""
+    return torchvision.transforms.CenterCrop(size)(image)
 
 
 _MEAN = np.asarray(config.IMAGENET_MEAN, np.float32)[:, None, None]

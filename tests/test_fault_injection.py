@@ -34,6 +34,7 @@ def test_death_in_each_step_of_writing_a_chunk_is_recovered(workload, reference,
     records = faults.die_in_every_write(workload, tmp_path, reference, calls=4)
     assert all(record["died"] for record in records), records
     assert all(record["identical"] for record in records), records
+    assert all(record["chunk_leftovers"] == 0 for record in records), records
 
 
 def test_two_processes_share_the_work_without_repeating_it(workload, reference, tmp_path):

@@ -327,6 +327,7 @@ class _ClaimedBatches:
             if not self.claims.try_claim(claim):
                 self.deferred.append(group)
                 continue
+            self.cache.remove_leftovers(claim)  # a writer of this group that died mid-write
             missing = [i for i, hit in zip(group, self.cache.contains(keys)) if not hit]  # again, now claimed
             if not missing:
                 self.claims.release(claim)
@@ -394,7 +395,7 @@ def _encode_pass(encoder, paths, digests, groups, cache, claims, report, rejecte
         group[1] -= 1
         if group[1] == 0:  # the group's last batch: commit its chunk, then let the claim go
             if keys:
-                cache.write_chunk(keys, np.concatenate(features))
+                cache.write_chunk(keys, np.concatenate(features), tag=group[0])
             claims.release(group[0])
             sampler.in_flight.popleft()
             keys, features = [], []

@@ -199,8 +199,9 @@ def kill_and_resume(workload: Workload, work: Path, reference: dict[bytes, bytes
 
 def die_in_every_write(workload: Workload, work: Path, reference: dict[bytes, bytes], calls: int = 8) -> list[dict]:
     """Kill an extraction on the n-th ``os.fsync`` and on the n-th ``os.replace`` (n = 1..calls):
-    in the middle of each step of writing a chunk. After each death, one more run must finish
-    and leave the cache equal to ``reference``. Returns one record per death."""
+    in the middle of each step of writing a chunk. After each death, one more run must finish,
+    leave the cache equal to ``reference`` and no half-written chunk file behind. Returns one
+    record per death."""
     records = []
     for name in WRITE_CALLS:
         for n in range(1, calls + 1):
@@ -208,8 +209,10 @@ def die_in_every_write(workload: Workload, work: Path, reference: dict[bytes, by
             died = run_extraction(workload, cache_root, work / f"{name}-{n}" / "report.json", delay=0,
                                   die_in=(name, n)) is None
             resumed = run_extraction(workload, cache_root, work / f"{name}-{n}" / "resumed.json", delay=0)
+            folder = cache_folder(cache_root)
             records.append({"call": name, "n": n, "died": died,
-                            "identical": resumed is not None and stored_rows(cache_folder(cache_root)) == reference})
+                            "identical": resumed is not None and stored_rows(folder) == reference,
+                            "chunk_leftovers": len(list(folder.glob(".chunk-*.tmp")))})
     return records
 
 

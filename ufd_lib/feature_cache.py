@@ -118,6 +118,16 @@ class FeatureCache:
             except OSError:
                 pass
 
+    def remove_leftovers(self, tag: str) -> int:
+        """Delete the temporary files of chunks named with ``tag`` that a killed writer left
+        (never read: only committed chunks are). Call it only while no live process can be
+        writing such a chunk, e.g. holding the claim the tag names. Returns the files removed."""
+        removed = 0
+        for leftover in self.directory.glob(f".chunk-*-{tag}.*.tmp"):
+            leftover.unlink(missing_ok=True)
+            removed += 1
+        return removed
+
     def contains(self, digests: Sequence[bytes]) -> np.ndarray:
         """Boolean mask (n,): which digests have cached features."""
         self.refresh()
@@ -155,23 +165,27 @@ class FeatureCache:
         self.refresh()
         return len(self._index)
 
-    def write_chunk(self, digests: Sequence[bytes], features: np.ndarray) -> None:
-        """Commit one chunk: digests (n,) of 32 bytes, features (n, d) (stored as float16)."""
+    def write_chunk(self, digests: Sequence[bytes], features: np.ndarray, tag: str | None = None) -> None:
+        """Commit one chunk: digests (n,) of 32 bytes, features (n, d) (stored as float16).
+
+        tag: ends the chunk's name (and its temporary files' names) instead of a random one,
+        so that the files a killed writer left half-written can be found (:meth:`remove_leftovers`).
+        """
         if len(digests) != len(features):
             raise ValueError(f"{len(digests)} digests for {len(features)} feature rows")
         if not len(digests):
             return
         try:
-            self._write_chunk(digests, features)
+            self._write_chunk(digests, features, tag or uuid.uuid4().hex[:8])
         except OSError as error:
             raise FeatureCacheError(
                 f"cannot write to the feature cache {self.directory}: {error.strerror or error}; "
                 "free space, fix its permissions or choose another with --cache-dir / UFD_CACHE_DIR"
             ) from error
 
-    def _write_chunk(self, digests: Sequence[bytes], features: np.ndarray) -> None:
+    def _write_chunk(self, digests: Sequence[bytes], features: np.ndarray, tag: str) -> None:
         self._ensure_directory()
-        name = f"chunk-{time.time_ns():020d}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        name = f"chunk-{time.time_ns():020d}-{os.getpid()}-{tag}"
         stored = np.ascontiguousarray(features, dtype=config.FEATURE_STORE_DTYPE)
         keys = np.frombuffer(b"".join(digests), dtype=np.uint8).reshape(len(digests), 32)
         features_path = self.directory / f"{name}.features.npy"

@@ -208,3 +208,22 @@ def test_thread_count_is_restored(tiny_encoder, paths, tmp_path):
     threads = torch.get_num_threads()
     extract(tiny_encoder, paths[:3], tmp_path / "cache")
     assert torch.get_num_threads() == threads
+
+
+def test_a_cache_that_cannot_take_claims_still_serves_its_features(tiny_encoder, paths, tmp_path, encode_counter):
+    """A read-only shared cache: everything cached and one undecodable file (its group is never
+    complete, so it is decoded again on every run) works without writing anything."""
+    broken = paths[0].parent / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    cache = open_cache(tiny_encoder, Perturbation(), tmp_path / "cache")
+    first, kept, _ = extract_features(tiny_encoder, [*paths, broken], cache, batch_size=4, progress=False)
+    claims = cache.directory / "claims"
+    claims.rmdir()
+    claims.write_text("not a folder: claims cannot be taken here\n")
+    encode_counter.clear()
+    again, kept_again, report = extract_features(tiny_encoder, [*paths, broken], open_cache(
+        tiny_encoder, Perturbation(), tmp_path / "cache"), batch_size=4, progress=False)
+    assert encode_counter == [] and report.images_encoded == 0
+    assert kept_again.tolist() == kept.tolist() == [True] * len(paths) + [False]
+    assert [path for path, _ in report.skipped] == [str(broken)]
+    np.testing.assert_array_equal(again, first)

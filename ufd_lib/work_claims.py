@@ -21,7 +21,6 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from .feature_cache import FeatureCacheError
 
 
 def group_id(digests: Sequence[bytes]) -> str:
@@ -30,11 +29,18 @@ def group_id(digests: Sequence[bytes]) -> str:
 
 
 class GroupClaims:
-    """Non-blocking claims on groups of one cache setting folder (``FeatureCache.directory``)."""
+    """Non-blocking claims on groups of one cache setting folder (``FeatureCache.directory``).
+
+    Where the folder cannot be written (a read-only shared cache) claims are granted without a
+    lock: nobody can commit there, so there is nothing to coordinate, and a group that does
+    need encoding fails at its commit with :class:`~ufd_lib.feature_cache.FeatureCacheError`.
+    Groups whose only missing images are undecodable still need a claim on every run (they
+    never become complete), and must work on such a cache.
+    """
 
     def __init__(self, directory: Path):
         self.folder = Path(directory) / "claims"
-        self._held: dict[str, FileLock] = {}
+        self._held: dict[str, FileLock | None] = {}
 
     def try_claim(self, group: str) -> bool:
         """Claim ``group`` (an id from :func:`group_id`); False while another live process holds it."""
@@ -44,17 +50,16 @@ class GroupClaims:
             lock.acquire()
         except Timeout:
             return False
-        except OSError as error:
-            raise FeatureCacheError(
-                f"cannot write to the feature cache {self.folder.parent}: {error.strerror or error}; "
-                "fix its permissions or choose another with --cache-dir / UFD_CACHE_DIR"
-            ) from error
+        except OSError:
+            lock = None
         self._held[group] = lock
         return True
 
     def release(self, group: str) -> None:
         """Give up a claim taken by :meth:`try_claim` (after its chunk is committed, or on failure)."""
         lock = self._held.pop(group)
+        if lock is None:
+            return
         try:
             os.unlink(lock.lock_file)
         except OSError:

@@ -1,4 +1,4 @@
-"""Figures of the analyses and ablations (notebooks 05–09). Each function returns a matplotlib
+"""Figures of the analyses and ablations (notebooks 05–10). Each function returns a matplotlib
 Figure whose title says what it answers, with labelled axes (units) and a legend."""
 from __future__ import annotations
 

@@ -202,6 +202,8 @@ def check_hostile_images(work: Path, count: int, seed: int) -> Check:
     """Mutated (truncated, bit-flipped) images through the whole loading path, plus a bomb."""
     import torch
 
+    from PIL import Image
+
     from .preprocess import ImageRejected, evaluation_transform, load_tensor
 
     transform = evaluation_transform()
@@ -209,8 +211,6 @@ def check_hostile_images(work: Path, count: int, seed: int) -> Check:
     path = work / "image"
     cases = list(_mutations(image_seeds(), count, seed))
     bomb = io.BytesIO()
-    from PIL import Image
-
     Image.new("L", (12_000, 8_000)).save(bomb, format="PNG")
     cases.append(bomb.getvalue())
     for data in cases:

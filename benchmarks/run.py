@@ -13,7 +13,7 @@ What is measured (``benchmarks/README.md`` explains each ratio and records our n
 2. a repeated ``ufd evaluate`` (kNN, smoke benchmark, ``random-clip:small``) vs the first run,
    both in-process: speed-up and images encoded by the rerun;
 3. exact nearest-neighbour search, 2k queries against a 720k × 768 float16 memory-mapped bank
-   (:mod:`ufd_lib.nn_search`) vs faiss ``IndexFlatIP`` on the same data in float32 (search
+   (:mod:`ufd_lib.classifiers.nn_search`) vs faiss ``IndexFlatIP`` on the same data in float32 (search
    time only, index already built) and vs scikit-learn's brute-force cosine
    ``NearestNeighbors``; each in a fresh subprocess, peak RSS increase over the process's RSS
    before the search (VmHWM, reset just before; for faiss and sklearn this includes building
@@ -50,10 +50,10 @@ sys.path.insert(0, str(REPO))
 
 import torch  # noqa: E402
 
-from ufd_lib.discovery import collect_images  # noqa: E402
-from ufd_lib.encoders import Encoder, load_encoder  # noqa: E402
-from ufd_lib.extract import extract_features, open_cache  # noqa: E402
-from ufd_lib.preprocess import Perturbation, evaluation_transform, load_tensor  # noqa: E402
+from ufd_lib.data.discovery import collect_images  # noqa: E402
+from ufd_lib.features.encoders import Encoder, load_encoder  # noqa: E402
+from ufd_lib.features.extract import extract_features, open_cache  # noqa: E402
+from ufd_lib.features.preprocess import Perturbation, evaluation_transform, load_tensor  # noqa: E402
 
 SIZES = {
     "full": {"jpegs": 200, "rounds": 2, "smoke_per_class": 40, "bank": 720_000, "queries": 2_000,
@@ -152,7 +152,7 @@ def set_argument(spec) -> str:
 
 
 def evaluate_benchmarks(work: Path, size: dict, smoke) -> dict:
-    from ufd_lib.cli import main as ufd
+    from ufd_lib.cli.main import main as ufd
 
     argv = ["evaluate", "--encoder", SMOKE_ENCODER, "--classifier", "knn", "--train", set_argument(smoke.train),
             "--cache-dir", str(work / "cache-smoke"), "--device", "cpu", "--batch-size", str(BATCH_SIZE), "--quiet"]
@@ -179,10 +179,11 @@ def evaluate_benchmarks(work: Path, size: dict, smoke) -> dict:
 
 def smoke_metrics(smoke, cache_root: Path, precision: str) -> dict:
     """Mean AP and accuracy of kNN (k=1) and the linear probe on the smoke benchmark."""
-    from ufd_lib.evaluation import FeatureSet, evaluate_sets
-    from ufd_lib.knn import NearestNeighbourClassifier
-    from ufd_lib.linear_probe import LinearProbe
-    from ufd_lib.profiles import get_profile
+    from ufd_lib.features.feature_sets import FeatureSet
+    from ufd_lib.evaluation.scoring import evaluate_sets
+    from ufd_lib.classifiers.nearest_neighbour import NearestNeighbourClassifier
+    from ufd_lib.classifiers.linear_probe import LinearProbe
+    from ufd_lib.runs.profiles import get_profile
 
     encoder = load_encoder(SMOKE_ENCODER, "cpu")
     encoded = 0
@@ -250,7 +251,7 @@ def nn_worker(method: str, bank_path: Path, queries_path: Path, out_path: Path) 
     import faiss
     from sklearn.neighbors import NearestNeighbors
 
-    from ufd_lib.nn_search import exact_topk, normalise_rows
+    from ufd_lib.classifiers.nn_search import exact_topk, normalise_rows
 
     queries = np.load(queries_path)
     bank = np.load(bank_path, mmap_mode="r")
@@ -397,7 +398,7 @@ def released_passes(n_train: int, n_val: int, n_test: int, n_sweep_test: int, k_
 
 
 def forward_pass_counts(work: Path, smoke, profile_smoke, profile_paper) -> dict:
-    from ufd_lib.encoders import load_encoder as load
+    from ufd_lib.features.encoders import load_encoder as load
 
     tiny = load("random-clip:tiny", "cpu")
     counter = CountingEncoder(model=tiny.model, name="count-only", checkpoint_sha256="count-only",
@@ -472,7 +473,7 @@ def forward_pass_counts(work: Path, smoke, profile_smoke, profile_paper) -> dict
 def probe_benchmark(size: dict) -> dict:
     """One epoch of LinearProbe.fit on random features, with torch's default intra-op threads
     and with one thread (its per-batch ops are tiny: 256 × 768)."""
-    from ufd_lib.linear_probe import LinearProbe
+    from ufd_lib.classifiers.linear_probe import LinearProbe
 
     rows = size["probe_rows"]
     rng = np.random.default_rng(3)
@@ -509,9 +510,9 @@ def gpu_benchmarks(work: Path, mode: str, device: str = "cuda") -> dict:
     copied back, as ``Encoder.encode`` does) and on GPU-resident tensors, end-to-end
     ``extract_features`` images/s with 0 and several DataLoader workers, their ratio; the torch
     nearest-neighbour search on the GPU; a linear-probe epoch on the GPU."""
-    from ufd_lib.linear_probe import LinearProbe
-    from ufd_lib.nn_search import exact_topk
-    from ufd_lib.training import torch_threads
+    from ufd_lib.classifiers.linear_probe import LinearProbe
+    from ufd_lib.classifiers.nn_search import exact_topk
+    from ufd_lib.devices import torch_threads
 
     size = GPU_SIZES[mode]
     out = {"gpu": torch.cuda.get_device_name(device), "encoder": GPU_ENCODER, "images": size["jpegs"],
@@ -702,8 +703,8 @@ def main(argv: list[str] | None = None) -> int:
         nn_worker(method, Path(bank), Path(queries), Path(out))
         return 0
 
-    from ufd_lib.profiles import get_profile
-    from ufd_lib.smoke_benchmark import generate_smoke_benchmark
+    from ufd_lib.runs.profiles import get_profile
+    from ufd_lib.data.smoke_benchmark import generate_smoke_benchmark
 
     mode = "quick" if args.quick else "full"
     size = SIZES[mode]

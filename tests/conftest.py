@@ -25,7 +25,7 @@ def _cache_in_tmp(tmp_path_factory, monkeypatch):
 @pytest.fixture(scope="session")
 def tiny_encoder():
     """``random-clip:tiny`` on CPU, built once per session (768-d output)."""
-    from ufd_lib.encoders import load_encoder
+    from ufd_lib.features.encoders import load_encoder
 
     return load_encoder(TINY_ENCODER, "cpu")
 
@@ -76,7 +76,7 @@ def make_image_set(
 
 def ufd(capsys, *argv) -> tuple[int, str, str]:
     """Run ``ufd argv`` in-process → (exit status, stdout, stderr); argparse errors exit 2."""
-    from ufd_lib.cli import main
+    from ufd_lib.cli.main import main
 
     try:
         code = main([str(a) for a in argv])

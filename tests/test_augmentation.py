@@ -9,11 +9,11 @@ from conftest import TINY_ENCODER, make_image_set, png_bytes, ufd
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as TF
 
-from ufd_lib.augmentation import AugmentedView, featurize_views
-from ufd_lib.evaluation import ExtractionOptions, featurize
-from ufd_lib.extract import ExtractionReport, cache_setting, extract_features, open_cache
-from ufd_lib.image_sets import ImageSetSpec
-from ufd_lib.preprocess import Perturbation, decode_image, evaluation_transform, load_tensor
+from ufd_lib.features.augmentation import AugmentedView, featurize_views
+from ufd_lib.features.feature_sets import ExtractionOptions, featurize
+from ufd_lib.features.extract import ExtractionReport, cache_setting, extract_features, open_cache
+from ufd_lib.data.image_sets import ImageSetSpec
+from ufd_lib.features.preprocess import Perturbation, decode_image, evaluation_transform, load_tensor
 
 
 def test_a_view_is_a_function_of_the_pixels_the_view_and_the_seed(tmp_path):

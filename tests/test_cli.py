@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from conftest import TINY_ENCODER, make_image_set, ufd
-from ufd_lib.extract import extract_features, open_cache
-from ufd_lib.linear_probe import LinearProbe
-from ufd_lib.metrics import METRIC_COLUMNS, average_precision
-from ufd_lib.preprocess import Perturbation
+from ufd_lib.features.extract import extract_features, open_cache
+from ufd_lib.classifiers.linear_probe import LinearProbe
+from ufd_lib.evaluation.metrics import METRIC_COLUMNS, average_precision
+from ufd_lib.features.preprocess import Perturbation
 
 N_TRAIN, N_PROGAN, N_LDM = 8, 8, 6  # good images per set (progan also holds one broken file)
 

@@ -2,7 +2,6 @@
 cut connection, checksum rejection, clear errors when a source fails, and safe extraction."""
 from __future__ import annotations
 
-import argparse
 import hashlib
 import io
 import random
@@ -19,9 +18,12 @@ import pytest
 import yaml
 from PIL import Image
 
-from ufd_lib import data_cli, data_fetch, manifests
-from ufd_lib.data_fetch import FetchError, fetch_data
-from ufd_lib.data_verify import verify_data
+from ufd_lib.cli import data as data_cli
+from ufd_lib.cli.parser import build_parser
+from ufd_lib.data import fetch as data_fetch
+from ufd_lib.data import manifests
+from ufd_lib.data.fetch import FetchError, fetch_data
+from ufd_lib.data.verify import verify_data
 
 DRIVE_ID = "1AbCdEfGhIjKlMnOpQrStUvWxYz012345"
 
@@ -332,10 +334,7 @@ def test_malicious_archive_is_not_extracted(server, use_manifest, tmp_path: Path
 
 
 def _cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="ufd")
-    data_cli.register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
+    return data_cli.run(build_parser().parse_args(argv))
 
 
 def test_cli_fetch_exit_codes(server, use_manifest, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -2,7 +2,6 @@
 duplicated files; the fingerprint; and the `ufd data verify` exit codes."""
 from __future__ import annotations
 
-import argparse
 import hashlib
 import itertools
 import random
@@ -13,9 +12,11 @@ import pytest
 import yaml
 from PIL import Image
 
-from ufd_lib import data_cli, manifests
-from ufd_lib.data_verify import verify_data
-from ufd_lib.manifests import UnknownManifestError
+from ufd_lib.cli import data as data_cli
+from ufd_lib.cli.parser import build_parser
+from ufd_lib.data import manifests
+from ufd_lib.data.verify import verify_data
+from ufd_lib.data.manifests import UnknownManifestError
 
 TOY_MANIFEST = {
     "name": "toy",
@@ -188,10 +189,7 @@ def test_unknown_manifest(data_root: Path) -> None:
 
 
 def _cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="ufd")
-    data_cli.register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
+    return data_cli.run(build_parser().parse_args(argv))
 
 
 def test_cli_exit_codes(data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from ufd_lib import config
-from ufd_lib.discovery import collect_images, find_class_images, official_subsample
-from ufd_lib.image_sets import ImageSetSpec, SpecError, parse_set_spec
+from ufd_lib.data.discovery import collect_images, find_class_images, official_subsample
+from ufd_lib.data.image_sets import ImageSetSpec, SpecError, parse_set_spec
 
 
 def touch(path: Path) -> Path:

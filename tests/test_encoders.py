@@ -11,13 +11,7 @@ import warnings
 import pytest
 import torch
 
-from ufd_lib.encoders import (
-    EncoderUnavailable,
-    import_clip,
-    is_torchscript_archive,
-    load_encoder,
-    random_clip_state_dict,
-)
+from ufd_lib.features.encoders import EncoderUnavailable, import_clip, is_torchscript_archive, load_encoder, random_clip_state_dict
 
 
 @pytest.fixture(scope="module")
@@ -191,7 +185,7 @@ def test_random_clip_is_deterministic_across_loads(tiny_encoder, images):
 def test_dtype_is_that_of_most_weights_for_clips_mixed_cuda_layout():
     """On CUDA, CLIP keeps its matrices fp16 and embeddings/LayerNorms fp32 (clip.load's
     layout); the first parameter is fp32, but the encoder computes in fp16."""
-    from ufd_lib.encoders import Encoder, import_clip, random_clip_state_dict
+    from ufd_lib.features.encoders import Encoder, import_clip, random_clip_state_dict
 
     model = import_clip().model.build_model(random_clip_state_dict("tiny"))  # converts to that layout
     encoder = Encoder(model=model, name="random-clip:tiny", checkpoint_sha256="x", device=torch.device("cpu"),

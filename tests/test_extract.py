@@ -7,9 +7,9 @@ import torch
 
 from conftest import write_image
 from ufd_lib import config
-from ufd_lib.encoders import Encoder
-from ufd_lib.extract import ExtractionError, extract_features, open_cache
-from ufd_lib.preprocess import Perturbation, evaluation_transform, load_tensor
+from ufd_lib.features.encoders import Encoder
+from ufd_lib.features.extract import ExtractionError, extract_features, open_cache
+from ufd_lib.features.preprocess import Perturbation, evaluation_transform, load_tensor
 
 
 @pytest.fixture
@@ -159,8 +159,8 @@ def test_perturbation_is_part_of_the_cache_key(tiny_encoder, paths, tmp_path, en
 
 
 def test_fp32_caches_keep_their_key_and_bf16_gets_its_own(tiny_encoder, tmp_path):
-    from ufd_lib.extract import cache_setting
-    from ufd_lib.preprocess import preprocess_settings
+    from ufd_lib.features.extract import cache_setting
+    from ufd_lib.features.preprocess import preprocess_settings
 
     before_precision_existed = {
         "encoder": tiny_encoder.name,

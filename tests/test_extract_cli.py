@@ -6,7 +6,7 @@ import json
 import pytest
 
 from conftest import TINY_ENCODER, make_image_set
-from ufd_lib.cli import main
+from ufd_lib.cli.main import main
 
 
 @pytest.fixture

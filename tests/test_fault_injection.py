@@ -1,6 +1,6 @@
 """Fault injection: extractions killed with SIGKILL anywhere, and two processes sharing one cache.
 
-The machinery lives in :mod:`ufd_lib.fault_injection` (``ufd selfcheck`` runs it longer);
+The machinery lives in :mod:`ufd_lib.reliability.fault_injection` (``ufd selfcheck`` runs it longer);
 here each scenario runs a few times and must end with the cache bit for bit equal to one
 uninterrupted run's.
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from ufd_lib import fault_injection as faults
+from ufd_lib.reliability import fault_injection as faults
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +46,7 @@ def test_two_processes_share_the_work_without_repeating_it(workload, reference, 
 
 def test_a_group_held_by_a_live_process_is_waited_for_not_redone(workload, reference, tmp_path):
     """A claim held by another process makes extraction wait; it then finds the group committed."""
-    from ufd_lib.work_claims import GroupClaims
+    from ufd_lib.features.work_claims import GroupClaims
 
     first = faults.run_extraction(workload, tmp_path / "cache", tmp_path / "first.json", delay=0)
     assert first == {"encoded": workload.decodable, "skipped": workload.broken}

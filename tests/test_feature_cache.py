@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from ufd_lib.feature_cache import FeatureCache, setting_id
+from ufd_lib.features.feature_cache import FeatureCache, setting_id
 
 SETTING = {"encoder": "random-clip:tiny", "preprocess": {"center_crop": 224}}
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from conftest import make_image_set
-from ufd_lib.discovery import collect_images
-from ufd_lib.file_lists import PickledListError, read_pickled_list
-from ufd_lib.image_sets import ImageSetSpec
+from ufd_lib.data.discovery import collect_images
+from ufd_lib.data.file_lists import PickledListError, read_pickled_list
+from ufd_lib.data.image_sets import ImageSetSpec
 
 
 class _Payload:

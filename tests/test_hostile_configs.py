@@ -20,10 +20,11 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ufd_lib import encoders, manifests
-from ufd_lib.cli import main
-from ufd_lib.image_sets import SpecError, parse_set_spec
-from ufd_lib.manifests import Manifest, ManifestError, load_manifest
+from ufd_lib.features import encoders
+from ufd_lib.data import manifests
+from ufd_lib.cli.main import main
+from ufd_lib.data.image_sets import SpecError, parse_set_spec
+from ufd_lib.data.manifests import Manifest, ManifestError, load_manifest
 
 HYPOTHESIS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -63,7 +64,7 @@ def no_models(monkeypatch):
 
     for prefix in list(encoders._REGISTRY):
         monkeypatch.setitem(encoders._REGISTRY, prefix, refuse)
-    monkeypatch.setattr("ufd_lib.reproduce.reproduce", refuse)
+    monkeypatch.setattr("ufd_lib.runs.reproduce.reproduce", refuse)
 
 
 @pytest.fixture

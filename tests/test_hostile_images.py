@@ -19,7 +19,7 @@ from PIL import Image, ImageCms
 from torchvision import transforms
 
 from ufd_lib import config
-from ufd_lib.preprocess import ImageRejected, Perturbation, decode_image, evaluation_transform, load_tensor
+from ufd_lib.features.preprocess import ImageRejected, Perturbation, decode_image, evaluation_transform, load_tensor
 
 TRANSFORM = evaluation_transform()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ufd_lib.cli import main
+from ufd_lib.cli.main import main
 
 FLAGS = ["--encoder", "--classifier", "--train", "--k", "--probe", "--test", "--out", "--cache-dir",
          "--jpeg-quality", "--blur-sigma", "--sampling", "--strict", "--device", "--batch-size", "--workers",

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ufd_lib.knn import NearestNeighbourClassifier
+from ufd_lib.classifiers.nearest_neighbour import NearestNeighbourClassifier
 
 
 def banks(seed: int = 0, n_real: int = 40, n_fake: int = 30, n_test: int = 25, d: int = 12):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from ufd_lib.linear_probe import LinearProbe, ProbeFileError
+from ufd_lib.classifiers.linear_probe import LinearProbe, ProbeFileError
 
 RELEASED_WEIGHTS = Path(__file__).resolve().parents[2] / "shared/fixtures/univfd_fc_weights.pth"
 

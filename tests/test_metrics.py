@@ -10,15 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ufd_lib.metrics import (
-    METRIC_COLUMNS,
-    MetricError,
-    accuracies,
-    average_precision,
-    metrics_table,
-    oracle_threshold,
-)
-from ufd_lib.metrics import test_set_metrics as set_metrics  # renamed: pytest would collect test_*
+from ufd_lib.evaluation.metrics import METRIC_COLUMNS, MetricError, accuracies, average_precision, metrics_table, oracle_threshold
+from ufd_lib.evaluation.metrics import test_set_metrics as set_metrics  # renamed: pytest would collect test_*
 
 
 def brute_force_oracle(labels, scores):

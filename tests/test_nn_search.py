@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from ufd_lib.nn_search import exact_topk, normalise_rows, topk_mean_similarity
+from ufd_lib.classifiers.nn_search import exact_topk, normalise_rows, topk_mean_similarity
 
 
 def brute_force(queries: np.ndarray, bank: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from ufd_lib.reproduce import NOTEBOOK_DIR, available_notebooks
+from ufd_lib.runs.reproduce import NOTEBOOK_DIR, available_notebooks
 
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
 PARAMETERS = {"profile", "data_root", "output_dir", "cache_dir"}

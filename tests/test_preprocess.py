@@ -14,13 +14,7 @@ from scipy.ndimage import gaussian_filter
 
 from conftest import noise_array, png_bytes
 from ufd_lib import config
-from ufd_lib.preprocess import (
-    ImageRejected,
-    Perturbation,
-    decode_image,
-    evaluation_transform,
-    load_tensor,
-)
+from ufd_lib.features.preprocess import ImageRejected, Perturbation, decode_image, evaluation_transform, load_tensor
 
 MEAN = np.array(config.CLIP_MEAN, dtype=np.float64)
 STD = np.array(config.CLIP_STD, dtype=np.float64)

@@ -6,9 +6,9 @@ import nbformat
 import pandas as pd
 import pytest
 
-from ufd_lib import reproduce as reproduce_module
-from ufd_lib.cli import main
-from ufd_lib.reproduce import ReproduceError, reproduce, select_notebooks
+from ufd_lib.runs import reproduce as reproduce_module
+from ufd_lib.cli.main import main
+from ufd_lib.runs.reproduce import ReproduceError, reproduce, select_notebooks
 
 
 def test_select_by_number_and_name():
@@ -88,8 +88,8 @@ def test_smoke_reproduction_end_to_end(tmp_path):
 
 
 def test_paper_comparison_fills_ours_only_for_paper_sets():
-    from ufd_lib.experiments import paper_comparison
-    from ufd_lib.reported import PAPER_TEST_SETS
+    from ufd_lib.analyses.main_results import paper_comparison
+    from ufd_lib.evaluation.reported import PAPER_TEST_SETS
 
     index = list(PAPER_TEST_SETS) + ["mean"]
     ap = pd.DataFrame({"LC": [90.0] * 19 + [90.0]}, index=index)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from ufd_lib.safe_extract import ArchiveError, UnsafeArchiveError, safe_extract
+from ufd_lib.data.safe_extract import ArchiveError, UnsafeArchiveError, safe_extract
 
 FILES = {"release/a/0_real/x.png": b"real bytes", "release/a/1_fake/y.png": b"fake bytes", "release/README": b"hi"}
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from ufd_lib import selfcheck
-from ufd_lib.cli import main
+from ufd_lib.reliability import selfcheck
+from ufd_lib.cli.main import main
 
 
 def test_a_failed_case_fails_the_report_and_the_exit_status(monkeypatch, tmp_path, capsys):
@@ -34,6 +34,6 @@ def test_metric_edge_cases_check_passes():
 
 @pytest.mark.slow
 def test_full_selfcheck_passes(tmp_path):
-    checks = selfcheck.run_selfcheck(tmp_path, trials=4, rounds=1, fuzz=60, seed=1)
+    checks = selfcheck.run_selfcheck(main, tmp_path, trials=4, rounds=1, fuzz=60, seed=1)
     assert [c.name for c in checks if not c.passed] == []
     assert sum(c.cases for c in checks) > 130

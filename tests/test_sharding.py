@@ -17,11 +17,11 @@ import pytest
 
 from conftest import TINY_ENCODER, make_image_set, write_image
 from ufd_lib import config
-from ufd_lib import extract as extract_module
-from ufd_lib.fault_injection import cache_folder, stored_rows
-from ufd_lib.extract import ExtractionError, encoding_groups, fill_cache, open_cache
-from ufd_lib.preprocess import Perturbation
-from ufd_lib.sharding import World, environment, even_slice, rank_device
+from ufd_lib.features import extract as extract_module
+from ufd_lib.reliability.fault_injection import cache_folder, stored_rows
+from ufd_lib.features.extract import ExtractionError, encoding_groups, fill_cache, open_cache
+from ufd_lib.features.preprocess import Perturbation
+from ufd_lib.features.sharding import World, environment, even_slice, rank_device
 
 
 @pytest.mark.parametrize("n_items", [0, 1, 7, 64, 65, 1000])

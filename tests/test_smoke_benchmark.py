@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ufd_lib import smoke_benchmark
-from ufd_lib.discovery import find_class_images
-from ufd_lib.smoke_benchmark import MANIFEST_NAME, generate_smoke_benchmark
+from ufd_lib.data import smoke_benchmark
+from ufd_lib.data.discovery import find_class_images
+from ufd_lib.data.smoke_benchmark import MANIFEST_NAME, generate_smoke_benchmark
 
 SMALL = dict(images_per_class=8, train_categories=("cat", "dog"), image_size=64, seed=3)
 CATEGORY_SETS = {"progan": ("cat", "dog"), "stylegan": ("bedroom", "car", "cat"), "cyclegan": ("horse", "zebra")}

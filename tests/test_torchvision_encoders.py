@@ -9,11 +9,11 @@ import pytest
 import torch
 import torchvision
 
-from ufd_lib.encoders import EncoderUnavailable, available_prefixes, load_encoder
-from ufd_lib.extract import cache_setting, open_cache
+from ufd_lib.features.encoders import EncoderUnavailable, available_prefixes, load_encoder
+from ufd_lib.features.extract import cache_setting, open_cache
 from ufd_lib.hashing import file_sha256
-from ufd_lib.preprocess import Perturbation
-from ufd_lib.torchvision_encoders import hub_checkpoint_dir, strip_classifier
+from ufd_lib.features.preprocess import Perturbation
+from ufd_lib.features.torchvision_encoders import hub_checkpoint_dir, strip_classifier
 
 RESNET18_FILE = "resnet18-f37072fd.pth"  # torchvision's IMAGENET1K_V1 file name
 
@@ -97,7 +97,7 @@ def test_strip_classifier_handles_vit_heads():
 
 
 def test_backbone_without_weights_falls_back_to_random_and_says_so(empty_hub):
-    from ufd_lib.ablations import load_backbone
+    from ufd_lib.analyses.backbones import load_backbone
 
     encoder, notice = load_backbone("torchvision:resnet18", "cpu")
     assert encoder.name == "random-torchvision:resnet18"

@@ -13,12 +13,11 @@ import torch
 import torchvision
 from PIL import Image
 
-from ufd_lib.evaluation import ExtractionOptions, featurize
-from ufd_lib.image_sets import ImageSetSpec
-from ufd_lib.profiles import get_profile
-from ufd_lib.torchvision_encoders import hub_checkpoint_dir
-from ufd_lib.trained_detector import (DetectorFileError, DetectorRecipe, augment, build_detector, detector_network,
-                                      load_or_train_detector, read_detector_file)
+from ufd_lib.features.feature_sets import ExtractionOptions, featurize
+from ufd_lib.data.image_sets import ImageSetSpec
+from ufd_lib.runs.profiles import get_profile
+from ufd_lib.features.torchvision_encoders import hub_checkpoint_dir
+from ufd_lib.classifiers.trained_detector import DetectorFileError, DetectorRecipe, augment, build_detector, detector_network, load_or_train_detector, read_detector_file
 
 
 class NotAWeight:
@@ -140,8 +139,8 @@ def test_trained_detector_learns_is_saved_and_is_reused(empty_hub, tmp_path, tin
 @pytest.mark.parametrize("size", [(227, 229), (300, 225), (100, 240), (224, 224)])
 def test_evaluation_crop_is_the_one_clip_features_use(size):
     """Same pixels as the CLIP evaluation path's centre window (odd margins round half to even)."""
-    from ufd_lib.preprocess import centre_window
-    from ufd_lib.trained_detector import _centre_crop
+    from ufd_lib.features.preprocess import centre_window
+    from ufd_lib.classifiers.trained_detector import _centre_crop
 
     image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
     cropped = np.asarray(_centre_crop(image))

@@ -30,6 +30,9 @@ REAL_DIR = "0_real"
 FAKE_DIR = "1_fake"
 
 # Released evaluation sampling: 1000 per class, 100 when a class has fewer, seed 0.
+SAMPLING_MODES = ("all", "official")  # every decodable image, or the released cap
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # encoder compute precision of an extraction
+
 OFFICIAL_MAX_PER_CLASS = 1000
 OFFICIAL_FALLBACK_PER_CLASS = 100
 OFFICIAL_SAMPLING_SEED = 0

@@ -1,0 +1,156 @@
+"""What every ``ufd`` command shares: argument types, the device check, the extraction flags and
+the :class:`~ufd_lib.features.feature_sets.ExtractionOptions` they make.
+
+This module is imported to build the parser, so it imports nothing heavy at module level:
+``ufd --help`` and usage errors load neither torch nor numpy.
+"""
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from ufd_lib import config
+from ufd_lib.data.image_sets import PathArgumentError, output_directory, parse_set_spec
+
+T = TypeVar("T")
+
+
+class UsageError(Exception):
+    """Bad input from the user: exit status 2 with a one-line message."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (no usage dump): ``ufd evaluate: error: ... (see --help)``."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+def argument_type(check: Callable[[str], T]) -> Callable[[str], T]:
+    """``check`` as an argparse ``type=``: its PathArgumentError becomes argparse's usage error
+    ("argument --out: '...' lies inside '...', which is not a directory"), exit status 2."""
+
+    def parse(text: str) -> T:
+        try:
+            return check(text)
+        except PathArgumentError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    parse.__name__ = check.__name__
+    return parse
+
+
+set_spec = argument_type(parse_set_spec)
+set_spec.__name__ = "set_spec"
+
+
+def int_at_least(minimum: int):
+    """argparse type: an integer >= ``minimum``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{text!r} must be at least {minimum}")
+        return value
+
+    return parse
+
+
+positive_int = int_at_least(1)
+non_negative_int = int_at_least(0)
+
+
+def non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number >= 0")
+    return value
+
+
+def device_problem(text: str) -> str | None:
+    """Why ``text`` is not a device this machine has (``None`` when it is): ``auto``, ``cpu``,
+    ``cuda`` or ``cuda:N``. Checked before any model loads."""
+    if text in ("auto", "cpu"):
+        return None
+    import torch  # only a CUDA device needs torch to check
+
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        return "expected auto, cpu, cuda or cuda:N"
+    if device.type == "cuda" and not torch.cuda.is_available():
+        return "CUDA is not available on this machine"
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        return f"this machine has {torch.cuda.device_count()} CUDA device(s)"
+    return None
+
+
+def device_argument(text: str) -> str:
+    """argparse type for ``--device`` (see :func:`device_problem`)."""
+    problem = device_problem(text)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(f"{text!r}: {problem}")
+    return text
+
+
+def jpeg_quality(text: str) -> int:
+    value = positive_int(text)
+    if value > 100:
+        raise argparse.ArgumentTypeError(f"{text!r} must be in 1..100")
+    return value
+
+
+def add_extraction_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags of every command that encodes images: encoder, cache, perturbation, sampling,
+    device and decoding."""
+    parser.add_argument("--encoder", default=config.DEFAULT_ENCODER,
+                        help="clip:ViT-L/14 (default), clip:/path/to/checkpoint.pt, random-clip:tiny|small|ViT-B/32|...")
+    parser.add_argument("--cache-dir", type=argument_type(output_directory), default=None,
+                        help="feature cache (default $UFD_CACHE_DIR or ~/.cache/ufd/features)")
+    parser.add_argument("--jpeg-quality", type=jpeg_quality, default=None, help="re-encode each image as JPEG at this quality (1..100)")
+    parser.add_argument("--blur-sigma", type=non_negative_float, default=0.0, help="Gaussian blur sigma in pixels before JPEG and crop")
+    parser.add_argument("--sampling", choices=config.SAMPLING_MODES, default="all",
+                        help="all images (default) or the released code's cap of 1000 per class (100 if fewer), seed 0")
+    parser.add_argument("--strict", action="store_true", help="stop at the first undecodable image instead of skipping it")
+    parser.add_argument("--device", type=device_argument, default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
+    parser.add_argument("--batch-size", type=positive_int, default=64)
+    parser.add_argument("--workers", type=non_negative_int, default=0,
+                        help="DataLoader decoding processes (default 0: decode in the main process)")
+    parser.add_argument("--max-pixels", type=positive_int, default=config.MAX_IMAGE_PIXELS,
+                        help="refuse images with more pixels than this (decompression bombs)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--allow-pickled-lists", action="store_true",
+                        help="accept a released-style .pickle file list as a REAL or FAKE root (read as plain "
+                        "strings only; refused by default because unpickling can run code)")
+
+
+def extraction_options(args: argparse.Namespace):
+    """The :class:`~ufd_lib.features.feature_sets.ExtractionOptions` of the extraction flags."""
+    from PIL import Image
+
+    from ufd_lib.features.feature_sets import ExtractionOptions
+    from ufd_lib.features.preprocess import Perturbation
+
+    if args.max_pixels > Image.MAX_IMAGE_PIXELS:  # PIL checks its own limit too, while decoding some formats
+        Image.MAX_IMAGE_PIXELS = args.max_pixels
+    return ExtractionOptions(
+        perturbation=Perturbation(args.blur_sigma, args.jpeg_quality),
+        sampling=args.sampling, batch_size=args.batch_size, num_workers=args.workers,
+        strict=args.strict, max_pixels=args.max_pixels, cache_root=args.cache_dir, progress=not args.quiet,
+    )
+
+
+def settings(args: argparse.Namespace) -> dict:
+    """The parsed flags as JSON-ready values, for ``run.json``."""
+    return {key: str(value) if isinstance(value, Path) else value
+            for key, value in vars(args).items() if key != "command_module"}

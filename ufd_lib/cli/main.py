@@ -1,0 +1,48 @@
+"""``ufd``: parse the command line, run the command's module, map failures to exit statuses.
+
+Exit status: 0 done; 1 the work failed (an encoder, image, metric or file error); 2 bad usage,
+reported on one line; 130 interrupted.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+from ufd_lib.cli.args import UsageError
+from ufd_lib.cli.parser import build_parser
+from ufd_lib.data.image_sets import PathArgumentError
+
+
+def _exit_status(error: Exception) -> int | None:
+    """1 for a failure of the work, 2 for bad usage, None for a bug (re-raised with its traceback).
+    The classes are imported here, after the command has loaded their modules anyway."""
+    from ufd_lib.classifiers.linear_probe import ProbeFileError
+    from ufd_lib.evaluation.metrics import MetricError
+    from ufd_lib.features.encoders import EncoderUnavailable
+    from ufd_lib.features.extract import ExtractionError
+    from ufd_lib.runs.reproduce import ReproduceError
+
+    if isinstance(error, (EncoderUnavailable, ExtractionError, MetricError, ReproduceError, OSError)):
+        return 1
+    if isinstance(error, (UsageError, PathArgumentError, ProbeFileError, ValueError)):
+        return 2
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "allow_pickled_lists", False):
+        os.environ["UFD_ALLOW_PICKLED_LISTS"] = "1"  # read by ufd_lib.data.file_lists, for this run
+    try:
+        return importlib.import_module(args.command_module).run(args)
+    except KeyboardInterrupt:
+        print(f"ufd {args.command}: interrupted; finished work is kept in the cache", file=sys.stderr)
+        return 130
+    except Exception as error:
+        status = _exit_status(error)
+        if status is None:
+            raise
+        message = str(error) if status == 1 else " ".join(str(error).split())  # usage: one line
+        print(f"ufd {args.command}: error: {message}", file=sys.stderr)
+        return status

@@ -1,0 +1,130 @@
+"""The ``ufd`` argument parser: every command and flag, and the module that runs each command.
+
+Building the parser imports nothing heavy; a command's module (``ufd_lib.cli.<command>``, with
+a ``run(args) -> exit status``) is imported only once its arguments have parsed.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ufd_lib import config
+from ufd_lib.cli.args import (
+    Parser, add_extraction_flags, argument_type, non_negative_int, positive_int, set_spec,
+)
+from ufd_lib.data.image_sets import existing_directory, existing_file, output_directory, output_file
+
+
+def _command(subparsers, name: str, module: str, **kwargs) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(name, **kwargs)
+    parser.set_defaults(command_module=f"ufd_lib.cli.{module}")
+    return parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="ufd", description="UnivFD replication: fake image detection in frozen CLIP feature space.")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+
+    evaluate = _command(subparsers, "evaluate", "evaluate", help="score test sets and compute AP and accuracies")
+    add_extraction_flags(evaluate)
+    evaluate.add_argument("--classifier", choices=("knn", "linear"), required=True)
+    evaluate.add_argument("--train", type=set_spec, default=None, metavar="NAME=REAL[:FAKE]")
+    evaluate.add_argument("--k", type=positive_int, default=1, help="nearest neighbours averaged per bank (knn)")
+    evaluate.add_argument("--probe", type=argument_type(existing_file), default=None,
+                          help="linear probe in the official format (linear)")
+    evaluate.add_argument("--test", type=set_spec, action="append", required=True, metavar="NAME=REAL[:FAKE]")
+    evaluate.add_argument("--out", type=argument_type(output_directory), required=True, help="output directory")
+
+    train_probe = _command(subparsers, "train-probe", "train_probe", help="train the linear probe on cached features")
+    add_extraction_flags(train_probe)
+    train_probe.add_argument("--train", type=set_spec, required=True, metavar="NAME=REAL[:FAKE]")
+    train_probe.add_argument("--val", type=set_spec, default=None, metavar="NAME=REAL[:FAKE]",
+                             help="validation set for early stopping (default: 10%% of --train, stratified)")
+    train_probe.add_argument("--augmented-views", type=non_negative_int, default=0, metavar="N",
+                             help="train on N cached augmented views per image (the released blur, JPEG, crop "
+                                  "and flip), one sampled per image each epoch; 0 (default): the unaugmented "
+                                  "centre crop, encoding each image once")
+    train_probe.add_argument("--out", type=argument_type(output_file), required=True,
+                             help="where to save the probe (.pth)")
+
+    predict = _command(subparsers, "predict", "predict", help="probability that each image is fake")
+    add_extraction_flags(predict)
+    predict.add_argument("--probe", type=argument_type(existing_file), required=True)
+    predict.add_argument("--json", action="store_true", help="JSON lines instead of tab-separated text")
+    predict.add_argument("images", type=Path, nargs="+", metavar="IMAGE_OR_DIR")
+
+    extract = _command(
+        subparsers, "extract", "extract",
+        help="fill the feature cache (torchrun for several processes)",
+        description="Encode every image of the given sets that the feature cache lacks. Run it under "
+        "'torchrun --nproc_per_node N -m ufd_lib extract ...' to shard the work over N processes.",
+    )
+    add_extraction_flags(extract)
+    extract.add_argument("--set", dest="sets", type=set_spec, action="append", required=True,
+                         metavar="NAME=REAL[:FAKE]", help="an image set to encode (repeatable)")
+    extract.add_argument("--precision", choices=config.PRECISIONS, default="auto",
+                         help="auto (default: the encoder as loaded, fp16 CLIP on CUDA, fp32 on CPU), fp32, "
+                         "bf16 (autocast; faster on CPUs with AVX512-BF16/AMX, own cache key), fp16 (CUDA)")
+    extract.add_argument("--out", type=argument_type(output_directory), default=None,
+                         help="directory for run.json (optional)")
+
+    reproduce = _command(subparsers, "reproduce", "reproduce", help="run the numbered notebooks with papermill")
+    reproduce.add_argument("--profile", choices=("smoke", "paper"), required=True)
+    reproduce.add_argument("--data-root", type=argument_type(existing_directory), default=None,
+                           help="datasets root (paper profile)")
+    reproduce.add_argument("--only", nargs="+", default=None, metavar="NAME", help="notebooks by name or number, e.g. 03")
+    reproduce.add_argument("--output-dir", type=argument_type(output_directory), default=None,
+                           help="default runs/<profile>")
+    reproduce.add_argument("--cache-dir", type=argument_type(output_directory), default=None)
+
+    _add_data_commands(subparsers)
+
+    selfcheck = _command(
+        subparsers, "selfcheck", "selfcheck",
+        help="inject faults and hostile inputs, report what survived",
+        description="Kill extractions at random moments and inside cache writes, run two at once, damage cache "
+        "chunks, feed hostile images, checkpoints and command lines; compare every result with a clean run. "
+        "Offline, on CPU, about 1-2 minutes with the defaults.",
+    )
+    selfcheck.add_argument("--trials", type=positive_int, default=20, help="random SIGKILL trials (default 20)")
+    selfcheck.add_argument("--rounds", type=positive_int, default=3,
+                           help="rounds of two concurrent extractions (default 3)")
+    selfcheck.add_argument("--fuzz", type=positive_int, default=300,
+                           help="mutated images, and malformed command lines, tried (default 300 each)")
+    selfcheck.add_argument("--seed", type=int, default=0)
+    selfcheck.add_argument("--out", type=argument_type(output_file), default=None,
+                           help="also write the report (Markdown) to this file")
+    return parser
+
+
+def _add_data_commands(subparsers) -> None:
+    data = _command(
+        subparsers, "data", "data",
+        help="verify or download the paper's datasets",
+        description="Check a data root against the dataset manifests, or download what it lacks.",
+    )
+    commands = data.add_subparsers(dest="data_command", metavar="{verify,fetch}", required=True)
+    verify = commands.add_parser(
+        "verify",
+        help="check layout, counts and image files against the manifests",
+        description="Exit status 0 when the data matches the manifests, 1 when it does not.",
+    )
+    _add_data_arguments(verify)
+    verify.add_argument("--fingerprint", type=argument_type(output_file), metavar="PATH",
+                        help="write a CSV (path,size_bytes,sha256) of every checked image; its SHA-256 is printed")
+    fetch = commands.add_parser(
+        "fetch",
+        help="download, check and extract what the data root lacks",
+        description="Exit status 0 when everything is in place, 1 when something could not be fetched.",
+    )
+    _add_data_arguments(fetch)
+    fetch.add_argument("--download-dir", type=argument_type(output_directory), metavar="DIR",
+                       help="where archives are downloaded and where a hand-downloaded archive is looked for "
+                       "(default: DATA_ROOT/downloads)")
+
+
+def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-root", type=argument_type(output_directory), required=True, metavar="DIR",
+                        help="the data root")
+    parser.add_argument("--manifest", dest="manifests", action="extend", nargs="+", metavar="NAME",
+                        help="manifest name(s), e.g. cnndetection_test univfd_diffusion (default: all)")

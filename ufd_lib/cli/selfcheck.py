@@ -1,0 +1,17 @@
+"""``ufd selfcheck``: run :mod:`ufd_lib.reliability.selfcheck` and print its reliability report.
+
+Exit status: 0 every case ended as it must; 1 some did not (the table says which); 2 bad usage.
+"""
+from __future__ import annotations
+
+from ufd_lib.cli.main import main
+from ufd_lib.reliability import selfcheck
+
+
+def run(args) -> int:
+    checks = selfcheck.run_selfcheck(command_line=main, trials=args.trials, rounds=args.rounds, fuzz=args.fuzz, seed=args.seed)
+    report = selfcheck.report_markdown(checks)
+    print(report)
+    if args.out is not None:
+        args.out.write_text(report + "\n")
+    return 0 if all(check.passed for check in checks) else 1

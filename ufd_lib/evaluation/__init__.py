@@ -1,0 +1,2 @@
+"""Stage 4, scores → metrics: average precision and accuracies per test set (add a metric in
+:mod:`metrics`), scoring of fitted classifiers, and the numbers the paper reports."""

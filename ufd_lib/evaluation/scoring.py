@@ -1,0 +1,56 @@
+"""Scores of fitted classifiers on feature sets, and the paper's metrics per test set.
+
+feature sets → scores (larger = more fake) → metrics table (one row per test set + ``mean``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ufd_lib import config
+from ufd_lib.evaluation.metrics import metrics_table, test_set_metrics
+from ufd_lib.features.feature_sets import FeatureSet
+
+
+def fake_scores(classifier, features: np.ndarray) -> tuple[np.ndarray, float]:
+    """Scores (n,) where larger means more fake, and the classifier's decision threshold.
+
+    Works with any scikit-learn classifier: ``predict_proba`` (probability of class 1,
+    threshold 0.5) when it has one, else ``decision_function`` (threshold 0).
+    """
+    if len(features) == 0:
+        return np.zeros(0), getattr(classifier, "threshold", 0.0)
+    if hasattr(classifier, "predict_proba"):
+        return classifier.predict_proba(features)[:, 1], getattr(classifier, "threshold", config.PROBE_THRESHOLD)
+    return classifier.decision_function(features), getattr(classifier, "threshold", config.KNN_THRESHOLD)
+
+
+@dataclass
+class EvaluationResult:
+    """metrics: one row per test set plus ``mean`` (:data:`ufd_lib.evaluation.metrics.METRIC_COLUMNS`);
+    scores: test_set, path, label, score; skipped: test_set, path, reason."""
+
+    metrics: pd.DataFrame
+    scores: pd.DataFrame
+    skipped: pd.DataFrame
+
+
+def evaluate_sets(classifier, test_sets: list[FeatureSet]) -> EvaluationResult:
+    """Score every test set with a fitted classifier and compute the paper's metrics."""
+    rows, score_frames, skipped = [], [], []
+    for test_set in test_sets:
+        scores, threshold = fake_scores(classifier, test_set.features)
+        rows.append(test_set_metrics(test_set.name, test_set.labels, scores, threshold))
+        score_frames.append(pd.DataFrame(
+            {"test_set": test_set.name, "path": test_set.paths, "label": test_set.labels, "score": scores}
+        ))
+        skipped += [(test_set.name, path, reason) for path, reason in test_set.skipped]
+    scores = pd.concat(score_frames, ignore_index=True) if score_frames else pd.DataFrame(
+        columns=["test_set", "path", "label", "score"])
+    return EvaluationResult(
+        metrics=metrics_table(rows),
+        scores=scores,
+        skipped=pd.DataFrame(skipped, columns=["test_set", "path", "reason"]),
+    )

@@ -1,0 +1,400 @@
+"""Feature extraction through the cache: each image is encoded once per setting.
+
+Files are first identified by the SHA-256 of their bytes; the sorted unique digests are cut
+into fixed groups of whole batches (:func:`encoding_groups`), and only groups the cache lacks
+are decoded and encoded, in batches from a DataLoader (decoding in worker processes with
+prefetching when ``num_workers > 0``, pinned memory and non-blocking copies on CUDA), each
+group committed to the cache as one chunk. Groups depend only on the request, so an
+interrupted run, a sharded run (:mod:`ufd_lib.features.sharding`: ranks share the groups out) and
+processes sharing a cache encode every image in a batch of the same composition as one
+uninterrupted run: fp32 CPU results do depend on batch composition in the last bits, not
+(here) on the thread count. A 2-process gloo run (1 thread each) writes features
+bit-identical to a single 2-thread process (``tests/test_sharding.py``); runs killed with
+SIGKILL at random moments and resumed, and two processes extracting into one cache at once,
+end with the cache bit for bit equal to an uninterrupted run's, with no image encoded twice
+(``tests/test_fault_injection.py``, ``ufd selfcheck``). Before decoding a group a process
+claims it (:mod:`ufd_lib.features.work_claims`); groups another live process holds are waited for.
+Not tested on CUDA.
+
+Numerical precision (``precision``), measured on this project's 2-core CPU machine
+(``benchmarks/README.md``):
+
+- ``auto`` (default): the encoder's weights as they are; CLIP loads as fp16 on CUDA (as
+  ``clip.load`` gives it) and fp32 on CPU.
+- ``fp32``, ``fp16``: convert the weights in place if they differ (``fp16`` needs CUDA).
+- ``bf16``: fp32 weights run under ``torch.autocast(dtype=torch.bfloat16)``. Measured with
+  a ViT-B/32-shaped CLIP on a 2-core AVX512-BF16 CPU: 1.2–1.4× faster than fp32, minimum
+  cosine to the fp32 features 0.99994 (1 − cos 2,500× the float16 storage rounding), smoke
+  metrics within 0.0014 AP. Not the default: the replication's reference numerics are fp32
+  (fp16 on CUDA), and CPUs without native bf16 emulate it. Its features get their own cache
+  key; fp32 and fp16 share one, as they always have (fp16 compute: 1 − cos ≈ 8e-7).
+"""
+from __future__ import annotations
+
+import collections
+import contextlib
+import hashlib
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from ufd_lib import config
+from ufd_lib.features.encoders import Encoder
+from ufd_lib.features.feature_cache import FeatureCache
+from ufd_lib.features.preprocess import ImageRejected, Perturbation, evaluation_transform, load_tensor, preprocess_settings
+from ufd_lib.devices import torch_threads
+from ufd_lib.features.sharding import World, even_slice
+from ufd_lib.features.work_claims import GroupClaims, group_id
+
+_WEIGHT_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.float32}
+_DTYPE_NAMES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
+# Batches each DataLoader worker decodes ahead of the model (PyTorch's default is 2).
+PREFETCH_BATCHES_PER_WORKER = 4
+# Seconds between looks at groups that another process is encoding.
+CLAIM_POLL_SECONDS = 0.2
+
+
+class ExtractionError(RuntimeError):
+    """Raised in strict mode for the first image that cannot be used."""
+
+
+@dataclass
+class ExtractionReport:
+    """What one extraction did. skipped: (path, reason) for every unusable file.
+
+    encode_seconds: wall time of decoding, encoding and writing (the slowest rank when
+    sharded). precision: the resolved compute precision; world_size: processes that encoded.
+    """
+
+    images_encoded: int = 0
+    images_from_cache: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    encode_seconds: float = 0.0
+    precision: str | None = None
+    world_size: int = 1
+
+    @property
+    def images_per_second(self) -> float | None:
+        return self.images_encoded / self.encode_seconds if self.encode_seconds > 0 else None
+
+    def merge(self, other: "ExtractionReport") -> None:
+        self.images_encoded += other.images_encoded
+        self.images_from_cache += other.images_from_cache
+        self.skipped.extend(other.skipped)
+        self.encode_seconds += other.encode_seconds
+        self.precision = self.precision or other.precision
+        self.world_size = max(self.world_size, other.world_size)
+
+
+def resolve_precision(encoder: Encoder, precision: str = "auto") -> str:
+    """``auto`` → the encoder's own weight dtype; checks that the device supports the choice."""
+    if precision not in config.PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(config.PRECISIONS)}, got {precision!r}")
+    if precision == "auto":
+        return _DTYPE_NAMES.get(encoder.dtype, "fp32")
+    if precision == "fp16" and encoder.device.type != "cuda":
+        raise ValueError("fp16 extraction needs CUDA; on CPU use bf16 (autocast) or fp32")
+    return precision
+
+
+@contextlib.contextmanager
+def compute_precision(encoder: Encoder, precision: str):
+    """Run ``encoder.encode`` calls at a resolved precision.
+
+    fp32 and bf16 need fp32 weights, fp16 fp16 weights: the encoder's weights are converted in
+    place when they differ, and stay so (fp16 → fp32 is exact, fp32 → fp16 rounds).
+    """
+    wanted = _WEIGHT_DTYPES[precision]
+    if encoder.dtype != wanted:
+        encoder.model.to(wanted)
+    if precision == "bf16":
+        with torch.autocast(encoder.device.type, dtype=torch.bfloat16):
+            yield
+    else:
+        yield
+
+
+def cache_setting(encoder: Encoder, perturbation: Perturbation, precision: str = "auto") -> dict:
+    """The cache key of an extraction: encoder identity plus everything in preprocessing.
+
+    bf16 adds ``"precision": "bf16"``; fp32 and fp16 keep the key they always had, so
+    existing caches stay valid.
+    """
+    setting = {
+        "encoder": encoder.name,
+        "checkpoint_sha256": encoder.checkpoint_sha256,
+        "preprocess": preprocess_settings(encoder.mean, encoder.std, perturbation),
+        "store_dtype": config.FEATURE_STORE_DTYPE,
+    }
+    if resolve_precision(encoder, precision) == "bf16":
+        setting["precision"] = "bf16"
+    return setting
+
+
+def open_cache(encoder: Encoder, perturbation: Perturbation, cache_root: Path | None = None,
+               precision: str = "auto") -> FeatureCache:
+    return FeatureCache(cache_root or config.cache_dir(), cache_setting(encoder, perturbation, precision))
+
+
+def file_digest(path: Path) -> bytes | str:
+    """SHA-256 (32 bytes) of a file's content, or the reason it cannot be read."""
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).digest()
+    except OSError as error:
+        return f"unreadable: {error.strerror or error}"
+
+
+class _ImageFiles(Dataset):
+    """Decodes one file per item → (index, tensor or None, reason or None)."""
+
+    def __init__(self, paths: Sequence[Path], transform, perturbation: Perturbation, max_pixels: int):
+        self.paths = paths
+        self.transform = transform
+        self.perturbation = perturbation
+        self.max_pixels = max_pixels
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int):
+        try:
+            return index, load_tensor(self.paths[index], self.transform, self.perturbation, self.max_pixels), None
+        except ImageRejected as error:
+            return index, None, str(error)
+
+
+def _collate(items):
+    good = [(i, t) for i, t, _ in items if t is not None]
+    bad = [(i, reason) for i, t, reason in items if t is None]
+    indices = [i for i, _ in good]
+    batch = torch.stack([t for _, t in good]) if good else None
+    return indices, batch, bad
+
+
+def extract_features(
+    encoder: Encoder, paths: Sequence[Path], cache: FeatureCache, **options
+) -> tuple[np.ndarray, np.ndarray, ExtractionReport]:
+    """Features for ``paths``, encoding only what ``cache`` lacks (keyword ``options`` as in
+    :func:`fill_cache`: perturbation, batch_size, num_workers, strict, max_pixels, progress,
+    description, precision, world).
+
+    Returns (features float32 (n_ok, d), kept bool mask (len(paths),), report); rows of
+    ``features`` follow the order of the kept paths. Unusable files are skipped and listed in
+    ``report.skipped`` with their reason, or raise :class:`ExtractionError` when ``strict``.
+    ``cache`` must have been opened for the same ``precision`` (:func:`open_cache`). With a
+    sharded ``world`` every rank must call this with the same arguments; each returns the
+    whole result.
+    """
+    kept, digests, report = fill_cache(encoder, paths, cache, **options)
+    features = cache.load([digests[i] for i in np.flatnonzero(kept)])
+    return features, kept, report
+
+
+def fill_cache(
+    encoder: Encoder,
+    paths: Sequence[Path],
+    cache: FeatureCache,
+    *,
+    perturbation: Perturbation = Perturbation(),
+    batch_size: int = 64,
+    num_workers: int = 0,
+    strict: bool = False,
+    max_pixels: int = config.MAX_IMAGE_PIXELS,
+    progress: bool = True,
+    description: str = "encoding",
+    precision: str = "auto",
+    world: World | None = None,
+) -> tuple[np.ndarray, list[bytes | str], ExtractionReport]:
+    """Encode into ``cache`` every image of ``paths`` it lacks, without loading features.
+
+    Returns (kept bool mask (len(paths),), digests (32-byte SHA-256, or the reason a file is
+    unreadable), report). Arguments as in :func:`extract_features`. When sharded, the report
+    (identical on every rank) counts the work of all ranks.
+    """
+    world = world or World()
+    resolved = resolve_precision(encoder, precision)
+    if cache.setting.get("precision") != cache_setting(encoder, perturbation, resolved).get("precision"):
+        raise ValueError(f"the cache {cache.directory} was opened for another precision than {resolved}; "
+                         "open it with open_cache(..., precision=...)")
+    report = ExtractionReport(precision=resolved, world_size=world.world_size)
+
+    # Each rank hashes a contiguous slice; everyone gets every digest.
+    mine = even_slice(len(paths), world.rank, world.world_size)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        my_digests = list(pool.map(file_digest, [paths[i] for i in mine]))
+    digests = [d for part in world.all_gather(my_digests) for d in part]
+    unreadable = {i: d for i, d in enumerate(digests) if isinstance(d, str)}
+    for i, reason in unreadable.items():
+        if strict:
+            raise ExtractionError(f"{paths[i]}: {reason}")
+        report.skipped.append((str(paths[i]), reason))
+
+    # Rank 0 alone reads the cache state, before anyone writes, so that all ranks agree.
+    readable = [i for i in range(len(paths)) if i not in unreadable]
+    plan = None
+    if world.is_main:
+        cached = cache.contains([digests[i] for i in readable])
+        first_of_digest: dict[bytes, int] = {}
+        for i in readable:
+            first_of_digest.setdefault(digests[i], i)
+        done = {digests[i] for i, hit in zip(readable, cached) if hit}
+        groups = encoding_groups(sorted(first_of_digest), batch_size)
+        plan = (int(cached.sum()), [[first_of_digest[d] for d in group] for group in groups
+                                    if not done.issuperset(group)])
+    report.images_from_cache, pending = world.broadcast(plan)
+    share = [pending[g] for g in even_slice(len(pending), world.rank, world.world_size)]
+
+    local = ExtractionReport()
+    rejected: dict[bytes, str] = {}
+    failure: Exception | None = None
+    try:
+        if share:
+            rejected = _encode_groups(
+                encoder, paths, digests, share, cache, local,
+                perturbation=perturbation, batch_size=batch_size, num_workers=num_workers, strict=strict,
+                max_pixels=max_pixels, progress=progress and world.is_main,
+                description=description if world.world_size == 1 else f"{description} (rank 0's share)",
+                precision=resolved,
+            )
+    except Exception as error:
+        if world.world_size == 1:
+            raise
+        failure = error  # every rank must still reach the gather below, or the others would hang
+    # Also the barrier: when it returns, every rank has committed its chunks.
+    message = None if failure is None else f"rank {world.rank}: {type(failure).__name__}: {failure}"
+    results = world.all_gather((local.images_encoded, local.encode_seconds, rejected, message))
+    if failure is not None:
+        raise failure
+    failures = [m for *_, m in results if m is not None]
+    if failures:
+        raise ExtractionError(f"extraction failed on another rank: {failures[0]}")
+    for encoded, seconds, rank_rejected, _ in results:
+        report.images_encoded += encoded
+        report.encode_seconds = max(report.encode_seconds, seconds)
+        rejected.update(rank_rejected)
+
+    kept = np.zeros(len(paths), dtype=bool)
+    for i in readable:
+        if digests[i] in rejected:
+            report.skipped.append((str(paths[i]), rejected[digests[i]]))
+        else:
+            kept[i] = True
+    return kept, digests, report
+
+
+def encoding_groups(unique_digests: Sequence[bytes], batch_size: int) -> list[list[bytes]]:
+    """Cut the sorted unique digests of a request into the groups extraction works in.
+
+    A group is a whole number of batches, about :func:`ufd_lib.config.cache_chunk_images` images; it is
+    claimed (:mod:`ufd_lib.features.work_claims`), encoded in batches cut from its start, and committed
+    as one chunk. The groups depend only on the request, never on what the cache holds, so a
+    run that was interrupted, shared with another process or sharded encodes every image in a
+    batch of the same composition as one uninterrupted run.
+    """
+    size = batch_size * max(1, config.cache_chunk_images() // batch_size)
+    return [list(unique_digests[start : start + size]) for start in range(0, len(unique_digests), size)]
+
+
+class _ClaimedBatches:
+    """Batch sampler over ``groups`` (lists of indices into ``digests``): claims each group in
+    turn, then yields batches of those of its images the cache still lacks.
+
+    Groups held by another live process are left in ``deferred``. ``in_flight`` lists, in
+    order, [group id, batches not yet consumed] of every claimed group whose batches were
+    handed out, so the consumer knows when a group is complete.
+    """
+
+    def __init__(self, groups, digests, cache: FeatureCache, claims: GroupClaims, batch_size: int):
+        self.groups, self.digests, self.cache, self.claims = groups, digests, cache, claims
+        self.batch_size = batch_size
+        self.deferred: list[list[int]] = []
+        self.in_flight: collections.deque[list] = collections.deque()
+
+    def __iter__(self):
+        for group in self.groups:
+            keys = [self.digests[i] for i in group]
+            if self.cache.contains(keys).all():
+                continue
+            claim = group_id(keys)
+            if not self.claims.try_claim(claim):
+                self.deferred.append(group)
+                continue
+            self.cache.remove_leftovers(claim)  # a writer of this group that died mid-write
+            missing = [i for i, hit in zip(group, self.cache.contains(keys)) if not hit]  # again, now claimed
+            if not missing:
+                self.claims.release(claim)
+                continue
+            batches = [missing[start : start + self.batch_size] for start in range(0, len(missing), self.batch_size)]
+            self.in_flight.append([claim, len(batches)])
+            yield from batches
+
+
+def _encode_groups(encoder, paths, digests, groups, cache, report, *, perturbation, batch_size, num_workers,
+                   strict, max_pixels, progress, description, precision) -> dict[bytes, str]:
+    """Encode into ``cache`` the images of ``groups`` (lists of indices into ``paths``) it lacks,
+    one chunk per group, waiting for groups that other processes hold until they are committed
+    or their holder dies. Returns {digest: reason} for files that failed to decode."""
+    claims = GroupClaims(cache.directory)
+    rejected: dict[bytes, str] = {}
+    started = time.perf_counter()
+    total = int(sum((~cache.contains([digests[i] for i in group])).sum() for group in groups))
+    try:
+        with tqdm(total=total, desc=description, unit="img", disable=not progress) as bar, \
+                compute_precision(encoder, precision):
+            remaining = groups
+            while remaining:
+                remaining = _encode_pass(encoder, paths, digests, remaining, cache, claims, report, rejected, bar,
+                                         perturbation=perturbation, batch_size=batch_size, num_workers=num_workers,
+                                         strict=strict, max_pixels=max_pixels)
+                if remaining:
+                    time.sleep(CLAIM_POLL_SECONDS)
+    finally:
+        claims.release_all()
+    report.encode_seconds += time.perf_counter() - started
+    return rejected
+
+
+def _encode_pass(encoder, paths, digests, groups, cache, claims, report, rejected, bar, *, perturbation, batch_size,
+                 num_workers, strict, max_pixels) -> list[list[int]]:
+    """One pass over ``groups`` through one DataLoader; returns the groups other processes held."""
+    sampler = _ClaimedBatches(groups, digests, cache, claims, batch_size)
+    dataset = _ImageFiles(paths, evaluation_transform(encoder.mean, encoder.std), perturbation, max_pixels)
+    overlap = {"prefetch_factor": PREFETCH_BATCHES_PER_WORKER} if num_workers > 0 else {}
+    # One pass per loader, so persistent_workers would only keep idle processes alive.
+    loader = DataLoader(
+        dataset, batch_sampler=sampler, num_workers=num_workers, collate_fn=_collate,
+        pin_memory=encoder.device.type == "cuda", **overlap,
+    )
+    keys: list[bytes] = []
+    features: list[np.ndarray] = []
+    batches = iter(loader)
+    while True:
+        with torch_threads(1 if num_workers == 0 else None):  # one image per op: one thread
+            item = next(batches, None)
+        if item is None:
+            return sampler.deferred
+        indices, batch, bad = item
+        for i, reason in bad:
+            if strict:
+                raise ExtractionError(f"{paths[i]}: {reason}")
+            rejected[digests[i]] = reason
+        if batch is not None:
+            features.append(encoder.encode(batch).numpy())
+            keys.extend(digests[i] for i in indices)
+            report.images_encoded += len(indices)
+        bar.update(len(indices) + len(bad))
+        group = sampler.in_flight[0]
+        group[1] -= 1
+        if group[1] == 0:  # the group's last batch: commit its chunk, then let the claim go
+            if keys:
+                cache.write_chunk(keys, np.concatenate(features), tag=group[0])
+            claims.release(group[0])
+            sampler.in_flight.popleft()
+            keys, features = [], []

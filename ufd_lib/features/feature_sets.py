@@ -1,0 +1,114 @@
+"""Feature sets: the features of labelled images, read through the feature cache.
+
+image set (:class:`~ufd_lib.data.image_sets.ImageSetSpec`) → labelled images → cached
+features → :class:`FeatureSet` (features, labels and paths in one order). The notebooks, the
+command line and every analysis obtain features here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ufd_lib import config
+from ufd_lib.data.benchmark import Benchmark
+from ufd_lib.data.discovery import LabelledImage, collect_images
+from ufd_lib.data.image_sets import ImageSetSpec
+from ufd_lib.features.encoders import Encoder
+from ufd_lib.features.extract import ExtractionReport, extract_features, open_cache
+from ufd_lib.features.preprocess import Perturbation
+
+
+@dataclass
+class FeatureSet:
+    """Features of one image set. features: float32 (n, d); labels: int (n,), 0 real 1 fake;
+    paths: the n files, in feature order; skipped: (path, reason) of files left out."""
+
+    name: str
+    features: np.ndarray
+    labels: np.ndarray
+    paths: list[str]
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class ExtractionOptions:
+    """How features are produced; everything but the encoder and the image set."""
+
+    perturbation: Perturbation = field(default_factory=Perturbation)
+    sampling: str = "all"
+    batch_size: int = 64
+    num_workers: int = 0
+    strict: bool = False
+    max_pixels: int = config.MAX_IMAGE_PIXELS
+    cache_root: Path | None = None
+    progress: bool = True
+
+
+def featurize(
+    encoder: Encoder, spec: ImageSetSpec, options: ExtractionOptions, report: ExtractionReport | None = None
+) -> FeatureSet:
+    """Discover the images of ``spec`` and return their features (from the cache where possible).
+
+    When ``report`` is given, the extraction's counts and skipped files are added to it.
+    """
+    return featurize_images(encoder, spec.name, collect_images(spec, options.sampling), options, report)
+
+
+def featurize_images(
+    encoder: Encoder, name: str, images: list[LabelledImage], options: ExtractionOptions,
+    report: ExtractionReport | None = None,
+) -> FeatureSet:
+    """Features of an explicit list of labelled images, through the feature cache."""
+    cache = open_cache(encoder, options.perturbation, options.cache_root)
+    features, kept, this_report = extract_features(
+        encoder, [image.path for image in images], cache,
+        perturbation=options.perturbation, batch_size=options.batch_size, num_workers=options.num_workers,
+        strict=options.strict, max_pixels=options.max_pixels, progress=options.progress, description=name,
+    )
+    if report is not None:
+        report.merge(this_report)
+    labels = np.array([image.label for image, keep in zip(images, kept) if keep], dtype=int)
+    paths = [str(image.path) for image, keep in zip(images, kept) if keep]
+    return FeatureSet(name, features, labels, paths, this_report.skipped)
+
+
+@dataclass
+class BenchmarkFeatures:
+    """Cached features of every set of a benchmark, and what extracting them cost."""
+
+    train: FeatureSet
+    val: FeatureSet
+    test_sets: list[FeatureSet]
+    report: ExtractionReport
+
+
+def featurize_benchmark(encoder: Encoder, benchmark: Benchmark, options: ExtractionOptions) -> BenchmarkFeatures:
+    """Features of the training, validation and test sets (encoding only what the cache lacks)."""
+    report = ExtractionReport()
+    train = featurize(encoder, benchmark.train, options, report)
+    val = featurize(encoder, benchmark.val, options, report)
+    test_sets = [featurize(encoder, spec, options, report) for spec in benchmark.test_sets]
+    return BenchmarkFeatures(train, val, test_sets, report)
+
+
+def feature_counts(features: BenchmarkFeatures, families: dict[str, str]) -> pd.DataFrame:
+    """One row per set: role, name, family, real and fake images with features, skipped files."""
+    rows = []
+    for role, sets in (("train", [features.train]), ("val", [features.val]), ("test", features.test_sets)):
+        for feature_set in sets:
+            rows.append({
+                "role": role, "set": feature_set.name, "family": families.get(feature_set.name, "training"),
+                "n_real": int((feature_set.labels == 0).sum()), "n_fake": int((feature_set.labels == 1).sum()),
+                "skipped": len(feature_set.skipped),
+            })
+    return pd.DataFrame(rows)
+
+
+def subset(feature_set: FeatureSet, indices: np.ndarray, name: str | None = None) -> FeatureSet:
+    """The rows ``indices`` of a feature set (skipped files are not carried over)."""
+    indices = np.asarray(indices, dtype=int)
+    return FeatureSet(name or feature_set.name, feature_set.features[indices], feature_set.labels[indices],
+                      [feature_set.paths[i] for i in indices])

@@ -1,0 +1,224 @@
+"""Image decoding and the official evaluation preprocessing.
+
+Order, as in the released robustness code (UniversalFakeDetect ``validate.py``): decode and
+convert to RGB → optional Gaussian blur (per channel, full image) → optional JPEG re-encoding
+(PIL) → CenterCrop 224 with no resize (smaller images zero-padded) → ToTensor → normalise.
+
+Memory: without a perturbation only the centre crop is used, so :func:`load_tensor` converts just
+that window to RGB, bit for bit the pixels a full conversion would give there. Its peak is the
+file's bytes plus the decoded image as PIL holds it (1 byte per pixel for L and P, 2 for 16-bit,
+4 for RGB, RGBA, CMYK and 32-bit), never a float or full-size RGB copy. Measured on a 9000×9000 greyscale
+PNG: peak +81 MB, 1.00× its 81 MB of pixels (converting the whole image first: +404 MB, 5.0×); on a
+6000×4000 RGB JPEG: +98 MB, 1.36× its 72 MB (whole image first: +193 MB, 2.7×); see
+tests/test_hostile_images.py. A perturbation needs the whole RGB image and costs that much more.
+
+Hostile files: images above ``max_pixels`` are refused from their header before any pixel is
+decoded. PIL keeps a limit of its own (``Image.MAX_IMAGE_PIXELS``, the same default), which it also checks
+while decoding some formats (GIF frames, ICO and ICNS sizes, TIFF tiles); a ``max_pixels`` above it
+needs it raised as well, which the command line's ``--max-pixels`` does for its process. Truncated or corrupt files raise :class:`ImageRejected` with the reason. EXIF
+orientation and ICC profiles are not applied (as in the released code), so malformed EXIF, ICC
+or XMP metadata is never interpreted beyond what PIL reads while opening the file.
+"""
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from scipy.ndimage import gaussian_filter
+from torchvision import transforms
+
+from ufd_lib import config
+
+PREPROCESS_VERSION = 1
+
+
+class ImageRejected(ValueError):
+    """An image file that cannot be used; the message is the reason."""
+
+
+@dataclass(frozen=True)
+class Perturbation:
+    """Test-time degradation applied to the full image before the crop.
+
+    blur_sigma: Gaussian blur sigma in pixels (0 = none).
+    jpeg_quality: PIL JPEG quality 1..100 (None = none).
+    """
+
+    blur_sigma: float = 0.0
+    jpeg_quality: int | None = None
+
+    def __post_init__(self):
+        if not self.blur_sigma >= 0:
+            raise ValueError(f"blur sigma must be >= 0, got {self.blur_sigma}")
+        if self.jpeg_quality is not None and not 1 <= self.jpeg_quality <= 100:
+            raise ValueError(f"JPEG quality must be in 1..100, got {self.jpeg_quality}")
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    @property
+    def is_identity(self) -> bool:
+        """True when :meth:`apply` returns the image unchanged."""
+        return not self.blur_sigma > 0 and self.jpeg_quality is None
+
+    def apply(self, image: Image.Image) -> Image.Image:
+        if self.blur_sigma > 0:
+            image = gaussian_blur(image, self.blur_sigma)
+        if self.jpeg_quality is not None:
+            image = jpeg_reencode(image, self.jpeg_quality)
+        return image
+
+
+def gaussian_blur(image: Image.Image, sigma: float) -> Image.Image:
+    """Blur each RGB channel in place on the uint8 array, exactly as the released code does."""
+    array = np.array(image)
+    for channel in range(3):
+        gaussian_filter(array[:, :, channel], output=array[:, :, channel], sigma=sigma)
+    return Image.fromarray(array)
+
+
+def jpeg_reencode(image: Image.Image, quality: int) -> Image.Image:
+    buffer = io.BytesIO()
+    image.save(buffer, format="jpeg", quality=quality)
+    buffer.seek(0)
+    with Image.open(buffer) as reopened:
+        return Image.fromarray(np.array(reopened))
+
+
+HIGH_DEPTH_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+
+
+def to_rgb(image: Image.Image, box: tuple[int, int, int, int] | None = None) -> Image.Image:
+    """Any PIL mode → RGB, of the pixels inside ``box`` (left, top, right, bottom; None = all).
+
+    16-bit and float greyscale are scaled to 8 bits first (PIL's direct conversion would clip
+    them to white); whether a 32-bit or float image is read as 8- or 16-bit depends on the whole
+    image, so a box gives exactly the pixels of converting everything and cropping afterwards.
+    """
+    part = image if box is None else image.crop(box)
+    if image.mode in HIGH_DEPTH_MODES:
+        high = 65535.0 if image.mode.startswith("I;16") or _peak(image) > 255 else 255.0
+        array = np.asarray(part, dtype=np.float64)
+        part = Image.fromarray(np.clip(array / high * 255.0, 0, 255).astype(np.uint8), mode="L")
+    return part.convert("RGB")
+
+
+def _peak(image: Image.Image) -> float:
+    """``max(initial=0)`` over all pixels (NaN if any is NaN), read in strips of about 2**20
+    pixels so that no full-size array is made."""
+    rows = max(1, 2**20 // max(1, image.width))
+    strips = (image.crop((0, top, image.width, min(top + rows, image.height))) for top in range(0, image.height, rows))
+    return np.max([np.asarray(strip).max(initial=0) for strip in strips], initial=0)
+
+
+def centre_window(size: tuple[int, int], crop: tuple[int, int]) -> tuple[int, int, int, int]:
+    """Box (left, top, right, bottom) of the pixels that torchvision's ``CenterCrop(crop)`` keeps
+    from an image of ``size`` (width, height); ``crop`` is (height, width), as torchvision orders it.
+
+    Sides longer than the crop start at ``round((side - crop) / 2)`` (Python's round, halves to
+    even, as torchvision); shorter sides are kept whole, since CenterCrop zero-pads them.
+    """
+    width, height = size
+    crop_height, crop_width = crop
+    left = int(round((width - crop_width) / 2.0)) if width > crop_width else 0
+    top = int(round((height - crop_height) / 2.0)) if height > crop_height else 0
+    return left, top, left + min(width, crop_width), top + min(height, crop_height)
+
+
+def decode_image(
+    data: bytes, max_pixels: int = config.MAX_IMAGE_PIXELS, centre_crop: tuple[int, int] | None = None
+) -> Image.Image:
+    """Decode image bytes into an RGB image, or raise :class:`ImageRejected` with the reason.
+
+    centre_crop: (height, width) of a CenterCrop that will follow. When given, only the window it
+    reads (:func:`centre_window`) is converted and returned: the same pixels, no full-size copy.
+    """
+    if not data:
+        raise ImageRejected("empty file")
+    with warnings.catch_warnings():
+        # Warnings while decoding concern metadata PIL skips (corrupt EXIF, TIFF tags, MPO index)
+        # or conversions (palette transparency dropped, NaN cast to uint8) that change nothing
+        # here; ignoring them makes a file decode the same whatever warning filters are set.
+        warnings.simplefilter("ignore")
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            with Image.open(io.BytesIO(data)) as image:
+                width, height = image.size
+                if width * height > max_pixels:
+                    raise ImageRejected(
+                        f"decompression bomb: {width}x{height} pixels exceeds the limit of {max_pixels}"
+                    )
+                image.load()
+                return to_rgb(image, None if centre_crop is None else centre_window(image.size, centre_crop))
+        except ImageRejected:
+            raise
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+            raise ImageRejected(f"decompression bomb: {error}") from error
+        except UnidentifiedImageError:
+            raise ImageRejected(_unidentified_reason(data)) from None
+        except Exception as error:  # PIL raises many types for corrupt data
+            raise ImageRejected(f"cannot decode: {type(error).__name__}: {error}") from error
+
+
+def _unidentified_reason(data: bytes) -> str:
+    """Why PIL identified no format: the error of the first format whose signature the file
+    carries (say a PNG with a broken chunk), else that no format's signature matches."""
+    for name in Image.ID:
+        factory, accept = Image.OPEN[name]
+        try:
+            if accept is None or accept(data[:16]) is not True:  # signature check, as Image.open does
+                continue
+            factory(io.BytesIO(data), "").close()
+        except Exception as error:
+            return f"cannot decode: {name}: {type(error).__name__}: {error}"
+    return "not an image PIL can identify"
+
+
+def centre_crop_size(transform) -> tuple[int, int] | None:
+    """(height, width) of the CenterCrop a transform starts with, or None if it starts otherwise."""
+    steps = transform.transforms if isinstance(transform, transforms.Compose) else [transform]
+    first = steps[0] if steps else None
+    return tuple(first.size) if isinstance(first, transforms.CenterCrop) else None
+
+
+def evaluation_transform(mean=config.CLIP_MEAN, std=config.CLIP_STD) -> transforms.Compose:
+    """CenterCrop 224 without resizing (zero-pads smaller images), ToTensor, normalise."""
+    return transforms.Compose(
+        [transforms.CenterCrop(config.CROP_SIZE), transforms.ToTensor(), transforms.Normalize(mean, std)]
+    )
+
+
+def preprocess_settings(mean, std, perturbation: Perturbation) -> dict:
+    """Everything about preprocessing that changes features; part of the cache key."""
+    return {
+        "version": PREPROCESS_VERSION,
+        "resize": None,
+        "center_crop": config.CROP_SIZE,
+        "mean": list(mean),
+        "std": list(std),
+        "perturbation": perturbation.as_dict(),
+    }
+
+
+def load_tensor(
+    path: Path,
+    transform: transforms.Compose,
+    perturbation: Perturbation = Perturbation(),
+    max_pixels: int = config.MAX_IMAGE_PIXELS,
+) -> torch.Tensor:
+    """Read, decode, perturb and transform one file → float32 (3, 224, 224).
+
+    Without a perturbation, a transform that starts with a CenterCrop sees only the window that
+    crop reads, so the peak memory is the decoded image, not its RGB conversion (module docstring).
+    """
+    try:
+        data = Path(path).read_bytes()
+    except OSError as error:
+        raise ImageRejected(f"unreadable: {error.strerror or error}") from error
+    centre_crop = centre_crop_size(transform) if perturbation.is_identity else None
+    return transform(perturbation.apply(decode_image(data, max_pixels, centre_crop)))

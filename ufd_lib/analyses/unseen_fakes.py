@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ufd_lib.classifiers.nearest_neighbour import l2_normalise, topk_similarity
+from ufd_lib.classifiers.nearest_neighbour import NearestNeighbourClassifier
 from ufd_lib.data.discovery import balanced_subsample, sample_images
 from ufd_lib.data.image_sets import ImageSetSpec
 from ufd_lib.features.encoders import Encoder
@@ -38,17 +38,16 @@ def sink_sample(encoder: Encoder, train: ImageSetSpec, unseen: ImageSetSpec, opt
     return group_sample(groups, per_class, seed)
 
 
-def fake_bank_similarity(bank: FeatureSet, queries: FeatureSet) -> pd.DataFrame:
+def fake_bank_similarity(bank: FeatureSet, queries: FeatureSet, device: str | None = None) -> pd.DataFrame:
     """Cosine similarity of each query *fake* to its nearest feature in the bank's fake half,
     and to its nearest real one. Columns path, fake_similarity, real_similarity, margin
-    (the nearest-neighbour k=1 score), sorted from most to least similar to the fake bank."""
+    (the nearest-neighbour k=1 score), sorted from most to least similar to the fake bank.
+
+    The bank is searched in bounded memory (:mod:`ufd_lib.classifiers.nn_search`): a float16
+    bank whose classes are contiguous is never copied, and never widened to float32 whole."""
     mask = queries.labels == 1
-    query = l2_normalise(queries.features[mask])
-    nearest = {}
-    for label, word in ((1, "fake"), (0, "real")):
-        bank_half = l2_normalise(bank.features[bank.labels == label])
-        nearest[word] = topk_similarity(query, bank_half, 1, 65536).numpy() if len(query) else np.zeros(0)
-    fake, real = nearest["fake"], nearest["real"]
+    fake, real = NearestNeighbourClassifier(k=1, device=device).fit(bank.features, bank.labels).bank_similarities(
+        queries.features[mask])
     paths = [p for p, m in zip(queries.paths, mask) if m]
     table = pd.DataFrame({"path": paths, "fake_similarity": fake, "real_similarity": real, "margin": fake - real})
     return table.sort_values("fake_similarity", ascending=False, kind="stable").reset_index(drop=True)

@@ -6,7 +6,7 @@ fake when the score is above 0. For k = 1 this is the paper's rule: fake when th
 feature is closer than the nearest real one.
 
 The search itself (exact, in bounded memory, faiss on CPU and torch on CUDA) is
-:mod:`ufd_lib.classifiers.nn_search`; :func:`topk_similarity` is the plain torch version, kept for callers.
+:mod:`ufd_lib.classifiers.nn_search`, the one nearest-neighbour search of the package.
 """
 from __future__ import annotations
 
@@ -16,25 +16,6 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 
 from ufd_lib import config
 from ufd_lib.classifiers.nn_search import normalise_rows, topk_mean_similarity
-
-
-def l2_normalise(features: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """(n, d) → float32 tensor (n, d) with unit rows."""
-    tensor = torch.as_tensor(np.asarray(features, dtype=np.float32))
-    return torch.nn.functional.normalize(tensor, dim=1)
-
-
-def topk_similarity(queries: torch.Tensor, bank: torch.Tensor, k: int, block_size: int) -> torch.Tensor:
-    """Mean of the k largest cosine similarities of each query to the bank.
-
-    queries: (q, d) and bank: (n, d), both unit-norm float32 on one device. The bank is scanned
-    in blocks of ``block_size`` rows so memory stays O(q · (block_size + k)). Returns (q,).
-    """
-    best = torch.full((queries.shape[0], k), -torch.inf, device=queries.device)
-    for start in range(0, bank.shape[0], block_size):
-        similarity = queries @ bank[start : start + block_size].T
-        best = torch.topk(torch.cat([best, similarity], dim=1), k, dim=1).values
-    return best.mean(dim=1)
 
 
 def _bank_rows(X: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -86,16 +67,22 @@ class NearestNeighbourClassifier(ClassifierMixin, BaseEstimator):
         self.n_features_in_ = X.shape[1]
         return self
 
-    def decision_function(self, X) -> np.ndarray:
-        """Cosine margin (n,) float32: mean top-k fake similarity − mean top-k real similarity."""
+    def bank_similarities(self, X) -> tuple[np.ndarray, np.ndarray]:
+        """(fake, real): the mean cosine similarity (n,) float32 of each row of X to its k
+        nearest features in the fake bank and in the real bank."""
         queries = normalise_rows(X)
         if queries.ndim != 2 or queries.shape[1] != self.n_features_in_:
             raise ValueError(f"features have {queries.shape[-1]} dimensions, the banks {self.n_features_in_}")
         if len(queries) == 0:
-            return np.zeros(0, dtype=np.float32)
+            return np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.float32)
         options = {"block_rows": self.block_size, "device": self.device}
         fake = topk_mean_similarity(queries, self.fake_bank_, self.k, **options)
         real = topk_mean_similarity(queries, self.real_bank_, self.k, **options)
+        return fake, real
+
+    def decision_function(self, X) -> np.ndarray:
+        """Cosine margin (n,) float32: mean top-k fake similarity − mean top-k real similarity."""
+        fake, real = self.bank_similarities(X)
         return fake - real
 
     def predict(self, X) -> np.ndarray:

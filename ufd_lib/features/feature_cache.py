@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from ufd_lib import config
+from ufd_lib.atomic_files import atomic_write
 from ufd_lib.hashing import file_sha256
 
 class FeatureCacheError(OSError):
@@ -38,18 +39,6 @@ def setting_id(setting: dict) -> str:
     """Stable short id of a setting dict (its canonical JSON's SHA-256, 20 hex digits)."""
     canonical = json.dumps(setting, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:20]
-
-
-def _atomic_write(path: Path, write) -> None:
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(temporary, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 class FeatureCache:
@@ -71,7 +60,7 @@ class FeatureCache:
         marker = self.directory / "setting.json"
         if not marker.exists():
             payload = json.dumps(self.setting, sort_keys=True, indent=2).encode()
-            _atomic_write(marker, lambda handle: handle.write(payload))
+            atomic_write(marker, lambda handle: handle.write(payload))
 
     def refresh(self) -> None:
         """Index every committed chunk not yet known (chunks are immutable once committed)."""
@@ -190,8 +179,8 @@ class FeatureCache:
         keys = np.frombuffer(b"".join(digests), dtype=np.uint8).reshape(len(digests), 32)
         features_path = self.directory / f"{name}.features.npy"
         keys_path = self.directory / f"{name}.keys.npy"
-        _atomic_write(features_path, lambda handle: np.save(handle, stored))
-        _atomic_write(keys_path, lambda handle: np.save(handle, keys))
+        atomic_write(features_path, lambda handle: np.save(handle, stored))
+        atomic_write(keys_path, lambda handle: np.save(handle, keys))
         commit = {
             "rows": int(stored.shape[0]),
             "dim": int(stored.shape[1]),
@@ -200,4 +189,4 @@ class FeatureCache:
             "keys_sha256": file_sha256(keys_path),
         }
         payload = json.dumps(commit, indent=2).encode()
-        _atomic_write(self.directory / f"{name}.json", lambda handle: handle.write(payload))
+        atomic_write(self.directory / f"{name}.json", lambda handle: handle.write(payload))

@@ -221,8 +221,8 @@ def kill_and_resume(workload: Workload, work: Path, reference: dict[bytes, bytes
 def die_in_every_write(workload: Workload, work: Path, reference: dict[bytes, bytes], calls: int = 8) -> list[dict]:
     """Kill an extraction on the n-th ``os.fsync`` and on the n-th ``os.replace`` (n = 1..calls):
     in the middle of each step of writing a chunk. After each death, one more run must finish,
-    leave the cache equal to ``reference`` and no half-written chunk file behind. Returns one
-    record per death."""
+    leave the cache equal to ``reference`` and no temporary or uncommitted chunk file behind
+    (:func:`uncommitted_parts`). Returns one record per death."""
     records = []
     for name in WRITE_CALLS:
         for n in range(1, calls + 1):
@@ -233,7 +233,7 @@ def die_in_every_write(workload: Workload, work: Path, reference: dict[bytes, by
             folder = cache_folder(cache_root)
             records.append({"call": name, "n": n, "died": died,
                             "identical": resumed is not None and stored_rows(folder) == reference,
-                            "chunk_leftovers": len(list(folder.glob(".chunk-*.tmp")))})
+                            "chunk_leftovers": len(uncommitted_parts(folder))})
     return records
 
 

@@ -10,7 +10,7 @@ import os
 import numpy as np
 import pytest
 
-from ufd_lib.features.feature_cache import FeatureCache, FeatureCacheError
+from ufd_lib.features.feature_cache import CHUNK_SUFFIXES, FeatureCache, FeatureCacheError, all_finite
 from ufd_lib.reliability.fault_injection import forge_chunk, uncommitted_parts
 
 SETTING = {"encoder": "random-clip:tiny", "preprocess": {"center_crop": 224}}
@@ -42,7 +42,7 @@ def assert_set_aside_then_reencoded(tmp_path, name: str, reason: str, **options)
         assert not reopened.contains(KEYS).any()
     folder = reopened.directory
     assert list(folder.glob("chunk-*")) == []
-    assert all(os.path.lexists(folder / f"corrupt-{name}{suffix}") for suffix in (".json", ".features.npy", ".keys.npy"))
+    assert all(os.path.lexists(folder / f"corrupt-{name}{suffix}") for suffix in CHUNK_SUFFIXES)
     reopened.write_chunk(KEYS, features(seed=1))
     np.testing.assert_array_equal(FeatureCache(tmp_path, SETTING, **options).load(KEYS), as_stored(features(seed=1)))
 
@@ -188,8 +188,9 @@ def test_non_finite_features_are_refused_at_the_door(tmp_path, value):
     cache = FeatureCache(tmp_path, SETTING)
     bad = features()
     bad[4, 7] = value
-    with pytest.raises(FeatureCacheError, match=f"non-finite .* of 1 of 6 images, digests {KEYS[4].hex()} "
-                                                f"\\(encoder random-clip:tiny, cache setting .*{cache.directory.name}\\)"):
+    refusal = (f"non-finite .* of 1 of 6 images, digests {KEYS[4].hex()} "
+               f"\\(encoder random-clip:tiny, cache setting .*{cache.directory.name}\\); nothing was written")
+    with pytest.raises(FeatureCacheError, match=refusal):
         cache.write_chunk(KEYS, bad)
     assert listing(tmp_path) == []
 
@@ -211,3 +212,15 @@ def test_non_finite_features_found_in_a_chunk_are_damage(tmp_path, value):
     forged[2, 3] = value
     forge_chunk(cache.directory, name, forged)  # checksums and record match the forged file
     assert_set_aside_then_reencoded(tmp_path, name, "non-finite")
+
+
+def test_finiteness_test_agrees_with_its_definition_on_every_float16():
+    every = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(np.float16)
+    finite = np.isfinite(every)
+    assert finite.sum() == (1 << 16) - 2 * 1024 and all_finite(every[finite])  # 1024 patterns per sign are inf/NaN
+    assert not any(all_finite(every[i:i + 1]) for i in np.flatnonzero(~finite))
+    for dtype in (np.float16, np.float32, np.float64):
+        values = np.array([0.0, -0.0, 1.5, np.finfo(dtype).max, np.finfo(dtype).tiny / 4], dtype=dtype)
+        assert all_finite(values)
+        for bad in (np.nan, np.inf, -np.inf):
+            assert not all_finite(np.append(values, dtype(bad)).reshape(2, 3))

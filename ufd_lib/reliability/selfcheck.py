@@ -64,7 +64,8 @@ def check_write_deaths(workload, work: Path, reference) -> Check:
     records = faults.die_in_every_write(workload, work, reference, calls=4)
     fine = sum(r["died"] and r["identical"] and r["chunk_leftovers"] == 0 for r in records)
     return Check("SIGKILL inside each step of writing a chunk (fsync, rename), then resumed", len(records), fine,
-                 sum(not r["identical"] for r in records), "deaths at the 1st..4th fsync and rename; no half-written or uncommitted file left after the rerun")
+                 sum(not r["identical"] for r in records),
+                 "deaths at the 1st..4th fsync and rename; no half-written or uncommitted file left after the rerun")
 
 
 def check_concurrency(workload, work: Path, reference, rounds: int) -> Check:

@@ -69,6 +69,8 @@ def _record_with(**fields):
     (_record_with(dim=None), "invalid 'dim'"),
     (_record_with(keys_sha256={"sha256": "0"}), "invalid 'keys_sha256'"),
     (_record_with(features_sha256=12), "invalid 'features_sha256'"),
+    (_record_with(dtype=16), "invalid 'dtype'"),
+    (_record_with(dtype="not a dtype"), "dtype does not match its commit record"),
 ])
 def test_commit_record_of_the_wrong_type_is_set_aside(tmp_path, rewrite, reason):
     cache = FeatureCache(tmp_path, SETTING)

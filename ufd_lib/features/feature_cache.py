@@ -28,6 +28,9 @@ What the cache never serves. A committed chunk is set aside (its files renamed
   file: files are opened with ``O_NOFOLLOW`` and checked on the open descriptor, so a link
   is never read through, and setting it aside renames the link, never its target.
 
+In a read-only cache a damaged chunk cannot be renamed: it stays, is warned about once per
+:class:`FeatureCache`, and is never served.
+
 What the cache never stores. :meth:`FeatureCache.write_chunk` refuses, before writing
 anything, features that are not finite once stored as float16 (NaN, ±inf, beyond ±65504)
 and features of another width than the cache's, with a :class:`FeatureCacheError` naming
@@ -36,7 +39,8 @@ the images' digests (or their count) and the setting.
 What a killed writer leaves. Temporary files and chunk files without a commit record (an
 orphan ``.features.npy``, say) are deleted by the next writer of the same chunk tag once it
 holds the claim that proves the dead writer is gone (:meth:`FeatureCache.remove_leftovers`,
-called by :mod:`ufd_lib.features.extract` under :mod:`ufd_lib.features.work_claims`).
+called by :mod:`ufd_lib.features.extract` under :mod:`ufd_lib.features.work_claims`). Those
+of a tag no later run claims stay on disk, never read.
 """
 from __future__ import annotations
 
@@ -211,7 +215,7 @@ class FeatureCache:
                 raise ValueError("checksum mismatch")
             keys = np.load(handle)
         if keys.shape != (commit["rows"], 32) or keys.dtype != np.uint8 \
-                or features.shape != (commit["rows"], commit["dim"]) or features.dtype != np.dtype(commit["dtype"]):
+                or features.shape != (commit["rows"], commit["dim"]) or str(features.dtype) != commit["dtype"]:
             raise ValueError("shape or dtype does not match its commit record")
         if not all_finite(features):
             raise ValueError("non-finite features (NaN or ±inf)")

@@ -155,6 +155,27 @@ def stored_rows(folder: Path) -> dict[bytes, bytes]:
     return rows
 
 
+def uncommitted_parts(folder: Path) -> list[Path]:
+    """Chunk files of a cache setting folder without their commit record (what a writer killed
+    between renames leaves), and temporary files."""
+    parts = [p for p in folder.glob("chunk-*.npy") if not (folder / f"{p.name.split('.')[0]}.json").exists()]
+    return sorted(parts + list(folder.glob(".chunk-*.tmp")))
+
+
+def forge_chunk(folder: Path, name: str, features: np.ndarray) -> None:
+    """Replace the features of committed chunk ``name`` with ``features`` (as many rows as its
+    keys; any width and float dtype) and rewrite its commit record to match: damage that no
+    checksum catches, which the cache must still refuse (another width, non-finite values)."""
+    from ufd_lib.hashing import file_sha256
+
+    features_path, record_path = folder / f"{name}.features.npy", folder / f"{name}.json"
+    np.save(features_path, features)
+    record = json.loads(record_path.read_text())
+    record.update(rows=int(features.shape[0]), dim=int(features.shape[1]), dtype=str(features.dtype),
+                  features_sha256=file_sha256(features_path))
+    record_path.write_text(json.dumps(record))
+
+
 def reference_run(workload: Workload, work: Path) -> dict[bytes, bytes]:
     """One uninterrupted extraction into a fresh cache: its :func:`stored_rows`."""
     if run_extraction(workload, work / "cache", work / "report.json") is None:
@@ -200,8 +221,8 @@ def kill_and_resume(workload: Workload, work: Path, reference: dict[bytes, bytes
 def die_in_every_write(workload: Workload, work: Path, reference: dict[bytes, bytes], calls: int = 8) -> list[dict]:
     """Kill an extraction on the n-th ``os.fsync`` and on the n-th ``os.replace`` (n = 1..calls):
     in the middle of each step of writing a chunk. After each death, one more run must finish,
-    leave the cache equal to ``reference`` and no half-written chunk file behind. Returns one
-    record per death."""
+    leave the cache equal to ``reference`` and no temporary or uncommitted chunk file behind
+    (:func:`uncommitted_parts`). Returns one record per death."""
     records = []
     for name in WRITE_CALLS:
         for n in range(1, calls + 1):
@@ -212,7 +233,7 @@ def die_in_every_write(workload: Workload, work: Path, reference: dict[bytes, by
             folder = cache_folder(cache_root)
             records.append({"call": name, "n": n, "died": died,
                             "identical": resumed is not None and stored_rows(folder) == reference,
-                            "chunk_leftovers": len(list(folder.glob(".chunk-*.tmp")))})
+                            "chunk_leftovers": len(uncommitted_parts(folder))})
     return records
 
 

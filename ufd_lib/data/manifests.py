@@ -69,12 +69,18 @@ class Source:
 
 @dataclass(frozen=True)
 class Archive:
-    """The archive a manifest is fetched from (zip or tar, recognised by content); sources are
-    tried in order."""
+    """The archive a manifest is fetched from; sources are tried in order.
+
+    format: "zip" or "tar" as declared (extraction recognises the content; an archive from a
+    source without a pinned checksum must be of this format). extracted_size_bytes: the total
+    size of its members, the most extraction lets it expand to; None where unknown.
+    """
 
     filename: str
     approx_size: str
     sources: tuple[Source, ...]
+    format: str = "zip"
+    extracted_size_bytes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -308,6 +314,8 @@ def _parse(raw: dict) -> Manifest:
         archive=Archive(
             filename=archive["filename"],
             approx_size=archive["approx_size"],
+            format=archive["format"],
+            extracted_size_bytes=_count(archive.get("extracted_size_bytes")),
             sources=tuple(
                 Source(
                     kind=source["kind"],

@@ -440,3 +440,47 @@ def test_archive_changed_between_verification_and_extraction_is_refused(
     with pytest.raises(FetchError, match="was verified but"):
         fetch_data(tmp_path / "data", ["toy"])
     assert not (tmp_path / "data" / "toy").exists()
+
+
+def test_dry_run_lists_downloads_with_sizes_and_total(server, use_manifest, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    state, base = server
+    release = make_release()
+    use_manifest(_http(base + "/toy.zip", release))
+    data_root = tmp_path / "data"
+
+    assert _cli(["data", "fetch", "--data-root", str(data_root), "--dry-run"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    size = f"{len(release) / 1e6:.2f} MB"
+    assert out == [f"toy: download {data_root / 'downloads' / 'toy.zip'} ({size})",
+                   f"total to download: 1 archive(s), {size}"]
+    assert state.requests == [] and not data_root.exists()  # nothing fetched, nothing created
+
+
+def test_dry_run_says_what_is_present_and_what_size_is_unknown(use_manifest, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    use_manifest(_gdrive())
+    assert _cli(["data", "fetch", "--data-root", str(tmp_path / "data"), "--dry-run"]) == 0
+    assert "exact size unknown for toy (approximate sizes above)" in capsys.readouterr().out
+
+
+def test_fetch_help_lists_the_manifests_with_sizes(server, use_manifest, capsys: pytest.CaptureFixture[str]) -> None:
+    _, base = server
+    release = make_release()
+    use_manifest(_http(base + "/toy.zip", release))
+    with pytest.raises(SystemExit) as done:
+        build_parser().parse_args(["data", "fetch", "--help"])
+    assert done.value.code == 0
+    assert f"  toy: {len(release)} bytes [flat, cats]" in capsys.readouterr().out
+
+
+def test_building_the_parser_reads_no_manifest() -> None:
+    """`ufd --help` stays light: the fetch help's manifest list is read only when printed."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from ufd_lib.cli.parser import build_parser; build_parser().format_help(); "
+            "print(sorted(m for m in ('yaml', 'jsonschema', 'numpy', 'torch') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                            cwd=Path(__file__).resolve().parents[1])
+    assert result.stdout.strip() == "[]"

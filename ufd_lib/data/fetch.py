@@ -25,6 +25,7 @@ import shutil
 import tarfile
 import time
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -87,6 +88,44 @@ def fetch_data(
     if failures:
         raise FetchError("\n\n".join(failures))
     return done
+
+
+@dataclass(frozen=True)
+class PlannedFetch:
+    """What ``fetch`` would do for one manifest.
+
+    action: "present" (verifies already), "blocked" (its folder exists but does not match),
+    "extract" (the archive is in the download directory), or "download".
+    size_bytes: the archive's exact size where a source declares it, else None (then
+    approx_size, the manifest's words, is all that is known).
+    """
+
+    manifest: str
+    action: str
+    archive: Path
+    size_bytes: int | None
+    approx_size: str
+
+
+def fetch_plan(data_root: Path, manifest_names: Sequence[str] | None = None,
+               download_dir: Path | None = None) -> list[PlannedFetch]:
+    """What :func:`fetch_data` would do, without downloading or writing anything (layout and
+    counts are checked, image content is not)."""
+    data_root = Path(data_root)
+    download_dir = Path(download_dir) if download_dir is not None else data_root / "downloads"
+    plan = []
+    for name in resolve_manifest_names(manifest_names):
+        manifest = load_manifest(name)
+        archive = download_dir / manifest.archive.filename
+        if verify_data(data_root, [name], check_content=False).ok:
+            action = "present"
+        elif (data_root / manifest.root).exists():
+            action = "blocked"
+        else:
+            action = "extract" if archive.exists() else "download"
+        size = next((s.size_bytes for s in manifest.archive.sources if s.size_bytes is not None), None)
+        plan.append(PlannedFetch(name, action, archive, size, manifest.archive.approx_size))
+    return plan
 
 
 def _fetch_manifest(manifest: Manifest, data_root: Path, download_dir: Path, retries: int, timeout_s: float) -> str:

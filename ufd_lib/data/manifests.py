@@ -359,6 +359,22 @@ def _count(value: int | float | None) -> int | None:
     return None if value is None else int(value)
 
 
+def describe_manifests() -> str:
+    """One line per manifest: its name, its archive's size (exact where a source declares it,
+    else the manifest's approximate words) and its image sets; or one line saying why they cannot
+    be listed."""
+    try:
+        manifests = [load_manifest(name) for name in list_manifests()]
+    except ManifestError as error:
+        return f"(the manifests cannot be listed: {error})"
+    lines = ["manifests (name: archive size [image sets]):"]
+    for manifest in manifests:
+        size = next((s.size_bytes for s in manifest.archive.sources if s.size_bytes is not None), None)
+        shown = f"{size} bytes" if size is not None else manifest.archive.approx_size
+        lines.append(f"  {manifest.name}: {shown} [{', '.join(entry.key for entry in manifest.sets)}]")
+    return "\n".join(lines)
+
+
 def benchmark_entries() -> list[ImageSetEntry]:
     """All sets with role "test", in the order of the paper's Tables 2/3."""
     entries = [

@@ -4,7 +4,8 @@ Exit status: 0 data matches / fetch complete; 1 mismatch or failed download; 2 b
 malformed or unusable path (a data root that is a file, a fingerprint inside a file, a NUL
 byte, ...), an unknown manifest name, or a manifest file that cannot be loaded (not YAML,
 not matching the schema, ...), each reported on one line. A data root that does not exist
-yet is not bad usage: verify reports its sets as missing (1), fetch creates it.
+yet is not bad usage: verify says so on one line (1), fetch creates it. ``fetch --dry-run``
+lists what would be downloaded, with sizes and the total, and exits 0.
 """
 from __future__ import annotations
 

@@ -24,6 +24,7 @@ from typing import Iterable, Sequence
 from PIL import Image, UnidentifiedImageError
 
 from ufd_lib import config
+from ufd_lib.atomic_files import atomic_write_bytes
 from ufd_lib.data.discovery import image_files_under
 from ufd_lib.data.manifests import ImageSetEntry, Manifest, load_manifest, resolve_manifest_names
 from ufd_lib.hashing import file_sha256
@@ -292,9 +293,7 @@ def _write_fingerprint(path: Path, data_root: Path, inspected: dict[Path, tuple[
     writer.writerows(rows)
     content = buffer.getvalue().encode("utf-8")
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_bytes(content)
-    os.replace(partial, path)
+    atomic_write_bytes(path, content)
     return hashlib.sha256(content).hexdigest()
 
 

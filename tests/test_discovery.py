@@ -210,6 +210,15 @@ def test_official_does_not_enter_symlinked_directories_and_says_so(tmp_path):
                               "inside a symlinked directory, which the released loader's walk does not enter")]
 
 
+def test_official_reads_a_directory_reached_directly_even_when_a_link_also_reaches_it(tmp_path):
+    root = tmp_path / "set"
+    real, fake = build_classes(root, 2, 2)
+    os.symlink(root / "1_fake", root / "0_real" / "a_link")  # sorts before the files it duplicates
+    found = discover_images(ImageSetSpec("set", root, root), sampling="official")
+    assert [sorted(part, key=str) for part in split(found.images)] == [real, fake]
+    assert [path for path, _ in found.skipped] == [str(root / "0_real" / "a_link" / p.name) for p in fake]
+
+
 @pytest.mark.timeout(20)
 def test_fifo_named_like_an_image_is_never_opened(tmp_path):
     root = tmp_path / "set"

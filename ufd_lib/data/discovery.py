@@ -60,32 +60,35 @@ class DiscoveredImages:
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
-def _walk_files(root: Path) -> Iterator[tuple[Path, bool]]:
-    """(path, reached through a symlinked directory) of every non-directory entry below ``root``.
-
-    Follows directory symlinks but visits each real directory once, so symlink loops end.
-    Entries come in no particular order; callers sort.
-    """
+def _walk_files(root: Path) -> Iterator[Path]:
+    """Every non-directory entry below ``root``, following directory symlinks but visiting each
+    real directory once (so symlink loops end), in sorted walk order; callers sort the result."""
     visited: set[tuple[int, int]] = set()
-    through_link = {str(root): False}
     for directory, subdirs, files in os.walk(root, followlinks=True):
         stat = os.stat(directory)
         if (stat.st_dev, stat.st_ino) in visited:
             subdirs.clear()
             continue
         visited.add((stat.st_dev, stat.st_ino))
-        linked = through_link.pop(directory, False)
+        subdirs.sort()
+        yield from (Path(directory, name) for name in files)
+
+
+def _release_walk(root: Path) -> Iterator[tuple[Path, bool]]:
+    """(path, inside a symlinked directory) of the entries below ``root``: those the release's
+    ``os.walk(rootdir)`` lists (it lists symlinked directories but does not enter them), then
+    the image files inside those symlinked directories, which it never sees."""
+    for directory, subdirs, files in os.walk(root):
+        yield from ((Path(directory, name), False) for name in files)
         for name in subdirs:
-            child = os.path.join(directory, name)
-            through_link[child] = linked or os.path.islink(child)
-        for name in files:
-            yield Path(directory, name), linked
+            if os.path.islink(os.path.join(directory, name)):
+                yield from ((path, True) for path in image_files_under(Path(directory, name)))
 
 
 def image_files_under(directory: Path) -> list[Path]:
     """The image files below ``directory`` (regular files, or links to them, whose name passes
     :func:`ufd_lib.config.is_image_name`), sorted by their string form."""
-    return sorted((path for path, _ in _walk_files(Path(directory))
+    return sorted((path for path in _walk_files(Path(directory))
                    if config.is_image_name(path.name) and path.is_file()), key=str)
 
 
@@ -102,7 +105,8 @@ def find_class_images(root: Path, class_dir: str) -> list[Path]:
 
 
 def _official_reason(path: Path, through_link: bool) -> str | None:
-    """Why the release would not read ``path`` (an image by our rule), or None if it would."""
+    """Why the release would not read ``path``, or None if its file rule lets it (the class
+    folder is checked by the caller)."""
     if through_link:
         return "inside a symlinked directory, which the released loader's walk does not enter"
     if not config.is_official_image_name(path.name):
@@ -122,7 +126,7 @@ def _official_class_files(spec: ImageSetSpec) -> tuple[list[Path], list[Path], l
             # The release applies no file rule to its pickled lists (data_mode "ours").
             chosen[class_dir] = sorted(read_pickled_list(root), key=str)
             continue
-        for path, through_link in _walk_files(Path(root)):
+        for path, through_link in _release_walk(Path(root)):
             reason = _official_reason(path, through_link)
             if reason is None and class_dir in str(path):
                 chosen[class_dir].append(path)

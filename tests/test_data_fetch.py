@@ -6,6 +6,7 @@ import hashlib
 import io
 import random
 import re
+import shutil
 import socket
 import threading
 import zipfile
@@ -347,3 +348,139 @@ def test_cli_fetch_exit_codes(server, use_manifest, tmp_path: Path, capsys: pyte
     assert _cli(["data", "fetch", "--data-root", str(tmp_path / "data"), "--manifest", "toy", "nope"]) == 2
     err = capsys.readouterr().err
     assert "--manifest" in err and "'nope'" in err
+
+
+def _swap_classes_in_place(archive: Path) -> None:
+    """Rename every 0_real member to 1_fake and back, writing into the same file (same inode,
+    same size): the zip stays valid, the labels are swapped."""
+    data = archive.read_bytes()
+    swapped = data.replace(b"0_real", b"\0TMP\0\0").replace(b"1_fake", b"0_real").replace(b"\0TMP\0\0", b"1_fake")
+    assert len(swapped) == len(data) and swapped != data
+    with archive.open("r+b") as handle:
+        handle.write(swapped)
+
+
+@pytest.mark.parametrize("pinned", [True, False], ids=["pinned", "unpinned"])
+def test_archive_swapped_in_place_at_the_same_size_is_refused(server, use_manifest, tmp_path: Path, pinned) -> None:
+    state, base = server
+    release = make_release()
+    state.files["/toy.zip"] = release
+    use_manifest(_http(base + "/toy.zip", release, sha256="auto" if pinned else None))
+    data_root = tmp_path / "data"
+    fetch_data(data_root, ["toy"])
+    archive = data_root / "downloads" / "toy.zip"
+    inode = archive.stat().st_ino
+    shutil.rmtree(data_root / "toy")
+    _swap_classes_in_place(archive)
+    assert archive.stat().st_ino == inode and archive.stat().st_size == len(release)
+
+    with pytest.raises(FetchError, match="changed since"):
+        fetch_data(data_root, ["toy"])
+    assert not (data_root / "toy").exists()
+
+
+def test_zip_bomb_is_refused_not_extracted(server, use_manifest, tmp_path: Path) -> None:
+    state, base = server
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("flat/0_real/0.png", bytes(8 << 20))  # 8 MiB of zeros, about 8 kB compressed
+    bomb = buffer.getvalue()
+    assert len(bomb) * data_fetch.MAX_EXPANSION_RATIO < 8 << 20
+    state.files["/toy.zip"] = bomb
+    use_manifest(_http(base + "/toy.zip", bomb))
+    data_root = tmp_path / "data"
+
+    with pytest.raises(FetchError, match="expand to more than"):
+        fetch_data(data_root, ["toy"])
+    assert sorted(p.name for p in data_root.iterdir()) == ["downloads"]
+
+
+@pytest.mark.parametrize("body", [b"<!DOCTYPE html><html><body>Quota exceeded</body></html>\n", "cut"],
+                         ids=["html-page", "cut-short"])
+def test_unpinned_download_must_be_a_complete_archive(server, use_manifest, tmp_path: Path, body) -> None:
+    state, base = server
+    release = make_release()
+    state.files["/toy.zip"] = release[:-40] if body == "cut" else body
+    use_manifest(_http(base + "/toy.zip", None, sha256=None))
+    data_root = tmp_path / "data"
+
+    with pytest.raises(FetchError, match="rejected, it is not a zip archive|rejected, it is cut short"):
+        fetch_data(data_root, ["toy"])
+    downloads = data_root / "downloads"
+    assert not (downloads / "toy.zip").exists() and (downloads / "toy.zip.rejected").exists()
+    assert not (data_root / "toy").exists()
+
+
+def test_hand_placed_html_page_does_not_count_as_present(use_manifest, tmp_path: Path) -> None:
+    use_manifest(_gdrive())
+    downloads = tmp_path / "dl"
+    downloads.mkdir()
+    (downloads / "toy.zip").write_bytes(b"<html><head><title>Google Drive - Virus scan warning</title></head></html>")
+
+    with pytest.raises(FetchError, match="HTML"):
+        fetch_data(tmp_path / "data", ["toy"], download_dir=downloads)
+    assert not (tmp_path / "data" / "toy").exists()
+
+
+def test_archive_changed_between_verification_and_extraction_is_refused(
+    server, use_manifest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state, base = server
+    release = make_release()
+    state.files["/toy.zip"] = release
+    use_manifest(_http(base + "/toy.zip", release))
+    verified_then_swapped = data_fetch._obtain_archive
+
+    def obtain(*args):
+        archive = verified_then_swapped(*args)
+        _swap_classes_in_place(archive)
+        return archive
+
+    monkeypatch.setattr(data_fetch, "_obtain_archive", obtain)
+    with pytest.raises(FetchError, match="was verified but"):
+        fetch_data(tmp_path / "data", ["toy"])
+    assert not (tmp_path / "data" / "toy").exists()
+
+
+def test_dry_run_lists_downloads_with_sizes_and_total(server, use_manifest, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    state, base = server
+    release = make_release()
+    use_manifest(_http(base + "/toy.zip", release))
+    data_root = tmp_path / "data"
+
+    assert _cli(["data", "fetch", "--data-root", str(data_root), "--dry-run"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    size = f"{len(release) / 1e6:.2f} MB"
+    assert out == [f"toy: download {data_root / 'downloads' / 'toy.zip'} ({size})",
+                   f"total to download: 1 archive(s), {size}"]
+    assert state.requests == [] and not data_root.exists()  # nothing fetched, nothing created
+
+
+def test_dry_run_says_what_is_present_and_what_size_is_unknown(use_manifest, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    use_manifest(_gdrive())
+    assert _cli(["data", "fetch", "--data-root", str(tmp_path / "data"), "--dry-run"]) == 0
+    assert "exact size unknown for toy (approximate sizes above)" in capsys.readouterr().out
+
+
+def test_fetch_help_lists_the_manifests_with_sizes(server, use_manifest, capsys: pytest.CaptureFixture[str]) -> None:
+    _, base = server
+    release = make_release()
+    use_manifest(_http(base + "/toy.zip", release))
+    with pytest.raises(SystemExit) as done:
+        build_parser().parse_args(["data", "fetch", "--help"])
+    assert done.value.code == 0
+    assert f"  toy: {len(release)} bytes [flat, cats]" in capsys.readouterr().out
+
+
+def test_building_the_parser_reads_no_manifest() -> None:
+    """`ufd --help` stays light: the fetch help's manifest list is read only when printed."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from ufd_lib.cli.parser import build_parser; build_parser().format_help(); "
+            "print(sorted(m for m in ('yaml', 'jsonschema', 'numpy', 'torch') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                            cwd=Path(__file__).resolve().parents[1])
+    assert result.stdout.strip() == "[]"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import os
 import random
 import shutil
 from pathlib import Path
@@ -183,6 +184,18 @@ def test_fingerprint_identifies_the_images(data_root: Path, tmp_path: Path) -> N
     assert verify_data(copy_root, fingerprint_path=tmp_path / "c.csv").fingerprint_digest != report.fingerprint_digest
 
 
+@pytest.mark.timeout(30)
+def test_fifo_and_dangling_link_named_like_images_are_reported_not_read(data_root: Path) -> None:
+    folder = data_root / "toy" / "flat" / "0_real"
+    os.mkfifo(folder / "pipe.png")  # opening it for reading would block for ever
+    os.symlink(folder / "gone.png", folder / "dangling.png")
+    report = verify_data(data_root, ["toy"])
+    assert report.not_regular == [(Path("toy/flat/0_real/dangling.png"), "dangling symlink"),
+                                  (Path("toy/flat/0_real/pipe.png"), "FIFO")]
+    assert report.ok and report.unreadable == []  # the three real images still verify
+    assert "pipe.png (FIFO)" in report.summary() and "dangling.png (dangling symlink)" in report.summary()
+
+
 def test_unknown_manifest(data_root: Path) -> None:
     with pytest.raises(UnknownManifestError, match="toy"):
         verify_data(data_root, ["toy", "nope"])
@@ -197,7 +210,8 @@ def test_cli_exit_codes(data_root: Path, tmp_path: Path, capsys: pytest.CaptureF
     assert "data matches" in capsys.readouterr().out
 
     assert _cli(["data", "verify", "--data-root", str(tmp_path / "empty")]) == 1
-    assert "ufd data fetch" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "ufd data fetch" in out and "does not exist" in out and len(out.strip().splitlines()) == 1
 
     assert _cli(["data", "verify", "--data-root", str(data_root), "--manifest", "nope"]) == 2
     err = capsys.readouterr().err

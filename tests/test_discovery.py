@@ -7,8 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from conftest import make_image_set
 from ufd_lib import config
-from ufd_lib.data.discovery import collect_images, find_class_images, official_subsample
+from ufd_lib.data.discovery import (
+    EmptyImageSetError, collect_images, discover_images, find_class_images, official_subsample,
+)
 from ufd_lib.data.image_sets import ImageSetSpec, SpecError, parse_set_spec
 
 
@@ -113,10 +116,20 @@ def small_official_caps(monkeypatch):
     monkeypatch.setattr(config, "OFFICIAL_FALLBACK_PER_CLASS", 3)
 
 
-def expected_official(paths: list[Path], cap: int) -> list[Path]:
-    shuffled = sorted(paths, key=str)
-    random.Random(0).shuffle(shuffled)
-    return shuffled[:cap]
+def release_sample(real: list[Path], fake: list[Path], cap: int, fallback: int) -> tuple[list[Path], list[Path]]:
+    """validate.py's read_path, on sorted lists: the global random module seeded once with 0,
+    then the reals and the fakes shuffled from that one stream."""
+    real, fake = sorted(real, key=str), sorted(fake, key=str)
+    if cap > len(real) or cap > len(fake):
+        cap = fallback
+    state = random.getstate()
+    try:
+        random.seed(0)
+        random.shuffle(real)
+        random.shuffle(fake)
+    finally:
+        random.setstate(state)
+    return real[:cap], fake[:cap]
 
 
 def build_classes(root: Path, n_real: int, n_fake: int):
@@ -125,29 +138,135 @@ def build_classes(root: Path, n_real: int, n_fake: int):
     return real, fake
 
 
+def split(images) -> tuple[list[Path], list[Path]]:
+    return [i.path for i in images if i.label == 0], [i.path for i in images if i.label == 1]
+
+
 def test_official_sampling_caps_each_class(tmp_path, small_official_caps):
     root = tmp_path / "set"
     real, fake = build_classes(root, 14, 12)
     images = collect_images(ImageSetSpec("set", root, root), sampling="official")
-    assert [i.path for i in images if i.label == 0] == expected_official(real, 10)
-    assert [i.path for i in images if i.label == 1] == expected_official(fake, 10)
+    assert split(images) == release_sample(real, fake, 10, 3)
 
 
 def test_official_sampling_falls_back_when_a_class_is_short(tmp_path, small_official_caps):
     root = tmp_path / "set"
     real, fake = build_classes(root, 14, 9)  # fake has fewer than the cap → both keep 3
     images = collect_images(ImageSetSpec("set", root, root), sampling="official")
-    assert [i.path for i in images if i.label == 0] == expected_official(real, 3)
-    assert [i.path for i in images if i.label == 1] == expected_official(fake, 3)
+    assert split(images) == release_sample(real, fake, 10, 3)
+    assert [len(part) for part in split(images)] == [3, 3]
 
 
 def test_official_sampling_with_real_caps_1000_and_100():
     real = [Path(f"/r/{i:05d}.png") for i in range(1500)]
     fake = [Path(f"/f/{i:05d}.png") for i in range(1200)]
-    kept_real, kept_fake = official_subsample(real, fake)
-    assert kept_real == expected_official(real, 1000) and kept_fake == expected_official(fake, 1000)
-    kept_real, kept_fake = official_subsample(real, fake[:999])
-    assert kept_real == expected_official(real, 100) and kept_fake == expected_official(fake[:999], 100)
+    assert official_subsample(real, fake) == release_sample(real, fake, 1000, 100)
+    assert official_subsample(real, fake[:999]) == release_sample(real, fake[:999], 1000, 100)
+
+
+def test_official_fakes_come_from_the_stream_the_reals_left():
+    """Reseeding before the fakes (our old behaviour) picks a different subset."""
+    real = [Path(f"/r/{i:05d}.png") for i in range(1500)]
+    fake = [Path(f"/f/{i:05d}.png") for i in range(1500)]
+    reseeded = sorted(fake)
+    random.Random(0).shuffle(reseeded)
+    _, kept_fake = official_subsample(real, fake)
+    assert kept_fake != reseeded[:1000]
+
+
+def test_official_file_rule_is_the_releases_name_split_and_path_substring(tmp_path):
+    root = tmp_path / "set"
+    read = [touch(root / "0_real" / name) for name in
+            ("a.png", "b.jpg", "c.JPEG", "d.jpeg", "e.bmp", "f.png.txt", "g.png.JPG")]
+    dropped = {name: touch(root / "0_real" / name) for name in
+               ("h.PNG", "i.webp", "j.v2.png", ".hidden.png", "k.Jpg")}
+    touch(root / "0_real" / "notes.txt")  # not an image by either rule: not listed at all
+    substring_real = touch(root / "x0_realy" / "m.png")  # '0_real' anywhere in the path string
+    in_name = touch(root / "other" / "n_1_fake.png")
+    neither = touch(root / "other" / "o.png")
+    fake = touch(root / "1_fake" / "p.png")
+    with pytest.warns(UserWarning, match="8 real and 2 fake"):
+        found = discover_images(ImageSetSpec("set", root, root), sampling="official")
+    assert [sorted(part, key=str) for part in split(found.images)] == [
+        sorted([*read, substring_real], key=str), sorted([in_name, fake], key=str)]
+    skipped = dict(found.skipped)
+    assert set(skipped) == {str(p) for p in dropped.values()} | {str(neither)}
+    assert "after the first dot" in skipped[str(dropped["h.PNG"])]
+    assert "0_real does not occur" in skipped[str(neither)] or "1_fake does not occur" in skipped[str(neither)]
+    # `all` keeps every image of either case in a class folder, and only there
+    everything = split(collect_images(ImageSetSpec("set", root, root)))
+    assert everything[0] == sorted([*read[:5], read[6], *dropped.values()], key=str)  # f.png.txt is no image
+    assert everything[1] == [fake]
+
+
+def test_official_does_not_enter_symlinked_directories_and_says_so(tmp_path):
+    elsewhere = touch(tmp_path / "elsewhere" / "x.png").parent
+    root = tmp_path / "set"
+    real, fake = build_classes(root, 2, 2)
+    os.symlink(elsewhere, root / "1_fake" / "linked")
+    found = discover_images(ImageSetSpec("set", root, root), sampling="official")
+    assert split(found.images) == (real, fake)
+    assert found.skipped == [(str(root / "1_fake" / "linked" / "x.png"),
+                              "inside a symlinked directory, which the released loader's walk does not enter")]
+
+
+def test_official_reads_a_directory_reached_directly_even_when_a_link_also_reaches_it(tmp_path):
+    root = tmp_path / "set"
+    real, fake = build_classes(root, 2, 2)
+    os.symlink(root / "1_fake", root / "0_real" / "a_link")  # sorts before the files it duplicates
+    found = discover_images(ImageSetSpec("set", root, root), sampling="official")
+    assert [sorted(part, key=str) for part in split(found.images)] == [real, fake]
+    assert [path for path, _ in found.skipped] == [str(root / "0_real" / "a_link" / p.name) for p in fake]
+
+
+@pytest.mark.timeout(20)
+def test_fifo_named_like_an_image_is_never_opened(tmp_path):
+    root = tmp_path / "set"
+    real, fake = build_classes(root, 2, 2)
+    os.mkfifo(root / "1_fake" / "pipe.png")
+    assert split(collect_images(ImageSetSpec("set", root, root))) == (real, fake)
+    found = discover_images(ImageSetSpec("set", root, root), sampling="official")
+    assert split(found.images) == (real, fake)
+    assert found.skipped == [(str(root / "1_fake" / "pipe.png"), "not a regular file")]
+
+
+def test_unequal_classes_after_the_cap_warn_instead_of_stopping(tmp_path, small_official_caps):
+    root = tmp_path / "set"
+    real, fake = build_classes(root, 5, 2)  # both below the fallback of 3 for fakes
+    with pytest.warns(UserWarning, match="3 real and 2 fake"):
+        images = collect_images(ImageSetSpec("set", root, root), sampling="official")
+    assert split(images) == release_sample(real, fake, 10, 3)
+
+
+@pytest.mark.parametrize("sampling", ["all", "official"])
+def test_a_set_without_images_is_a_usage_error_naming_the_folder(tmp_path, sampling):
+    root = tmp_path / "empty"
+    touch(root / "0_real" / "notes.txt")
+    with pytest.raises(EmptyImageSetError) as error:
+        collect_images(ImageSetSpec("empty", root, root), sampling)
+    assert str(root) in str(error.value) and "0_real/*.png" in str(error.value) and "\n" not in str(error.value)
+
+
+def test_a_set_with_one_class_warns_which_class_is_missing(tmp_path):
+    root = tmp_path / "set"
+    real, _ = build_classes(root, 3, 0)
+    with pytest.warns(UserWarning, match=r"no fake images \(1_fake\)"):
+        images = collect_images(ImageSetSpec("set", root, root))
+    assert split(images) == (real, [])
+
+
+def test_cli_exits_2_on_a_set_without_images(tmp_path, capsys):
+    from ufd_lib.cli.main import main
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    train = make_image_set(tmp_path / "train", 2, 2)
+    code = main(["evaluate", "--encoder", "random-clip:tiny", "--device", "cpu", "--quiet",
+                 "--cache-dir", str(tmp_path / "cache"), "--classifier", "knn", "--train", f"train={train}",
+                 "--test", f"empty={empty}", "--out", str(tmp_path / "out")])
+    stderr = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert len(stderr) == 1 and str(empty) in stderr[0] and "1_fake/*.png" in stderr[0]
 
 
 def test_all_sampling_keeps_everything_and_bad_mode_is_refused(tmp_path):

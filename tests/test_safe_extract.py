@@ -181,3 +181,36 @@ def test_existing_target_is_not_touched(tmp_path: Path, work: Path) -> None:
     with pytest.raises(FileExistsError):
         safe_extract(archive, work / "target")
     assert _read_tree(work / "target") == {"mine.txt": b"keep"}
+
+
+@pytest.mark.parametrize("second", ["release/a/0_real/x.png", "release/a/./0_real/x.png", "release//a/0_real/x.png"])
+def test_zip_duplicate_member_refused(tmp_path: Path, work: Path, second: str) -> None:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zipfile warns "Duplicate name" while writing the attack
+        archive = _zip(tmp_path / "dup.zip", [*FILES.items(), (second, b"the label-swapping copy")])
+    _assert_refused(archive, work, second)
+
+
+def test_tar_duplicate_member_refused(tmp_path: Path, work: Path) -> None:
+    archive = _tar(tmp_path / "dup.tar", [*(_file(n, d) for n, d in FILES.items()), _file("release/README", b"2nd")])
+    _assert_refused(archive, work, "release/README")
+
+
+@pytest.mark.parametrize("kind", ["zip", "tar.gz"])
+def test_expansion_beyond_max_bytes_refused(tmp_path: Path, work: Path, kind: str) -> None:
+    members = {"release/a/0_real/zeros.png": bytes(1 << 20), "release/a/1_fake/y.png": b"fake bytes"}
+    if kind == "zip":
+        with zipfile.ZipFile(tmp_path / "bomb.zip", "w", zipfile.ZIP_DEFLATED) as zf:
+            for name, data in members.items():
+                zf.writestr(name, data)
+        archive = tmp_path / "bomb.zip"
+    else:
+        archive = _tar(tmp_path / "bomb.tar.gz", [_file(n, d) for n, d in members.items()], "w:gz")
+    total = sum(map(len, members.values()))
+    with pytest.raises(ArchiveError, match=f"more than {total - 1} bytes"):
+        safe_extract(archive, work / "target", max_bytes=total - 1)
+    assert list(work.iterdir()) == []
+    safe_extract(archive, work / "target", max_bytes=total)  # exactly the declared size is allowed
+    assert _read_tree(work / "target") == members

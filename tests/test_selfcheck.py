@@ -32,6 +32,25 @@ def test_metric_edge_cases_check_passes():
     assert selfcheck.check_metric_edge_cases().passed
 
 
+def test_hostile_archives_are_all_refused(tmp_path):
+    check = selfcheck.check_hostile_archives(tmp_path)
+    assert (check.cases, check.as_expected) == (4, 4), check.detail
+
+
+def test_the_zip_bomb_is_one_megabyte_declaring_one_gibibyte(tmp_path):
+    import zipfile
+
+    bomb = selfcheck._zip_bomb(tmp_path / "bomb.zip", "x.png")
+    with zipfile.ZipFile(bomb) as zf:
+        assert [info.file_size for info in zf.infolist()] == [1 << 30]
+    assert bomb.stat().st_size < 1_100_000
+
+
+def test_fifo_and_dangling_link_do_not_stop_verify(tmp_path):
+    check = selfcheck.check_hostile_data_root(tmp_path)
+    assert check.passed, check.detail
+
+
 @pytest.mark.slow
 def test_full_selfcheck_passes(tmp_path):
     checks = selfcheck.run_selfcheck(main, tmp_path, trials=4, rounds=1, fuzz=60, seed=1)

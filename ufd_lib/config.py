@@ -25,7 +25,12 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 # Centre crop 224 on the native image, no resize (official evaluation since 18 Aug 2023).
 CROP_SIZE = 224
 
+# What counts as an image file, everywhere (discovery, `ufd predict` folders, `ufd data verify`):
+# a regular file whose last suffix, in any case, is one of these.
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp"})
+# The released loader's own rule, used by `--sampling official` (UniversalFakeDetect validate.py,
+# recursively_read): the text between the first and second dot of the name, case-sensitive.
+OFFICIAL_IMAGE_EXTENSIONS = ("png", "jpg", "JPEG", "jpeg", "bmp")
 REAL_DIR = "0_real"
 FAKE_DIR = "1_fake"
 
@@ -57,6 +62,19 @@ PROBE_VAL_FRACTION = 0.1
 # Decision thresholds: probability of fake for the probe, cosine margin for nearest neighbour.
 PROBE_THRESHOLD = 0.5
 KNN_THRESHOLD = 0.0
+
+
+def is_image_name(name: str) -> bool:
+    """Whether a file name counts as an image: its last suffix, any case, is in IMAGE_EXTENSIONS."""
+    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
+
+def is_official_image_name(name: str) -> bool:
+    """Whether the released loader reads a file of this name: ``name.split('.')[1]`` is one of
+    OFFICIAL_IMAGE_EXTENSIONS (so ``a.PNG``, ``a.webp`` and ``a.v2.png`` are not read, ``a.png.txt``
+    is; a name without a dot makes the release fail, and is not read here)."""
+    parts = name.split(".")
+    return len(parts) > 1 and parts[1] in OFFICIAL_IMAGE_EXTENSIONS
 
 
 def cache_dir() -> Path:

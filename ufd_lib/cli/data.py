@@ -4,14 +4,15 @@ Exit status: 0 data matches / fetch complete; 1 mismatch or failed download; 2 b
 malformed or unusable path (a data root that is a file, a fingerprint inside a file, a NUL
 byte, ...), an unknown manifest name, or a manifest file that cannot be loaded (not YAML,
 not matching the schema, ...), each reported on one line. A data root that does not exist
-yet is not bad usage: verify reports its sets as missing (1), fetch creates it.
+yet is not bad usage: verify says so on one line (1), fetch creates it. ``fetch --dry-run``
+lists what would be downloaded, with sizes and the total, and exits 0.
 """
 from __future__ import annotations
 
 import argparse
 import sys
 
-from ufd_lib.data.fetch import FetchError, fetch_data
+from ufd_lib.data.fetch import FetchError, PlannedFetch, fetch_data, fetch_plan
 from ufd_lib.data.verify import verify_data
 from ufd_lib.data.manifests import ManifestError, UnknownManifestError, load_manifest, resolve_manifest_names
 
@@ -31,12 +32,42 @@ def run_verify(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _size_text(size_bytes: int) -> str:
+    return f"{size_bytes / 1e9:.2f} GB" if size_bytes >= 1e8 else f"{size_bytes / 1e6:.2f} MB"
+
+
+def plan_summary(plan: list[PlannedFetch]) -> str:
+    """The dry run's report: one line per manifest, then the total to download."""
+    words = {"present": "already present, nothing to do", "extract": "extract the archive already at",
+             "blocked": "its folder exists but does not match; fetch will stop here (see ufd data verify)",
+             "download": "download"}
+    lines = []
+    for item in plan:
+        size = _size_text(item.size_bytes) if item.size_bytes is not None else f"exact size unknown; {item.approx_size}"
+        where = f" {item.archive}" if item.action in ("extract", "download") else ""
+        suffix = f" ({size})" if item.action == "download" else ""
+        lines.append(f"{item.manifest}: {words[item.action]}{where}{suffix}")
+    downloads = [item for item in plan if item.action == "download"]
+    known = sum(item.size_bytes for item in downloads if item.size_bytes is not None)
+    unknown = [item.manifest for item in downloads if item.size_bytes is None]
+    total = f"total to download: {len(downloads)} archive(s)"
+    if len(unknown) < len(downloads):
+        total += f", {_size_text(known)}" + (" of those whose size is declared" if unknown else "")
+    if unknown:
+        total += f"; exact size unknown for {', '.join(unknown)} (approximate sizes above)"
+    lines.append(total)
+    return "\n".join(lines)
+
+
 def run_fetch(args: argparse.Namespace) -> int:
     try:
         # Every manifest is loaded before anything is downloaded: a broken one is a usage error
         # now, not after hours of fetching the others.
         for name in resolve_manifest_names(args.manifests):
             load_manifest(name)
+        if args.dry_run:
+            print(plan_summary(fetch_plan(args.data_root, args.manifests, args.download_dir)))
+            return 0
         fetch_data(args.data_root, args.manifests, args.download_dir)
     except ManifestError as error:
         return _usage_error("fetch", error)

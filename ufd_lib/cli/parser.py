@@ -97,6 +97,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_MANIFEST_LISTING = "(the manifests, listed when this help is printed)"
+
+
+class _FetchHelpFormatter(argparse.HelpFormatter):
+    """Shows the manifests with their sizes at the end of ``ufd data fetch --help``. They are
+    read (YAML, a JSON schema) only when that help is printed, so building the parser stays light."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if text != _MANIFEST_LISTING:
+            return super()._fill_text(text, width, indent)
+        from ufd_lib.data.manifests import describe_manifests
+
+        return describe_manifests()
+
+
 def _add_data_commands(subparsers) -> None:
     data = _command(
         subparsers, "data", "data",
@@ -116,11 +131,14 @@ def _add_data_commands(subparsers) -> None:
         "fetch",
         help="download, check and extract what the data root lacks",
         description="Exit status 0 when everything is in place, 1 when something could not be fetched.",
+        formatter_class=_FetchHelpFormatter, epilog=_MANIFEST_LISTING,
     )
     _add_data_arguments(fetch)
     fetch.add_argument("--download-dir", type=argument_type(output_directory), metavar="DIR",
                        help="where archives are downloaded and where a hand-downloaded archive is looked for "
                        "(default: DATA_ROOT/downloads)")
+    fetch.add_argument("--dry-run", action="store_true",
+                       help="list what would be downloaded, with sizes and the total; download nothing")
 
 
 def _add_data_arguments(parser: argparse.ArgumentParser) -> None:

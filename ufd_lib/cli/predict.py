@@ -5,7 +5,7 @@ import json
 import sys
 from pathlib import Path
 
-from ufd_lib import config
+from ufd_lib.data.discovery import image_files_under
 from ufd_lib.classifiers.linear_probe import LinearProbe
 from ufd_lib.cli.args import UsageError, extraction_options
 from ufd_lib.evaluation.scoring import fake_scores
@@ -17,7 +17,7 @@ def _predict_paths(inputs: list[Path]) -> list[Path]:
     paths = []
     for item in inputs:
         if item.is_dir():
-            paths += sorted((p for p in item.rglob("*") if p.suffix.lower() in config.IMAGE_EXTENSIONS and p.is_file()), key=str)
+            paths += image_files_under(item)
         elif item.is_file():
             paths.append(item)
         else:

@@ -1,22 +1,46 @@
 """Image discovery: from an :class:`ImageSetSpec` to a sorted, labelled list of files.
 
-Official semantics: a file is real when a directory named ``0_real`` lies on its path below
-(or at) the real root, fake when ``1_fake`` lies on its path below the fake root. The released
-code walks directories unsorted, so its subsets depend on the filesystem; we sort.
+Two ways to choose the files (``sampling``):
+
+- ``"all"`` (default): a file is real when a directory named ``0_real`` lies on its path below
+  (or at) the real root, fake when ``1_fake`` lies on its path below the fake root, and it is an
+  image by :func:`ufd_lib.config.is_image_name`. Every such image is kept.
+- ``"official"``: the released evaluation's selection (UniversalFakeDetect ``validate.py``:
+  ``recursively_read``, ``get_list``, ``RealFakeDataset.read_path``), exactly but for one
+  deliberate difference: the release shuffles the order of an unsorted directory walk, so its
+  subset depends on the filesystem; we shuffle the sorted list. A file is read when the text
+  between the first and second dot of its name is ``png``, ``jpg``, ``JPEG``, ``jpeg`` or
+  ``bmp`` (:func:`ufd_lib.config.is_official_image_name`) and ``0_real`` (reals) or ``1_fake``
+  (fakes) occurs anywhere in the joined path string; the release's walk does not enter
+  symlinked directories. Then ``random.seed(0)``, shuffle the reals, shuffle the fakes (one
+  stream), keep the first 1000 of each, or 100 when either class has fewer than 1000. Image
+  files the release would not read are reported as skipped, with the reason. Where the release
+  stops on ``assert len(real_list) == len(fake_list)``, we warn and evaluate what there is.
+
+Either way a set with no image in either class is a usage error (:class:`EmptyImageSetError`),
+and a set with one class only is evaluated with a warning naming the missing class.
+Only regular files (or links to them) are listed: a FIFO named ``x.png`` is never opened.
 """
 from __future__ import annotations
 
 import os
 import random
-from dataclasses import dataclass
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ufd_lib import config
 from ufd_lib.data.file_lists import is_pickled_list, read_pickled_list
-from ufd_lib.data.image_sets import ImageSetSpec
+from ufd_lib.data.image_sets import ImageSetSpec, PathArgumentError
 
+EXPECTED_LAYOUT = f"<root>/.../{config.REAL_DIR}/*.png and <root>/.../{config.FAKE_DIR}/*.png"
+
+
+class EmptyImageSetError(PathArgumentError):
+    """An image set in which neither class holds an image (a usage error: wrong folder or layout)."""
 
 
 @dataclass(frozen=True)
@@ -27,6 +51,47 @@ class LabelledImage:
     label: int
 
 
+@dataclass
+class DiscoveredImages:
+    """What discovery found for one set: images (reals first, then fakes) and skipped
+    (path, reason) pairs of image files the chosen rule leaves out."""
+
+    images: list[LabelledImage]
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _walk_files(root: Path) -> Iterator[Path]:
+    """Every non-directory entry below ``root``, following directory symlinks but visiting each
+    real directory once (so symlink loops end), in sorted walk order; callers sort the result."""
+    visited: set[tuple[int, int]] = set()
+    for directory, subdirs, files in os.walk(root, followlinks=True):
+        stat = os.stat(directory)
+        if (stat.st_dev, stat.st_ino) in visited:
+            subdirs.clear()
+            continue
+        visited.add((stat.st_dev, stat.st_ino))
+        subdirs.sort()
+        yield from (Path(directory, name) for name in files)
+
+
+def _release_walk(root: Path) -> Iterator[tuple[Path, bool]]:
+    """(path, inside a symlinked directory) of the entries below ``root``: those the release's
+    ``os.walk(rootdir)`` lists (it lists symlinked directories but does not enter them), then
+    the image files inside those symlinked directories, which it never sees."""
+    for directory, subdirs, files in os.walk(root):
+        yield from ((Path(directory, name), False) for name in files)
+        for name in subdirs:
+            if os.path.islink(os.path.join(directory, name)):
+                yield from ((path, True) for path in image_files_under(Path(directory, name)))
+
+
+def image_files_under(directory: Path) -> list[Path]:
+    """The image files below ``directory`` (regular files, or links to them, whose name passes
+    :func:`ufd_lib.config.is_image_name`), sorted by their string form."""
+    return sorted((path for path in _walk_files(Path(directory))
+                   if config.is_image_name(path.name) and path.is_file()), key=str)
+
+
 def find_class_images(root: Path, class_dir: str) -> list[Path]:
     """Image files under ``root`` that sit inside a directory named ``class_dir``.
 
@@ -35,40 +100,61 @@ def find_class_images(root: Path, class_dir: str) -> list[Path]:
     """
     root = Path(root)
     root_counts = class_dir in root.resolve().parts or class_dir in root.parts
-    visited: set[tuple[int, int]] = set()
-    found: list[Path] = []
-    for directory, subdirs, files in os.walk(root, followlinks=True):
-        stat = os.stat(directory)
-        if (stat.st_dev, stat.st_ino) in visited:
-            subdirs.clear()
+    return [path for path in image_files_under(root)
+            if root_counts or class_dir in path.parent.relative_to(root).parts]
+
+
+def _official_reason(path: Path, through_link: bool) -> str | None:
+    """Why the release would not read ``path``, or None if its file rule lets it (the class
+    folder is checked by the caller)."""
+    if through_link:
+        return "inside a symlinked directory, which the released loader's walk does not enter"
+    if not config.is_official_image_name(path.name):
+        return ("the released loader reads only names whose text after the first dot is one of "
+                + ", ".join(config.OFFICIAL_IMAGE_EXTENSIONS))
+    if not path.is_file():
+        return "not a regular file"
+    return None
+
+
+def _official_class_files(spec: ImageSetSpec) -> tuple[list[Path], list[Path], list[tuple[str, str]]]:
+    """(reals, fakes, skipped) by the release's rule, each list sorted."""
+    chosen: dict[str, list[Path]] = {config.REAL_DIR: [], config.FAKE_DIR: []}
+    skipped: dict[str, str] = {}
+    for class_dir, root in ((config.REAL_DIR, spec.real_root), (config.FAKE_DIR, spec.fake_root)):
+        if is_pickled_list(root):
+            # The release applies no file rule to its pickled lists (data_mode "ours").
+            chosen[class_dir] = sorted(read_pickled_list(root), key=str)
             continue
-        visited.add((stat.st_dev, stat.st_ino))
-        subdirs.sort()
-        inside = root_counts or class_dir in Path(directory).relative_to(root).parts
-        if not inside:
-            continue
-        for name in files:
-            path = Path(directory, name)
-            if path.suffix.lower() in config.IMAGE_EXTENSIONS and path.is_file():
-                found.append(path)
-    return sorted(found, key=str)
+        for path, through_link in _release_walk(Path(root)):
+            reason = _official_reason(path, through_link)
+            if reason is None and class_dir in str(path):
+                chosen[class_dir].append(path)
+            elif reason is None:
+                skipped.setdefault(str(path), f"{class_dir} does not occur in its path")
+            elif config.is_image_name(path.name) or config.is_official_image_name(path.name):
+                skipped[str(path)] = reason
+    taken = {str(path) for paths in chosen.values() for path in paths}
+    skipped_list = sorted((path, reason) for path, reason in skipped.items() if path not in taken)
+    real, fake = (sorted(chosen[name], key=str) for name in (config.REAL_DIR, config.FAKE_DIR))
+    return real, fake, skipped_list
 
 
 def official_subsample(real: list[Path], fake: list[Path]) -> tuple[list[Path], list[Path]]:
-    """The released evaluation's cap: shuffle each class with seed 0, keep the first 1000;
-    if either class has fewer than 1000, keep only 100 of each (this hits SITD and SAN).
+    """The released evaluation's cap: seed 0 once, shuffle the reals and then the fakes from
+    the same stream, keep the first 1000 of each; if either class has fewer than 1000, keep
+    only 100 of each (this hits SITD and SAN).
 
-    Unlike the release we shuffle a sorted list, so the subset does not depend on the filesystem.
+    Unlike the release we shuffle sorted lists, so the subset does not depend on the filesystem.
     """
     cap = config.OFFICIAL_MAX_PER_CLASS
     if cap > len(real) or cap > len(fake):
         cap = config.OFFICIAL_FALLBACK_PER_CLASS
-    sampled = []
-    for paths in (real, fake):
-        paths = list(paths)
-        random.Random(config.OFFICIAL_SAMPLING_SEED).shuffle(paths)
-        sampled.append(paths[:cap])
-    return sampled[0], sampled[1]
+    stream = random.Random(config.OFFICIAL_SAMPLING_SEED)  # the state random.seed(0) gives
+    real, fake = list(real), list(fake)
+    stream.shuffle(real)
+    stream.shuffle(fake)
+    return real[:cap], fake[:cap]
 
 
 def _class_files(root: Path, class_dir: str) -> list[Path]:
@@ -79,19 +165,46 @@ def _class_files(root: Path, class_dir: str) -> list[Path]:
     return find_class_images(root, class_dir)
 
 
-def collect_images(spec: ImageSetSpec, sampling: str = "all") -> list[LabelledImage]:
-    """All images of a set, reals first then fakes, each class sorted (or officially sampled).
-    A root may be a pickled file list (:mod:`ufd_lib.data.file_lists`), read only when allowed.
+def _check_classes(spec: ImageSetSpec, real: list[Path], fake: list[Path]) -> None:
+    if not real and not fake:
+        roots = str(spec.real_root) if spec.real_root == spec.fake_root else f"{spec.real_root} or {spec.fake_root}"
+        raise EmptyImageSetError(f"set {spec.name}: no images under {roots}; expected {EXPECTED_LAYOUT}")
+    for images, class_dir, root in ((real, config.REAL_DIR, spec.real_root), (fake, config.FAKE_DIR, spec.fake_root)):
+        if not images:
+            kind = "real" if class_dir == config.REAL_DIR else "fake"
+            warnings.warn(f"set {spec.name}: no {kind} images ({class_dir}) under {root}; "
+                          f"metrics that need both classes (average precision) will be NaN", stacklevel=3)
 
-    sampling: ``"all"`` keeps every image; ``"official"`` applies :func:`official_subsample`.
+
+def discover_images(spec: ImageSetSpec, sampling: str = "all") -> DiscoveredImages:
+    """All images of a set, reals first then fakes, each class sorted (or officially sampled),
+    with the image files left out and why. A root may be a pickled file list
+    (:mod:`ufd_lib.data.file_lists`), read only when allowed.
+
+    sampling: ``"all"`` keeps every image; ``"official"`` is the release's selection (module
+    docstring). Raises EmptyImageSetError when neither class has an image; warns when one has none.
     """
     if sampling not in config.SAMPLING_MODES:
         raise ValueError(f"sampling must be one of {config.SAMPLING_MODES}, got {sampling!r}")
-    real = _class_files(spec.real_root, config.REAL_DIR)
-    fake = _class_files(spec.fake_root, config.FAKE_DIR)
+    skipped: list[tuple[str, str]] = []
+    if sampling == "official":
+        real, fake, skipped = _official_class_files(spec)
+    else:
+        real = _class_files(spec.real_root, config.REAL_DIR)
+        fake = _class_files(spec.fake_root, config.FAKE_DIR)
+    _check_classes(spec, real, fake)
     if sampling == "official":
         real, fake = official_subsample(real, fake)
-    return [LabelledImage(p, 0) for p in real] + [LabelledImage(p, 1) for p in fake]
+        if len(real) != len(fake):
+            warnings.warn(f"set {spec.name}: {len(real)} real and {len(fake)} fake images after the official cap; "
+                          "the released code stops here (it asserts equal classes), ufd evaluates them as they are",
+                          stacklevel=2)
+    return DiscoveredImages([LabelledImage(p, 0) for p in real] + [LabelledImage(p, 1) for p in fake], skipped)
+
+
+def collect_images(spec: ImageSetSpec, sampling: str = "all") -> list[LabelledImage]:
+    """The images of :func:`discover_images`, without the skipped files."""
+    return discover_images(spec, sampling).images
 
 
 def balanced_subsample(labels: np.ndarray, per_class: int, seed: int = 0) -> np.ndarray:

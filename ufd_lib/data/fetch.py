@@ -6,25 +6,42 @@ order), check size and SHA-256 where the manifest knows them, extract it safely 
 result. HTTP downloads go to ``<archive>.part`` and resume with Range requests after an
 interruption; Google Drive downloads go through gdown. Fetch never writes into an existing
 dataset directory.
+
+An archive is trusted only as it was verified: its SHA-256 is recorded in
+``<archive>.verified.json`` together with the file's identity (size, mtime_ns, inode), and the
+record is reused only while all three still match, so an archive edited in place (even at
+the same size) is hashed again, and then refused if its hash differs from the pinned one or
+from the one first recorded. The check is repeated immediately before extraction. An archive
+from a source without a pinned checksum must at least be a complete archive of the declared
+format (not an HTML error page, not cut short). Extraction refuses duplicate or unsafe
+members and caps the expansion: at the manifest's ``extracted_size_bytes`` where declared,
+else at :data:`MAX_EXPANSION_RATIO` times the archive's size.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
+import tarfile
 import time
+import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import requests
 from tqdm import tqdm
 
-from ufd_lib.data.verify import verify_data
+from ufd_lib.atomic_files import atomic_write_text
 from ufd_lib.data.manifests import Manifest, Source, load_manifest, resolve_manifest_names
 from ufd_lib.data.safe_extract import ArchiveError, safe_extract
+from ufd_lib.data.verify import verify_data
+from ufd_lib.hashing import file_sha256
 
 _CHUNK = 1 << 20
+# Where a manifest declares no extracted size: the released archives hold PNG and JPEG files,
+# which are already compressed and expand by about 1x; 4x leaves room, a zip bomb has 1000x.
+MAX_EXPANSION_RATIO = 4
 _RETRY_WAIT_S = 2.0
 _TRANSIENT = (
     requests.ConnectionError,
@@ -73,6 +90,44 @@ def fetch_data(
     return done
 
 
+@dataclass(frozen=True)
+class PlannedFetch:
+    """What ``fetch`` would do for one manifest.
+
+    action: "present" (verifies already), "blocked" (its folder exists but does not match),
+    "extract" (the archive is in the download directory), or "download".
+    size_bytes: the archive's exact size where a source declares it, else None (then
+    approx_size, the manifest's words, is all that is known).
+    """
+
+    manifest: str
+    action: str
+    archive: Path
+    size_bytes: int | None
+    approx_size: str
+
+
+def fetch_plan(data_root: Path, manifest_names: Sequence[str] | None = None,
+               download_dir: Path | None = None) -> list[PlannedFetch]:
+    """What :func:`fetch_data` would do, without downloading or writing anything (layout and
+    counts are checked, image content is not)."""
+    data_root = Path(data_root)
+    download_dir = Path(download_dir) if download_dir is not None else data_root / "downloads"
+    plan = []
+    for name in resolve_manifest_names(manifest_names):
+        manifest = load_manifest(name)
+        archive = download_dir / manifest.archive.filename
+        if verify_data(data_root, [name], check_content=False).ok:
+            action = "present"
+        elif (data_root / manifest.root).exists():
+            action = "blocked"
+        else:
+            action = "extract" if archive.exists() else "download"
+        size = next((s.size_bytes for s in manifest.archive.sources if s.size_bytes is not None), None)
+        plan.append(PlannedFetch(name, action, archive, size, manifest.archive.approx_size))
+    return plan
+
+
 def _fetch_manifest(manifest: Manifest, data_root: Path, download_dir: Path, retries: int, timeout_s: float) -> str:
     before = verify_data(data_root, [manifest.name], check_content=False)
     if before.ok:
@@ -110,6 +165,7 @@ def _obtain_archive(manifest: Manifest, data_root: Path, download_dir: Path, ret
                 f"copy, and fetch again."
             )
         return target
+    _sidecar(target).unlink(missing_ok=True)  # a record of an archive that is gone describes nothing
     download_dir.mkdir(parents=True, exist_ok=True)
     tried: list[str] = []
     for source in manifest.archive.sources:
@@ -121,7 +177,7 @@ def _obtain_archive(manifest: Manifest, data_root: Path, download_dir: Path, ret
         except Exception as error:  # any failure of one source means: try the next one
             tried.append(f"{source.describe()}: {type(error).__name__}: {error}")
             continue
-        problem = _check_downloaded(target, source)
+        problem = _check_downloaded(target, source, manifest.archive.format)
         if problem is None:
             return target
         rejected = target.with_name(target.name + ".rejected")
@@ -216,30 +272,67 @@ def _sidecar(archive: Path) -> Path:
     return archive.with_name(archive.name + ".verified.json")
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f, tqdm(
-        total=path.stat().st_size, unit="B", unit_scale=True, desc=f"sha256 {path.name}", disable=None
-    ) as bar:
-        for chunk in iter(lambda: f.read(_CHUNK), b""):
-            digest.update(chunk)
-            bar.update(len(chunk))
-    return digest.hexdigest()
+def _identity(archive: Path) -> dict[str, int]:
+    """What must not change for a recorded hash to stay valid: size, mtime_ns, inode."""
+    info = archive.stat()
+    return {"size_bytes": info.st_size, "mtime_ns": info.st_mtime_ns, "inode": info.st_ino}
+
+
+def _read_record(archive: Path) -> dict | None:
+    try:
+        record = json.loads(_sidecar(archive).read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and isinstance(record.get("sha256"), str) else None
 
 
 def _record(archive: Path, sha256: str) -> None:
-    _sidecar(archive).write_text(json.dumps({"sha256": sha256, "size_bytes": archive.stat().st_size}))
+    atomic_write_text(_sidecar(archive), json.dumps({"sha256": sha256, **_identity(archive)}))
 
 
-def _check_downloaded(archive: Path, source: Source) -> str | None:
+def _current_sha256(archive: Path, record: dict | None) -> str:
+    """The archive's SHA-256: the recorded one while the file's identity is unchanged, else hashed."""
+    if record is not None and all(record.get(key) == value for key, value in _identity(archive).items()):
+        return record["sha256"]
+    return file_sha256(archive)
+
+
+def _kind_problem(archive: Path, archive_format: str) -> str | None:
+    """None if ``archive`` is a complete archive of the declared format ("zip" or "tar"), else
+    what it is instead. Reads the zip's central directory (every member must lie within the
+    file), or every tar header."""
+    with archive.open("rb") as handle:
+        head = handle.read(512)
+    if head.lstrip()[:1] == b"<":
+        return f"it is not a {archive_format} archive but looks like an HTML or XML page (an error or sign-in page?)"
+    size = archive.stat().st_size
+    try:
+        if archive_format == "zip":
+            if not zipfile.is_zipfile(archive):
+                return "it is not a zip archive (no central directory: not a zip, or cut short)"
+            with zipfile.ZipFile(archive) as zf:
+                if any(info.header_offset + info.compress_size > size for info in zf.infolist()):
+                    return "it is cut short (its members extend past the end of the file)"
+        else:
+            with tarfile.open(archive, "r:*") as tf:
+                tf.getmembers()
+    except (zipfile.BadZipFile, tarfile.TarError, OSError, EOFError) as error:
+        return f"it is not a readable {archive_format} archive ({type(error).__name__}: {error})"
+    return None
+
+
+def _check_downloaded(archive: Path, source: Source, archive_format: str) -> str | None:
     """None if the freshly downloaded file matches what ``source`` promises, else the problem."""
     size = archive.stat().st_size
     if source.size_bytes is not None and size != source.size_bytes:
         return f"size {size} bytes, expected {source.size_bytes}"
-    sha256 = _sha256(archive)
+    sha256 = file_sha256(archive)
     if source.sha256 is not None and sha256 != source.sha256:
         return f"SHA-256 {sha256}, expected {source.sha256}"
     if source.sha256 is None:
+        problem = _kind_problem(archive, archive_format)
+        if problem:
+            return problem
         tqdm.write(f"{archive.name}: sha256 {sha256} (no checksum pinned in the manifest for this source)")
     _record(archive, sha256)
     return None
@@ -250,16 +343,23 @@ def _check_present(archive: Path, manifest: Manifest) -> str | None:
 
     It must match the size and checksum of one source; where some source's checksum is
     unknown, a file that matches none of the known ones is accepted with a warning, since it
-    may come from that source.
+    may come from that source, provided it is a complete archive of the declared format and
+    its hash is the one recorded when it was first accepted (if it was).
     """
     size = archive.stat().st_size
-    record = json.loads(_sidecar(archive).read_text()) if _sidecar(archive).exists() else None
-    sha256 = record["sha256"] if record and record["size_bytes"] == size else _sha256(archive)
+    record = _read_record(archive)
+    sha256 = _current_sha256(archive, record)
     sources = manifest.archive.sources
     if any(s.sha256 == sha256 and s.size_bytes in (None, size) for s in sources):
         _record(archive, sha256)
         return None
+    if record is not None and record["sha256"] != sha256:
+        return (f"its SHA-256 ({sha256}) is not the one recorded when it was verified ({record['sha256']}), "
+                f"so it changed since (if you replaced it on purpose, delete {_sidecar(archive)})")
     if any(s.sha256 is None and s.size_bytes in (None, size) for s in sources):
+        problem = _kind_problem(archive, manifest.archive.format)
+        if problem:
+            return problem
         tqdm.write(f"{archive.name}: sha256 {sha256} could not be checked (no checksum pinned for its source)")
         _record(archive, sha256)
         return None
@@ -267,16 +367,27 @@ def _check_present(archive: Path, manifest: Manifest) -> str | None:
     return f"its size ({size} bytes) or SHA-256 ({sha256}) matches no source (expected {expected})"
 
 
+def expansion_limit(manifest: Manifest, archive: Path) -> int:
+    """The most, in bytes, the archive's members may expand to: the manifest's declared
+    ``extracted_size_bytes``, else MAX_EXPANSION_RATIO times the archive's size."""
+    declared = manifest.archive.extracted_size_bytes
+    return declared if declared is not None else MAX_EXPANSION_RATIO * archive.stat().st_size
+
+
 # --- extracting -----------------------------------------------------------------------------
 
 
 def _extract(archive: Path, manifest: Manifest, data_root: Path) -> None:
     root = data_root / manifest.root
+    problem = _check_present(archive, manifest)  # again, right before use: it may have changed since
+    if problem:
+        raise FetchError(f"{manifest.name}: {archive} was verified but {problem}; nothing was extracted. "
+                         f"Delete it, or replace it with a good copy, and fetch again.")
     staging = root.with_name(f".{root.name}.extracting")
     if staging.exists():
         shutil.rmtree(staging)  # left by an interrupted fetch of this manifest
     try:
-        safe_extract(archive, staging)
+        safe_extract(archive, staging, expansion_limit(manifest, archive))
         content = _content_dir(staging, manifest)
         os.replace(content, root)
     except ArchiveError as error:

@@ -69,12 +69,18 @@ class Source:
 
 @dataclass(frozen=True)
 class Archive:
-    """The archive a manifest is fetched from (zip or tar, recognised by content); sources are
-    tried in order."""
+    """The archive a manifest is fetched from; sources are tried in order.
+
+    format: "zip" or "tar" as declared (extraction recognises the content; an archive from a
+    source without a pinned checksum must be of this format). extracted_size_bytes: the total
+    size of its members, the most extraction lets it expand to; None where unknown.
+    """
 
     filename: str
     approx_size: str
     sources: tuple[Source, ...]
+    format: str = "zip"
+    extracted_size_bytes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -308,6 +314,8 @@ def _parse(raw: dict) -> Manifest:
         archive=Archive(
             filename=archive["filename"],
             approx_size=archive["approx_size"],
+            format=archive["format"],
+            extracted_size_bytes=_count(archive.get("extracted_size_bytes")),
             sources=tuple(
                 Source(
                     kind=source["kind"],
@@ -349,6 +357,22 @@ def _parse(raw: dict) -> Manifest:
 def _count(value: int | float | None) -> int | None:
     """A count as an int: JSON Schema's "integer" also admits 3.0."""
     return None if value is None else int(value)
+
+
+def describe_manifests() -> str:
+    """One line per manifest: its name, its archive's size (exact where a source declares it,
+    else the manifest's approximate words) and its image sets; or one line saying why they cannot
+    be listed."""
+    try:
+        manifests = [load_manifest(name) for name in list_manifests()]
+    except ManifestError as error:
+        return f"(the manifests cannot be listed: {error})"
+    lines = ["manifests (name: archive size [image sets]):"]
+    for manifest in manifests:
+        size = next((s.size_bytes for s in manifest.archive.sources if s.size_bytes is not None), None)
+        shown = f"{size} bytes" if size is not None else manifest.archive.approx_size
+        lines.append(f"  {manifest.name}: {shown} [{', '.join(entry.key for entry in manifest.sets)}]")
+    return "\n".join(lines)
 
 
 def benchmark_entries() -> list[ImageSetEntry]:

@@ -14,6 +14,7 @@ import csv
 import hashlib
 import io
 import os
+import stat
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -22,10 +23,12 @@ from typing import Iterable, Sequence
 
 from PIL import Image, UnidentifiedImageError
 
+from ufd_lib import config
+from ufd_lib.atomic_files import atomic_write_bytes
+from ufd_lib.data.discovery import image_files_under
 from ufd_lib.data.manifests import ImageSetEntry, Manifest, load_manifest, resolve_manifest_names
+from ufd_lib.hashing import file_sha256
 
-# The extensions the official loader reads (UniversalFakeDetect recursively_read), any case.
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg"})
 CLASS_FOLDERS = {"real": "0_real", "fake": "1_fake"}
 
 OK, MISSING, COUNT_MISMATCH, UNREADABLE = "OK", "missing", "count mismatch", "unreadable files"
@@ -58,6 +61,7 @@ class VerifyReport:
     unreadable: list[Path]
     duplicates: list[tuple[Path, ...]]
     content_checked: bool
+    not_regular: list[tuple[Path, str]] = field(default_factory=list)
     fingerprint_path: Path | None = None
     fingerprint_digest: str | None = None
 
@@ -67,6 +71,9 @@ class VerifyReport:
         return all(check.status == OK for check in self.sets)
 
     def summary(self, max_listed: int = 10) -> str:
+        if not self.data_root.is_dir():
+            return (f"Data root {self.data_root} does not exist (or is not a directory); "
+                    f"`ufd data fetch --data-root {self.data_root}` downloads the datasets into it")
         lines = [f"Data root: {self.data_root}", ""]
         lines.append(f"{'manifest':<20} {'set':<14} {'role':<5} {'status':<17} {'real':>15} {'fake':>15}")
         for check in self.sets:
@@ -83,6 +90,8 @@ class VerifyReport:
         listings = [
             ("Extra files (not part of any set; reported only)", [str(p) for p in self.extra]),
             ("Unreadable images", [str(p) for p in self.unreadable]),
+            ("Image names that are not regular files (never read; reported only)",
+             [f"{p} ({kind})" for p, kind in self.not_regular]),
             ("Duplicated content (same SHA-256; reported only)", [", ".join(map(str, g)) for g in self.duplicates]),
         ]
         for title, items in listings:
@@ -127,6 +136,7 @@ def verify_data(
     checks: list[SetCheck] = []
     set_images: list[list[Path]] = []
     extra: list[Path] = []
+    not_regular: dict[Path, str] = {}
     for manifest in manifests:
         claimed: set[Path] = set()
         for entry in manifest.sets:
@@ -134,7 +144,12 @@ def verify_data(
             checks.append(check)
             set_images.append(images)
             claimed.update(images)
-        extra.extend(_extra_files(data_root, manifest, claimed))
+        for path in _extra_files(data_root, manifest, claimed):
+            kind = _not_regular(path) if config.is_image_name(path.name) else None
+            if kind:
+                not_regular[path.relative_to(data_root)] = kind
+            else:
+                extra.append(path)
 
     report = VerifyReport(
         data_root=data_root,
@@ -143,6 +158,7 @@ def verify_data(
         unreadable=[],
         duplicates=[],
         content_checked=check_content,
+        not_regular=sorted(not_regular.items()),
     )
     if check_content:
         all_images = sorted({p for images in set_images for p in images})
@@ -164,10 +180,6 @@ def _class_folders(data_root: Path, entry: ImageSetEntry) -> Iterable[tuple[str,
             yield label, (base / category / folder if category else base / folder)
 
 
-def _list_files(folder: Path) -> list[Path]:
-    return [Path(top, name) for top, _, names in os.walk(folder, followlinks=True) for name in names]
-
-
 def _check_layout(data_root: Path, entry: ImageSetEntry) -> tuple[SetCheck, list[Path]]:
     problems: list[str] = []
     counts = {"real": 0, "fake": 0}
@@ -179,7 +191,7 @@ def _check_layout(data_root: Path, entry: ImageSetEntry) -> tuple[SetCheck, list
             problems.append(f"missing folder {rel}")
             missing = True
             continue
-        found = [p for p in _list_files(folder) if p.suffix.lower() in IMAGE_SUFFIXES]
+        found = image_files_under(folder)
         images.extend(found)
         counts[label] += len(found)
         if not found:
@@ -217,18 +229,35 @@ def _extra_files(data_root: Path, manifest: Manifest, claimed: set[Path]) -> lis
     return extra
 
 
-def _inspect(path: Path) -> tuple[str, int, str | None]:
-    """(sha256 hex, size in bytes, error text or None) of one image file, read once."""
-    data = path.read_bytes()
+def _not_regular(path: Path) -> str | None:
+    """What a non-regular entry is ("dangling symlink", "FIFO", ...), or None for a regular file
+    (or a link to one). Never opens the entry, so a FIFO cannot block."""
     try:
-        with Image.open(io.BytesIO(data)) as image:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "dangling symlink" if os.path.islink(path) else "vanished"
+    except OSError as error:
+        return f"cannot be examined: {error.strerror or error}"
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    return "FIFO" if stat.S_ISFIFO(mode) else "socket" if stat.S_ISSOCK(mode) else "device or special file"
+
+
+def _inspect(path: Path) -> tuple[str, int, str | None]:
+    """(sha256 hex, size in bytes, error text or None) of one image file (a regular file)."""
+    try:
+        digest, size = file_sha256(path), path.stat().st_size
+    except OSError as error:  # removed or made unreadable since it was listed
+        return "", 0, f"cannot be read: {error.strerror or error}"
+    try:
+        with Image.open(path) as image:
             image.verify()
         error = None
     except UnidentifiedImageError:
         error = "not a recognised image format"
     except Exception as exc:  # PIL raises many types for damaged files; all mean "unreadable"
         error = f"{type(exc).__name__}: {exc}"
-    return hashlib.sha256(data).hexdigest(), len(data), error
+    return digest, size, error
 
 
 def _add_content_findings(
@@ -248,7 +277,8 @@ def _add_content_findings(
             check.status = UNREADABLE
     by_digest: dict[str, list[Path]] = defaultdict(list)
     for path, (digest, _, _) in inspected.items():
-        by_digest[digest].append(path.relative_to(data_root))
+        if digest:
+            by_digest[digest].append(path.relative_to(data_root))
     report.duplicates = sorted(tuple(sorted(group)) for group in by_digest.values() if len(group) > 1)
 
 
@@ -263,9 +293,7 @@ def _write_fingerprint(path: Path, data_root: Path, inspected: dict[Path, tuple[
     writer.writerows(rows)
     content = buffer.getvalue().encode("utf-8")
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_bytes(content)
-    os.replace(partial, path)
+    atomic_write_bytes(path, content)
     return hashlib.sha256(content).hexdigest()
 
 

@@ -14,7 +14,7 @@ import pandas as pd
 
 from ufd_lib import config
 from ufd_lib.data.benchmark import Benchmark
-from ufd_lib.data.discovery import LabelledImage, collect_images
+from ufd_lib.data.discovery import LabelledImage, discover_images
 from ufd_lib.data.image_sets import ImageSetSpec
 from ufd_lib.features.encoders import Encoder
 from ufd_lib.features.extract import ExtractionReport, extract_features, open_cache
@@ -52,9 +52,14 @@ def featurize(
 ) -> FeatureSet:
     """Discover the images of ``spec`` and return their features (from the cache where possible).
 
-    When ``report`` is given, the extraction's counts and skipped files are added to it.
+    When ``report`` is given, the extraction's counts and skipped files are added to it. Files
+    that discovery leaves out (``sampling="official"``: those the release would not read) are
+    listed in the result's ``skipped`` too.
     """
-    return featurize_images(encoder, spec.name, collect_images(spec, options.sampling), options, report)
+    discovered = discover_images(spec, options.sampling)
+    feature_set = featurize_images(encoder, spec.name, discovered.images, options, report)
+    feature_set.skipped = discovered.skipped + feature_set.skipped
+    return feature_set
 
 
 def featurize_images(

@@ -132,6 +132,9 @@ def add_extraction_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--allow-pickled-lists", action="store_true",
                         help="accept a released-style .pickle file list as a REAL or FAKE root (read as plain "
                         "strings only; refused by default because unpickling can run code)")
+    parser.add_argument("--allow-torchscript", action="store_true",
+                        help="load a TorchScript CLIP archive that is not one of OpenAI's published checkpoints "
+                        "(loading runs the code inside the archive; refused by default, convert it to a state dict)")
 
 
 def extraction_options(args: argparse.Namespace):

@@ -15,7 +15,7 @@ import torchvision
 from PIL import Image
 
 from ufd_lib.classifiers.trained_detector import (DetectorRecipe, DetectorUnavailable, build_detector,
-                                                  load_or_train_detector)
+                                                  detector_or_notice, load_or_train_detector)
 from ufd_lib.data.image_sets import ImageSetSpec
 from ufd_lib.features.augmentation import TrainingAugmentation
 from ufd_lib.features.detector_networks import DetectorFileError, SmallCNN, detector_network, read_detector_file
@@ -77,6 +77,7 @@ def test_paper_profile_without_any_weights_skips_the_detector_saying_where_to_pu
     assert str(tmp_path / "weights" / "blur_jpg_prob0.5.pth") in notice
     assert str(hub_checkpoint_dir() / "resnet50-0676ba61.pth") in notice
     assert not (tmp_path / "run").exists(), "nothing was trained or written"
+    assert detector_or_notice(get_profile("paper"), None, tmp_path / "run", log=None) == (None, notice)
 
 
 def test_resnet50_starts_from_imagenet_weights_in_the_hub_cache(empty_hub):
@@ -122,7 +123,7 @@ def test_unsafe_or_foreign_detector_files_are_refused(tmp_path):
 
 def test_the_detector_trains_on_the_probes_augmentation_recipe_without_the_resize():
     assert DetectorRecipe().augmentation == TrainingAugmentation(resize=None)
-    assert DetectorRecipe().as_dict()["augmentation"] == {**TrainingAugmentation(resize=None).as_dict()}
+    assert DetectorRecipe().as_dict()["augmentation"] == TrainingAugmentation(resize=None).as_dict()
 
 
 def test_detector_files_resolve_through_the_encoder_registry(tmp_path):

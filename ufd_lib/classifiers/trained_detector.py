@@ -376,3 +376,13 @@ def load_or_train_detector(profile, benchmark, output_dir: Path | str, device: s
                    f"best validation accuracy {max(h['val_acc'] for h in history):.3f}")
     save_detector(path, network, recipe.architecture, {**wanted, "description": description, "history": history})
     return _open(path, "trained here", description, history, device, started_from)
+
+
+def detector_or_notice(profile, benchmark, output_dir: Path | str, **options) -> tuple[TrainedDetector | None, str]:
+    """(detector, one-line notice) for a notebook: :func:`load_or_train_detector` with ``options``,
+    or (None, the notice of why it was skipped and which file to put where)."""
+    try:
+        detector = load_or_train_detector(profile, benchmark, output_dir, **options)
+    except DetectorUnavailable as skipped:
+        return None, str(skipped)
+    return detector, detector.notice

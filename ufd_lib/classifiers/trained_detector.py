@@ -13,7 +13,7 @@ One door, :func:`load_or_train_detector`, tries in order:
 A ResNet-50 is only ever trained from torchvision's ImageNet weights (as Wang et al.; read from
 the torch hub cache): without them, and without the released weights, the detector is skipped
 with :class:`DetectorUnavailable`, whose message says which file to put where. A random-init
-ResNet-50 would be a different, much weaker baseline. The smoke profile trains :class:`SmallCNN`
+ResNet-50 would be a different, much weaker baseline. The smoke profile trains :class:`~ufd_lib.features.detector_networks.SmallCNN`
 from random weights, in about a minute on CPU.
 
 Training follows Wang et al. 2020, "Blur+JPEG (0.5)": the training augmentation shared with

@@ -9,11 +9,16 @@ from conftest import TINY_ENCODER, make_image_set, png_bytes, ufd
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as TF
 
-from ufd_lib.features.augmentation import AugmentedView, featurize_views
+from ufd_lib.features.augmentation import AugmentedView, TrainingAugmentation, featurize_views
 from ufd_lib.features.feature_sets import ExtractionOptions, featurize
 from ufd_lib.features.extract import ExtractionReport, cache_setting, extract_features, open_cache
 from ufd_lib.data.image_sets import ImageSetSpec
 from ufd_lib.features.preprocess import Perturbation, decode_image, evaluation_transform, load_tensor
+
+
+def recipe_view(index: int, **recipe) -> AugmentedView:
+    """View ``index`` of the released recipe with ``recipe``'s fields changed."""
+    return AugmentedView(index, augmentation=TrainingAugmentation(**recipe))
 
 
 def test_a_view_is_a_function_of_the_pixels_the_view_and_the_seed(tmp_path):
@@ -43,7 +48,7 @@ def test_without_blur_or_jpeg_a_view_is_a_window_of_the_resized_image():
     offsets = set()
     for index in range(6):
         for flip in (0.0, 1.0):
-            crop = np.asarray(AugmentedView(index, blur_prob=0.0, jpeg_prob=0.0, flip_prob=flip).apply(image))
+            crop = np.asarray(recipe_view(index, blur_prob=0.0, jpeg_prob=0.0, flip_prob=flip).apply(image))
             crop = crop[:, ::-1] if flip else crop
             corner = np.argwhere((resized[:256 - 224 + 1, :295 - 224 + 1] == crop[0, 0]).all(axis=2))
             matches = [(top, left) for top, left in corner
@@ -55,8 +60,8 @@ def test_without_blur_or_jpeg_a_view_is_a_window_of_the_resized_image():
 
 def test_blur_and_jpeg_are_applied_with_their_probability():
     image = decode_image(png_bytes(seed=3, size=(256, 256)))
-    plain = [np.asarray(AugmentedView(i, blur_prob=0.0, jpeg_prob=0.0).apply(image)) for i in range(4)]
-    degraded = [np.asarray(AugmentedView(i, blur_prob=1.0, jpeg_prob=1.0).apply(image)) for i in range(4)]
+    plain = [np.asarray(recipe_view(i, blur_prob=0.0, jpeg_prob=0.0).apply(image)) for i in range(4)]
+    degraded = [np.asarray(recipe_view(i, blur_prob=1.0, jpeg_prob=1.0).apply(image)) for i in range(4)]
     # same random stream: the same crop and flip, but always blurred and re-encoded
     assert all(not np.array_equal(p, d) for p, d in zip(plain, degraded))
     roughness = lambda images: np.mean([np.abs(np.diff(i.astype(int), axis=1)).mean() for i in images])  # noqa: E731
@@ -66,16 +71,43 @@ def test_blur_and_jpeg_are_applied_with_their_probability():
 def test_each_view_has_its_own_cache_key(tiny_encoder):
     keys = [cache_setting(tiny_encoder, perturbation) for perturbation in
             (Perturbation(), AugmentedView(0), AugmentedView(1), AugmentedView(0, seed=1),
-             AugmentedView(0, blur_prob=0.1), AugmentedView(0, jpeg_quality_range=(50, 100)))]
+             recipe_view(0, blur_prob=0.1), recipe_view(0, jpeg_quality_range=(50, 100)))]
     assert len({repr(key) for key in keys}) == len(keys)
     assert AugmentedView(0).as_dict()["version"] >= 1
 
 
-@pytest.mark.parametrize("bad", [dict(view=-1), dict(view=0, seed=-1), dict(view=0, resize=200),
-                                 dict(view=0, blur_prob=1.5), dict(view=0, jpeg_quality_range=(90, 30))])
-def test_bad_parameters_are_refused(bad):
+def test_the_released_views_keep_their_cache_key():
+    """One recipe shared with the trained detector; the probe's views keep the key they always
+    had, so cached views stay valid."""
+    assert AugmentedView(2, seed=1).as_dict() == {
+        "augmentation": "univfd-train", "version": 1, "view": 2, "seed": 1, "resize": 256, "blur_prob": 0.5,
+        "blur_sigma_max": 3.0, "jpeg_prob": 0.5, "jpeg_quality_range": [30, 100], "flip_prob": 0.5,
+        "jpeg_encoder": "PIL", "interpolation": "bilinear", "random_crop": 224}
+
+
+def test_without_resize_a_small_image_is_zero_padded_centred():
+    """The detector's recipe (no resize): an image under 224 pixels is padded as CenterCrop pads
+    it, so the only 224 crop is the whole padded canvas."""
+    image = decode_image(png_bytes(seed=4, size=(101, 80)))
+    recipe = TrainingAugmentation(resize=None, blur_prob=0.0, jpeg_prob=0.0, flip_prob=0.0)
+    crop = np.asarray(recipe.apply(image, np.random.default_rng(0)))
+    expected = np.zeros((224, 224, 3), np.uint8)
+    left, top = (224 - 101) // 2, (224 - 80) // 2
+    expected[top:top + 80, left:left + 101] = np.asarray(image)
+    np.testing.assert_array_equal(crop, expected)
+
+
+@pytest.mark.parametrize("bad", [dict(view=-1), dict(view=0, seed=-1)])
+def test_bad_view_parameters_are_refused(bad):
     with pytest.raises(ValueError):
         AugmentedView(**bad)
+
+
+@pytest.mark.parametrize("bad", [dict(resize=200), dict(blur_prob=1.5), dict(blur_sigma_max=-1.0),
+                                 dict(jpeg_quality_range=(90, 30))])
+def test_bad_recipe_parameters_are_refused(bad):
+    with pytest.raises(ValueError):
+        TrainingAugmentation(**bad)
 
 
 def test_views_are_encoded_once_and_follow_the_training_rows(tmp_path, tiny_encoder):

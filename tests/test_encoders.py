@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import pickle
 import socket
 import time
@@ -11,7 +12,10 @@ import warnings
 import pytest
 import torch
 
-from ufd_lib.features.encoders import EncoderUnavailable, import_clip, is_torchscript_archive, load_encoder, random_clip_state_dict
+from ufd_lib.checkpoints import CheckpointMismatch
+from ufd_lib.features.encoders import (CheckpointRefused, EncoderUnavailable, import_clip, is_torchscript_archive,
+                                       load_encoder, random_clip_state_dict, random_stand_in)
+from ufd_lib.reliability.selfcheck import write_scripted_payload
 
 
 @pytest.fixture(scope="module")
@@ -62,14 +66,14 @@ def test_random_clip_gives_768_d_features(tiny_encoder, images):
 
 
 @pytest.mark.parametrize("checkpoint", ["state_dict_checkpoint", "torchscript_checkpoint"])
-def test_local_checkpoint_matches_random_clip(checkpoint, request, tiny_encoder, images):
+def test_local_checkpoint_matches_random_clip(checkpoint, request, tiny_encoder, images, monkeypatch):
     path = request.getfixturevalue(checkpoint)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load deprecation
-        encoder = load_encoder(f"clip:{path}", "cpu")
+    monkeypatch.setenv("UFD_ALLOW_TORCHSCRIPT", "1")  # the user trusts this archive
+    encoder = load_encoder(f"clip:{path}", "cpu")
     assert encoder.embed_dim == 768
     assert encoder.checkpoint_sha256 == sha256_of(path)
     assert encoder.name == f"clip:{path}"
+    assert encoder.checkpoint_official is False
     torch.testing.assert_close(encoder.encode(images), tiny_encoder.encode(images), rtol=0, atol=1e-5)
 
 
@@ -194,3 +198,163 @@ def test_dtype_is_that_of_most_weights_for_clips_mixed_cuda_layout():
     assert encoder.dtype == torch.float16
     assert Encoder(model=model.float(), name="random-clip:tiny", checkpoint_sha256="x",
                    device=torch.device("cpu"), embed_dim=768).dtype == torch.float32
+
+
+# --- TorchScript archives: loaded only when official or opted in (issue 12) ---
+
+
+def test_unofficial_torchscript_archive_is_refused_with_the_conversion(torchscript_checkpoint, monkeypatch):
+    monkeypatch.setenv("UFD_ALLOW_TORCHSCRIPT", "0")
+    with pytest.raises(CheckpointRefused) as caught:
+        load_encoder(f"clip:{torchscript_checkpoint}", "cpu")
+    message = str(caught.value)
+    assert "\n" not in message and str(torchscript_checkpoint) in message and sha256_of(torchscript_checkpoint) in message
+    assert "--allow-torchscript" in message and ".state_dict()" in message and "torch.jit.load(" in message
+
+
+def test_crafted_torchscript_archive_never_runs_its_code(tmp_path, monkeypatch):
+    marker = tmp_path / "payload-ran"
+    path = write_scripted_payload(tmp_path / "crafted.pt", marker)
+    assert is_torchscript_archive(path) and not marker.exists()
+    monkeypatch.setenv("UFD_ALLOW_TORCHSCRIPT", "0")
+    jit_loads = []
+    real_jit_load = torch.jit.load
+    monkeypatch.setattr(torch.jit, "load", lambda *a, **k: jit_loads.append(a) or real_jit_load(*a, **k))
+    with pytest.raises(CheckpointRefused, match="--allow-torchscript"):
+        load_encoder(f"clip:{path}", "cpu")
+    assert jit_loads == [] and not marker.exists(), "the archive's code ran"
+    # opted in, the archive is loaded (its code runs: that is what the opt-in allows) and, holding
+    # no CLIP weights, refused afterwards
+    monkeypatch.setenv("UFD_ALLOW_TORCHSCRIPT", "1")
+    with pytest.raises(CheckpointMismatch):
+        load_encoder(f"clip:{path}", "cpu")
+    assert len(jit_loads) == 1 and marker.read_bytes() == b"A" * 8
+
+
+def test_allow_torchscript_flag_sets_the_opt_in(tmp_path, monkeypatch):
+    import os
+
+    from ufd_lib.cli.main import main
+
+    monkeypatch.setenv("UFD_ALLOW_TORCHSCRIPT", "0")  # restored after the test
+    monkeypatch.setattr("ufd_lib.cli.extract.run", lambda args: 0)
+    assert main(["extract", "--allow-torchscript", "--set", f"x={tmp_path}"]) == 0
+    assert os.environ["UFD_ALLOW_TORCHSCRIPT"] == "1"
+
+
+# --- official names: the file in the weights dir, checked by its published SHA-256 (issue 11) ---
+
+
+@pytest.fixture
+def official_tiny(torchscript_checkpoint, tmp_path, monkeypatch):
+    """``clip:ViT-L/14`` made to publish the tiny TorchScript archive's SHA-256 (a real OpenAI
+    file is 900 MB), in an empty weights dir; the network is forbidden unless a test allows it."""
+    clip = import_clip()
+    digest = sha256_of(torchscript_checkpoint)
+    monkeypatch.setitem(clip.clip._MODELS, "ViT-L/14", f"https://example.invalid/models/{digest}/ViT-L-14.pt")
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    monkeypatch.setenv("UFD_WEIGHTS_DIR", str(weights))
+    monkeypatch.delenv("UFD_OFFLINE", raising=False)
+    monkeypatch.setenv("UFD_ALLOW_TORCHSCRIPT", "0")
+    _forbid_network(monkeypatch)
+    return weights, torchscript_checkpoint.read_bytes()
+
+
+def test_official_file_in_the_weights_dir_loads_and_is_marked_official(official_tiny, tiny_encoder, images):
+    weights, data = official_tiny
+    (weights / "ViT-L-14.pt").write_bytes(data)
+    encoder = load_encoder("clip:ViT-L/14", "cpu")  # a TorchScript archive, allowed: its SHA-256 is published
+    assert encoder.name == "clip:ViT-L/14" and encoder.checkpoint_official is True
+    assert encoder.checkpoint_sha256 == hashlib.sha256(data).hexdigest()
+    torch.testing.assert_close(encoder.encode(images), tiny_encoder.encode(images), rtol=0, atol=1e-5)
+
+
+def test_file_of_the_official_name_with_another_sha256_is_refused_and_kept(official_tiny, state_dict_checkpoint):
+    weights, data = official_tiny
+    impostor = weights / "ViT-L-14.pt"
+    impostor.write_bytes(state_dict_checkpoint.read_bytes())
+    with pytest.raises(CheckpointRefused) as caught:
+        load_encoder("clip:ViT-L/14", "cpu")
+    message = str(caught.value)
+    assert "\n" not in message and str(impostor) in message
+    assert sha256_of(impostor) in message and hashlib.sha256(data).hexdigest() in message
+    assert f"--encoder clip:{impostor}" in message
+    assert impostor.read_bytes() == state_dict_checkpoint.read_bytes(), "the file was changed"
+    assert sorted(p.name for p in weights.iterdir()) == ["ViT-L-14.pt"]
+    # the message's advice works: as a path it loads, marked not official
+    assert load_encoder(f"clip:{impostor}", "cpu").checkpoint_official is False
+
+
+class FakeResponse(io.BytesIO):
+    """What ``urlopen`` returns, from bytes in memory."""
+
+
+def test_missing_official_file_is_downloaded_verified_and_renamed_into_place(official_tiny, monkeypatch):
+    weights, data = official_tiny
+    requests = []
+    monkeypatch.setattr(urllib.request, "urlopen",
+                        lambda url, timeout: requests.append((url, timeout)) or FakeResponse(data))
+    encoder = load_encoder("clip:ViT-L/14", "cpu")
+    assert [url for url, _ in requests] == [import_clip().clip._MODELS["ViT-L/14"]] and requests[0][1] > 0
+    assert (weights / "ViT-L-14.pt").read_bytes() == data
+    assert sorted(p.name for p in weights.iterdir()) == ["ViT-L-14.pt"], "a temporary file was left"
+    assert encoder.checkpoint_official is True
+
+
+def test_download_with_the_wrong_checksum_leaves_nothing(official_tiny, monkeypatch):
+    weights, data = official_tiny
+    monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout: FakeResponse(data[:-1] + b"x"))
+    with pytest.raises(EncoderUnavailable, match="SHA-256") as caught:
+        load_encoder("clip:ViT-L/14", "cpu")
+    assert hashlib.sha256(data).hexdigest() in str(caught.value)
+    assert list(weights.iterdir()) == []
+
+
+# --- state dicts checked against the architecture; finite weights (issue 12) ---
+
+
+@pytest.mark.parametrize("change, named", [
+    (lambda state: state.pop("visual.ln_post.weight"), "visual.ln_post.weight"),
+    (lambda state: state.update({"visual.extra": torch.zeros(2)}), "visual.extra"),
+    (lambda state: state.update({"visual.ln_post.bias": torch.zeros(3)}), "visual.ln_post.bias"),
+    (lambda state: state.pop("visual.positional_embedding"), "visual.positional_embedding"),
+], ids=["missing", "unexpected", "misshapen", "missing-architecture-key"])
+def test_state_dict_that_does_not_fit_is_refused_in_one_line(tmp_path, capsys, change, named):
+    from conftest import make_image_set, ufd
+
+    state = random_clip_state_dict("tiny")
+    change(state)
+    path = tmp_path / "broken.pt"
+    torch.save(state, path)
+    with pytest.raises(CheckpointMismatch) as caught:
+        load_encoder(f"clip:{path}", "cpu")
+    assert "\n" not in str(caught.value) and str(path) in str(caught.value) and named in str(caught.value)
+    images = make_image_set(tmp_path / "images", 1, 1)
+    status, _, err = ufd(capsys, "extract", "--encoder", f"clip:{path}", "--set", f"x={images}",
+                         "--out", str(tmp_path / "out"), "--device", "cpu")
+    assert status == 2 and named in err and len(err.strip().splitlines()) == 1
+
+
+def test_non_finite_clip_weights_are_refused_naming_file_and_tensor(tmp_path):
+    state = random_clip_state_dict("tiny")
+    state["visual.conv1.weight"][0, 0, 0, 0] = float("inf")
+    path = tmp_path / "inf.pt"
+    torch.save(state, path)
+    with pytest.raises(EncoderUnavailable) as caught:
+        load_encoder(f"clip:{path}", "cpu")
+    assert str(path) in str(caught.value) and "'visual.conv1.weight'" in str(caught.value)
+
+
+# --- one registry ---
+
+
+@pytest.mark.parametrize("spec, stand_in", [
+    ("clip:ViT-B/16", "random-clip:ViT-B/16"), ("clip:ViT-L/14", "random-clip:ViT-L/14"), ("clip:RN50", None),
+    ("clip:/some/file.pt", None), ("torchvision:resnet50", "random-torchvision:resnet50"),
+    ("random-clip:tiny", None), ("detector:/x.pth", None), ("nonsense", None),
+])
+def test_the_registry_names_each_pretrained_entrys_random_stand_in(spec, stand_in):
+    assert random_stand_in(spec) == stand_in
+    if stand_in is not None:
+        assert stand_in.split(":")[0] in {"random-clip", "random-torchvision"}

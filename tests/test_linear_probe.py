@@ -166,15 +166,29 @@ def test_wrong_shapes_are_refused(tmp_path, state):
         LinearProbe.load(path)
 
 
-def test_training_checkpoint_with_model_key_loads(tmp_path):
-    """The released training code saves ``{"model": {"fc.weight", "fc.bias", ...}}``."""
-    weight = np.random.default_rng(5).normal(size=12)
-    path = tmp_path / "model_epoch_best.pth"
-    torch.save({"model": {"fc.weight": torch.tensor(weight[None, :], dtype=torch.float32),
-                          "fc.bias": torch.tensor([0.5]), "model.visual.proj": torch.zeros(3)}}, path)
-    probe = LinearProbe.load(path)
-    X = np.random.default_rng(6).normal(size=(5, 12)).astype(np.float32)
-    np.testing.assert_allclose(probe.predict_proba(X)[:, 1], sigmoid(X.astype(np.float64) @ weight + 0.5), rtol=1e-5)
+@pytest.mark.parametrize("state", [
+    {"weight": torch.zeros(1, 12), "bias": torch.zeros(1), "extra": torch.zeros(1)},
+    {"model": {"fc.weight": torch.zeros(1, 12), "fc.bias": torch.zeros(1)}},
+], ids=["extra-key", "training-checkpoint"])
+def test_a_probe_file_holds_exactly_weight_and_bias(tmp_path, state):
+    """Anything beyond the official format (a training checkpoint's whole model, say) is refused,
+    naming what was found, rather than half-read."""
+    path = tmp_path / "probe.pth"
+    torch.save(state, path)
+    with pytest.raises(ProbeFileError, match="exactly 'weight'") as caught:
+        LinearProbe.load(path)
+    assert str(path) in str(caught.value) and next(iter(state)) in str(caught.value)
+
+
+@pytest.mark.parametrize("tensor, bad", [("weight", float("nan")), ("bias", float("-inf"))])
+def test_non_finite_probe_weights_are_refused_naming_file_and_tensor(tmp_path, tensor, bad):
+    state = {"weight": torch.ones(1, 4), "bias": torch.zeros(1)}
+    state[tensor].view(-1)[-1] = bad
+    path = tmp_path / "probe.pth"
+    torch.save(state, path)
+    with pytest.raises(ProbeFileError, match=f"'{tensor}'") as caught:
+        LinearProbe.load(path)
+    assert str(path) in str(caught.value)
 
 
 @pytest.mark.parametrize("kind", ["missing", "directory"])

@@ -102,3 +102,30 @@ def test_backbone_without_weights_falls_back_to_random_and_says_so(empty_hub):
     encoder, notice = load_backbone("torchvision:resnet18", "cpu")
     assert encoder.name == "random-torchvision:resnet18"
     assert "RANDOM" in notice and "torchvision:resnet18" in notice
+
+
+@pytest.mark.parametrize("change, named", [
+    (lambda state: state.pop("layer1.0.conv1.weight"), "layer1.0.conv1.weight"),
+    (lambda state: state.update({"fc.weight": torch.zeros(10, 512)}), "fc.weight"),
+    (lambda state: state.update({"head.extra": torch.zeros(1)}), "head.extra"),
+    (lambda state: state["bn1.running_var"].__setitem__(0, float("nan")), "bn1.running_var"),
+], ids=["missing", "misshapen", "unexpected", "nan"])
+def test_imagenet_weights_that_do_not_fit_are_refused_naming_the_key(empty_hub, change, named):
+    _, path = fake_imagenet_file()
+    state = torch.load(path, weights_only=True)
+    change(state)
+    torch.save(state, path)
+    with pytest.raises((ValueError, EncoderUnavailable)) as caught:
+        load_encoder("torchvision:resnet18", "cpu")
+    message = str(caught.value)
+    assert "\n" not in message and str(path) in message and named in message
+
+
+def test_old_weights_without_num_batches_tracked_still_load(empty_hub):
+    """Files saved before PyTorch 0.4.1 (torchvision's resnet50-0676ba61.pth among them) have no
+    batch-norm step counters; batch norm fills them in, so they are not 'missing'."""
+    network, path = fake_imagenet_file()
+    torch.save({k: v for k, v in network.state_dict().items() if not k.endswith("num_batches_tracked")}, path)
+    network.fc = torch.nn.Identity()
+    with torch.no_grad():
+        torch.testing.assert_close(load_encoder("torchvision:resnet18", "cpu").encode(images()), network(images()))

@@ -1,6 +1,7 @@
-"""The end-to-end trained detector: released weights are used when present, ImageNet
-initialisation is said to be random when the weights are absent, a trained detector is saved
-in CNNDetection's format and reused, and its body + head equal the whole network."""
+"""The end-to-end trained detector: released weights are used when present, a ResNet-50 is never
+trained from random weights (skipped, saying which file to put where), a trained detector is
+saved in CNNDetection's format and reused, its body is the registry's ``detector:`` encoder and
+body + head equal the whole network."""
 from __future__ import annotations
 
 import dataclasses
@@ -13,11 +14,16 @@ import torch
 import torchvision
 from PIL import Image
 
-from ufd_lib.features.feature_sets import ExtractionOptions, featurize
+from ufd_lib.classifiers.trained_detector import (DetectorRecipe, DetectorUnavailable, build_detector,
+                                                  detector_or_notice, load_or_train_detector)
 from ufd_lib.data.image_sets import ImageSetSpec
+from ufd_lib.features.augmentation import TrainingAugmentation
+from ufd_lib.features.detector_networks import DetectorFileError, SmallCNN, detector_network, read_detector_file
+from ufd_lib.features.encoders import load_encoder
+from ufd_lib.features.feature_sets import ExtractionOptions, featurize
+from ufd_lib.hashing import file_sha256
 from ufd_lib.runs.profiles import get_profile
 from ufd_lib.features.torchvision_encoders import hub_checkpoint_dir
-from ufd_lib.classifiers.trained_detector import DetectorFileError, DetectorRecipe, augment, build_detector, detector_network, load_or_train_detector, read_detector_file
 
 
 class NotAWeight:
@@ -57,11 +63,21 @@ def small_profile(**changes):
     return dataclasses.replace(get_profile("smoke"), **{**settings, **changes})
 
 
-def test_resnet50_without_imagenet_weights_says_it_is_random(empty_hub):
-    network, note = build_detector("resnet50")
-    assert "RANDOM" in note
-    assert str(hub_checkpoint_dir() / "resnet50-0676ba61.pth") in note
-    assert network.fc.out_features == 1
+def test_resnet50_is_never_built_from_random_weights(empty_hub):
+    with pytest.raises(DetectorUnavailable) as caught:
+        build_detector("resnet50")
+    assert str(hub_checkpoint_dir() / "resnet50-0676ba61.pth") in str(caught.value)
+
+
+def test_paper_profile_without_any_weights_skips_the_detector_saying_where_to_put_them(empty_hub, tmp_path):
+    with pytest.raises(DetectorUnavailable) as caught:
+        load_or_train_detector(get_profile("paper"), benchmark=None, output_dir=tmp_path / "run", log=None)
+    notice = str(caught.value)
+    assert "\n" not in notice and "skipped" in notice
+    assert str(tmp_path / "weights" / "blur_jpg_prob0.5.pth") in notice
+    assert str(hub_checkpoint_dir() / "resnet50-0676ba61.pth") in notice
+    assert not (tmp_path / "run").exists(), "nothing was trained or written"
+    assert detector_or_notice(get_profile("paper"), None, tmp_path / "run", log=None) == (None, notice)
 
 
 def test_resnet50_starts_from_imagenet_weights_in_the_hub_cache(empty_hub):
@@ -71,7 +87,7 @@ def test_resnet50_starts_from_imagenet_weights_in_the_hub_cache(empty_hub):
     path.parent.mkdir(parents=True)
     torch.save(imagenet.state_dict(), path)
     network, note = build_detector("resnet50")
-    assert "ImageNet" in note and "RANDOM" not in note
+    assert str(path) in note and file_sha256(path) in note
     torch.testing.assert_close(network.conv1.weight, imagenet.conv1.weight)
     assert network.fc.weight.shape == (1, 2048)
 
@@ -82,7 +98,10 @@ def test_released_cnndetection_weights_are_used_and_split_into_body_and_head(emp
     (tmp_path / "weights").mkdir()
     torch.save({"model": released.state_dict()}, tmp_path / "weights" / "blur_jpg_prob0.5.pth")
     detector = load_or_train_detector(get_profile("paper"), benchmark=None, output_dir=tmp_path / "run", log=None)
+    released_file = tmp_path / "weights" / "blur_jpg_prob0.5.pth"
     assert detector.source == "released" and detector.history.empty
+    assert detector.encoder.name == f"detector:{released_file}"
+    assert str(released_file) in detector.notice and file_sha256(released_file) in detector.notice
     assert detector.encoder.embed_dim == 2048 and detector.encoder.device.type in ("cpu", "cuda")
     images = torch.randn(2, 3, 224, 224)
     with torch.no_grad():
@@ -102,14 +121,37 @@ def test_unsafe_or_foreign_detector_files_are_refused(tmp_path):
         read_detector_file(foreign)
 
 
-def test_augmentation_is_reproducible_and_gives_224_crops():
-    image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (256, 300, 3), dtype=np.uint8))
-    recipe = DetectorRecipe(architecture="small_cnn", blur_prob=1.0, jpeg_prob=1.0)
-    first = augment(image, np.random.default_rng(5), recipe)
-    assert first.size == (224, 224)
-    assert np.array_equal(np.asarray(first), np.asarray(augment(image, np.random.default_rng(5), recipe)))
-    small = Image.new("RGB", (100, 80), (255, 255, 255))
-    assert augment(small, np.random.default_rng(1), DetectorRecipe(architecture="small_cnn")).size == (224, 224)
+def test_the_detector_trains_on_the_probes_augmentation_recipe_without_the_resize():
+    assert DetectorRecipe().augmentation == TrainingAugmentation(resize=None)
+    assert DetectorRecipe().as_dict()["augmentation"] == TrainingAugmentation(resize=None).as_dict()
+
+
+def test_detector_files_resolve_through_the_encoder_registry(tmp_path):
+    torch.manual_seed(0)
+    network = SmallCNN().eval()
+    path = tmp_path / "detector.pth"
+    torch.save({"model": network.state_dict(), "architecture": "small_cnn"}, path)
+    encoder = load_encoder(f"detector:{path}", "cpu")
+    assert encoder.name == f"detector:{path}" and encoder.checkpoint_sha256 == file_sha256(path)
+    assert encoder.embed_dim == 64
+    images = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        torch.testing.assert_close(encoder.encode(images), network.features(images))
+
+
+@pytest.mark.parametrize("change, named", [
+    (lambda state: state.pop("fc.bias"), "fc.bias"),
+    (lambda state: state.update({"fc.weight": torch.zeros(1, 8)}), "fc.weight"),
+    (lambda state: state["features.0.weight"].view(-1).__setitem__(0, float("nan")), "features.0.weight"),
+], ids=["missing", "misshapen", "nan"])
+def test_broken_detector_files_are_refused_naming_the_tensor(tmp_path, change, named):
+    state = SmallCNN().state_dict()
+    change(state)
+    path = tmp_path / "detector.pth"
+    torch.save({"model": state, "architecture": "small_cnn"}, path)
+    with pytest.raises(DetectorFileError) as caught:
+        load_encoder(f"detector:{path}", "cpu")
+    assert "\n" not in str(caught.value) and str(path) in str(caught.value) and named in str(caught.value)
 
 
 def test_trained_detector_learns_is_saved_and_is_reused(empty_hub, tmp_path, tiny_encoder):
@@ -117,6 +159,7 @@ def test_trained_detector_learns_is_saved_and_is_reused(empty_hub, tmp_path, tin
     output = tmp_path / "run"
     trained = load_or_train_detector(small_profile(), benchmark, output, log=None)
     assert trained.source == "trained here" and "random initialisation" in trained.description
+    assert str(trained.path) in trained.notice and file_sha256(trained.path) in trained.notice
     assert trained.path == output / "models" / "trained_detector.pth"
     assert len(trained.history) == 3
     # saved in CNNDetection's format, readable by the same code as released weights
@@ -134,16 +177,3 @@ def test_trained_detector_learns_is_saved_and_is_reused(empty_hub, tmp_path, tin
     assert reused.description == trained.description
     retrained = load_or_train_detector(small_profile(detector_max_epochs=2), benchmark, output, log=None)
     assert retrained.source == "trained here" and len(retrained.history) == 2
-
-
-@pytest.mark.parametrize("size", [(227, 229), (300, 225), (100, 240), (224, 224)])
-def test_evaluation_crop_is_the_one_clip_features_use(size):
-    """Same pixels as the CLIP evaluation path's centre window (odd margins round half to even)."""
-    from ufd_lib.features.preprocess import centre_window
-    from ufd_lib.classifiers.trained_detector import _centre_crop
-
-    image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
-    cropped = np.asarray(_centre_crop(image))
-    assert cropped.shape == (224, 224, 3)
-    if min(size) >= 224:
-        np.testing.assert_array_equal(cropped, np.asarray(image.crop(centre_window(size, (224, 224)))))

@@ -14,24 +14,15 @@ from ufd_lib.analyses.main_results import fit_methods
 from ufd_lib.analyses.tables import family_summary, ordered_columns
 from ufd_lib.data.discovery import balanced_subsample
 from ufd_lib.evaluation.scoring import evaluate_sets
-from ufd_lib.features.encoders import RANDOM_CLIP_SHAPES, Encoder, EncoderUnavailable, load_encoder
+from ufd_lib.features.encoders import Encoder, EncoderUnavailable, load_encoder, random_stand_in
 from ufd_lib.features.feature_sets import ExtractionOptions, featurize_benchmark
-
-
-def random_stand_in(spec: str) -> str | None:
-    """The random-weight encoder of the same architecture as a pretrained one, where one exists."""
-    prefix, _, argument = spec.partition(":")
-    if prefix == "torchvision":
-        return f"random-torchvision:{argument}"
-    if prefix == "clip" and argument in RANDOM_CLIP_SHAPES:
-        return f"random-clip:{argument}"
-    return None
 
 
 def load_backbone(spec: str, device: str | None = None) -> tuple[Encoder | None, str]:
     """(encoder, notice). When the pretrained weights cannot be had, the random-weight network
     of the same architecture stands in and the notice says so; with no stand-in the encoder is
-    None. Tables label rows with the encoder actually used, so a stand-in is never mistaken."""
+    None. The registry names each pretrained entry's stand-in (:func:`random_stand_in`). Tables
+    label rows with the encoder actually used, so a stand-in is never mistaken."""
     try:
         encoder = load_encoder(spec, device)
         return encoder, f"{spec}: loaded (weights {encoder.checkpoint_sha256[:16]}…)"

@@ -27,7 +27,7 @@ from sklearn.model_selection import train_test_split
 
 from ufd_lib import config
 from ufd_lib.devices import resolve_device
-from ufd_lib.checkpoints import load_checkpoint
+from ufd_lib.checkpoints import load_checkpoint, require_finite
 from ufd_lib.classifiers.lr_schedule import ReleasedLearningRateSchedule
 from ufd_lib.devices import torch_threads
 
@@ -173,21 +173,31 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
         torch.save(state, path)
 
     @classmethod
-    def load(cls, path: Path | str) -> "LinearProbe":
-        """Read a probe in the official format (e.g. the released ``fc_weights.pth``).
-
-        Loaded with ``weights_only=True``: a file carrying other pickled objects is refused.
-        """
-        path = Path(path)
-        state = load_checkpoint(path, ProbeFileError, "probe")
-        if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
-            state = {k.removeprefix("fc."): v for k, v in state["model"].items() if k.startswith("fc.")}
-        weight, bias = (state.get("weight"), state.get("bias")) if isinstance(state, dict) else (None, None)
+    def from_weights(cls, weight, bias, source: str) -> "LinearProbe":
+        """A probe from its ``weight`` [1, d] and ``bias`` [1] tensors; ``source`` names where
+        they come from in the :class:`ProbeFileError` raised when they are not that."""
         if not (isinstance(weight, torch.Tensor) and weight.ndim == 2 and weight.shape[0] == 1
-                and isinstance(bias, torch.Tensor) and bias.shape == (1,)):
-            raise ProbeFileError(f"{path}: expected a state dict with 'weight' [1, d] and 'bias' [1]")
+                and weight.is_floating_point() and isinstance(bias, torch.Tensor) and bias.shape == (1,)
+                and bias.is_floating_point()):
+            raise ProbeFileError(f"{source}: expected float tensors 'weight' [1, d] and 'bias' [1]")
+        require_finite({"weight": weight, "bias": bias}, source, ProbeFileError)
         linear = torch.nn.Linear(weight.shape[1], 1)
         linear.load_state_dict({"weight": weight.float(), "bias": bias.float()})
         probe = cls()
         probe._set_linear(linear)
         return probe
+
+    @classmethod
+    def load(cls, path: Path | str) -> "LinearProbe":
+        """Read a probe in the official format (e.g. the released ``fc_weights.pth``): a state
+        dict of exactly ``weight`` [1, d] and ``bias`` [1], every value finite.
+
+        Loaded with ``weights_only=True``: a file carrying other pickled objects is refused.
+        """
+        path = Path(path)
+        state = load_checkpoint(path, ProbeFileError, "probe")
+        if not isinstance(state, dict) or set(state) != {"weight", "bias"}:
+            found = ", ".join(map(str, state)) if isinstance(state, dict) else type(state).__name__
+            raise ProbeFileError(f"{path}: expected a state dict of exactly 'weight' [1, d] and 'bias' [1], "
+                                 f"found {found or 'nothing'}")
+        return cls.from_weights(state["weight"], state["bias"], str(path))

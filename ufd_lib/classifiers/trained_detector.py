@@ -7,27 +7,31 @@ One door, :func:`load_or_train_detector`, tries in order:
    profile: ``$UFD_WEIGHTS_DIR/blur_jpg_prob0.5.pth``; format ``{"model": state_dict}`` of a
    torchvision ResNet-50 whose ``fc`` has 1 output), read with ``weights_only=True``;
 2. a detector trained earlier in this run folder (``<output>/models/trained_detector.pth``)
-   with the same recipe on the same training images;
+   with the same recipe, initial weights and training images;
 3. otherwise it trains one here and saves it there, so later notebooks reuse it.
 
-Training follows Wang et al. 2020, "Blur+JPEG (0.5)": per training image, Gaussian blur with
-p=0.5 and sigma ~ U[0, 3], then JPEG re-encoding (PIL) with p=0.5 and quality ~ U{30..100};
-then RandomCrop 224 (zero-padding smaller images), horizontal flip p=0.5, ImageNet
-normalisation; BCE with logits, Adam (betas 0.9/0.999), fc initialised N(0, 0.02); validation
-accuracy after every epoch, learning rate / 10 after ``patience`` epochs without an improvement
-of ``min_delta``, stop below ``min_lr``; the best validation epoch's weights are kept. Paper
-profile: ImageNet-initialised ResNet-50 (torchvision weights from the torch hub cache; when
-absent, random initialisation, said so in :attr:`TrainedDetector.description`). Smoke profile:
-:class:`SmallCNN`, trained in about a minute on CPU. We save in CNNDetection's format plus an
-``architecture`` and a ``meta`` entry.
+A ResNet-50 is only ever trained from torchvision's ImageNet weights (as Wang et al.; read from
+the torch hub cache): without them, and without the released weights, the detector is skipped
+with :class:`DetectorUnavailable`, whose message says which file to put where. A random-init
+ResNet-50 would be a different, much weaker baseline. The smoke profile trains :class:`~ufd_lib.features.detector_networks.SmallCNN`
+from random weights, in about a minute on CPU.
 
-The detector is then used as two pieces: its body, wrapped as an
-:class:`~ufd_lib.features.encoders.Encoder` whose identity is the SHA-256 of the weights file (so its
-penultimate features go through the feature cache, test-time perturbations included), and its
-``fc`` layer, read by :meth:`LinearProbe.load` as a classifier on those features. Test images get
-the pipeline's evaluation preprocessing (centre crop 224, no resize; CNNDetection's own
-evaluation feeds the whole image). Features are cached in float16, so its probabilities differ
-from the float32 network's in the fourth decimal at most.
+Training follows Wang et al. 2020, "Blur+JPEG (0.5)": the training augmentation shared with
+the probe's views (:class:`~ufd_lib.features.augmentation.TrainingAugmentation`, here without the
+resize: blur p=0.5 sigma ~ U[0, 3], JPEG p=0.5 quality ~ U{30..100}, random crop 224 with
+zero-padding of smaller images, flip p=0.5), ImageNet normalisation; BCE with logits, Adam
+(betas 0.9/0.999), fc initialised N(0, 0.02); validation accuracy after every epoch, learning
+rate / 10 after ``patience`` epochs without an improvement of ``min_delta``, stop below
+``min_lr``; the best validation epoch's weights are kept. We save in CNNDetection's format plus
+an ``architecture`` and a ``meta`` entry.
+
+The detector is then used as two pieces: its body, the registry's ``detector:<file>`` encoder
+(:mod:`ufd_lib.features.detector_networks`; identity the file's SHA-256, so its penultimate
+features go through the feature cache, test-time perturbations included), and its ``fc`` layer
+as a :class:`LinearProbe` on those features. Test images get the pipeline's evaluation
+preprocessing (centre crop 224, no resize; CNNDetection's own evaluation feeds the whole image).
+Features are cached in float16, so its probabilities differ from the float32 network's in the
+fourth decimal at most.
 """
 from __future__ import annotations
 
@@ -42,29 +46,31 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-import torchvision
 from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from ufd_lib import config
-from ufd_lib.data.discovery import LabelledImage, collect_images
-from ufd_lib.features.encoders import Encoder
-from ufd_lib.devices import resolve_device
-from ufd_lib.hashing import file_sha256
+from ufd_lib.atomic_files import atomic_write
+from ufd_lib.checkpoints import load_checkpoint, load_state_dict_strictly
 from ufd_lib.classifiers.linear_probe import LinearProbe, ProbeFileError
-from ufd_lib.features.preprocess import ImageRejected, decode_image, gaussian_blur, jpeg_reencode
-from ufd_lib.checkpoints import load_checkpoint
 from ufd_lib.classifiers.lr_schedule import ReleasedLearningRateSchedule
-from ufd_lib.devices import torch_threads
-from ufd_lib.features.torchvision_encoders import PenultimateFeatures, expected_checkpoint, imagenet_checkpoint
+from ufd_lib.data.discovery import LabelledImage, collect_images
+from ufd_lib.devices import resolve_device, torch_threads
+from ufd_lib.features.augmentation import TrainingAugmentation
+from ufd_lib.features.detector_networks import ARCHITECTURES, DetectorFileError, empty_network, read_detector_file
+from ufd_lib.features.encoders import Encoder, EncoderUnavailable, load_encoder
+from ufd_lib.features.preprocess import ImageRejected, decode_image, evaluation_transform, load_tensor
+from ufd_lib.features.torchvision_encoders import expected_checkpoint, imagenet_checkpoint
+from ufd_lib.hashing import file_sha256
 
 DETECTOR_FILE = "trained_detector.pth"
-ARCHITECTURES = ("resnet50", "small_cnn")
+RELEASED_DETECTOR_URL = "https://github.com/PeterWang512/CNNDetection (weights/download_weights.sh)"
 
 
-class DetectorFileError(ValueError):
-    """A detector weights file that is missing, unsafe or not in the expected format."""
+class DetectorUnavailable(EncoderUnavailable):
+    """No detector can be had as the profile asks (no released weights, and a ResNet-50 without
+    ImageNet weights to start from); the message is the notice saying which file to put where."""
 
 
 @dataclass(frozen=True)
@@ -73,7 +79,7 @@ class DetectorRecipe:
 
     architecture: ``resnet50`` (ImageNet-initialised) or ``small_cnn``.
     time_budget_s: stop training after this many seconds (None = no limit).
-    jpeg_quality_range: inclusive (low, high) of the uniform integer JPEG quality.
+    augmentation: the training augmentation (the probe's recipe without the resize).
     """
 
     architecture: str = "resnet50"
@@ -81,10 +87,7 @@ class DetectorRecipe:
     batch_size: int = 64
     lr: float = 1e-4
     time_budget_s: float | None = None
-    blur_prob: float = 0.5
-    blur_sigma_max: float = 3.0
-    jpeg_prob: float = 0.5
-    jpeg_quality_range: tuple[int, int] = (30, 100)
+    augmentation: TrainingAugmentation = TrainingAugmentation(resize=None)
     patience: int = 5
     min_delta: float = 0.001
     min_lr: float = 1e-6
@@ -102,63 +105,42 @@ class DetectorRecipe:
                    time_budget_s=profile.detector_time_budget_s)
 
     def as_dict(self) -> dict:
-        return {**asdict(self), "jpeg_quality_range": list(self.jpeg_quality_range)}
+        return {**asdict(self), "augmentation": self.augmentation.as_dict()}
 
 
-class SmallCNN(nn.Module):
-    """The smoke profile's stand-in for ResNet-50, cheap enough to train on CPU in a minute.
+def initial_weights(architecture: str) -> Path | None:
+    """The file a detector of ``architecture`` starts from: torchvision's ResNet-50 ImageNet
+    weights in the torch hub cache; None for the small CNN (random initialisation).
 
-    A 4×4 stride-4 patch convolution (16 channels; it sees every pixel phase of a period-2 or
-    period-4 up-sampling pattern), then three stride-2 3×3 convolutions (32, 64, 64 channels),
-    each with batch norm and ReLU, global average pooling (64-d features) and ``fc`` → 1 logit.
+    Raises :class:`DetectorUnavailable` for a ResNet-50 whose ImageNet weights are absent.
     """
-
-    def __init__(self, widths: tuple[int, ...] = (16, 32, 64, 64)):
-        super().__init__()
-        layers, channels = [], 3
-        for index, width in enumerate(widths):
-            convolution = (nn.Conv2d(channels, width, 4, stride=4, bias=False) if index == 0
-                           else nn.Conv2d(channels, width, 3, stride=2, padding=1, bias=False))
-            layers += [convolution, nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
-            channels = width
-        self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.fc = nn.Linear(channels, 1)
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.features(images))
-
-
-def _empty_network(architecture: str) -> nn.Module:
-    """The architecture with a 1-logit ``fc`` and PyTorch's default initialisation."""
     if architecture == "small_cnn":
-        return SmallCNN()
-    if architecture == "resnet50":
-        return torchvision.models.resnet50(weights=None, num_classes=1)
-    raise DetectorFileError(f"unknown detector architecture {architecture!r}; choose one of {ARCHITECTURES}")
+        return None
+    checkpoint = imagenet_checkpoint("resnet50")
+    if checkpoint is None:
+        url, target = expected_checkpoint("resnet50")
+        raise DetectorUnavailable(f"no ImageNet weights to start a ResNet-50 detector from: put {url} at {target}")
+    return checkpoint
 
 
 def build_detector(architecture: str, init_std: float = 0.02) -> tuple[nn.Module, str]:
     """A network ready for training and a sentence saying how it was initialised.
 
-    ``resnet50`` starts from torchvision's ImageNet weights when the torch hub cache holds them
-    (as Wang et al.), else from random weights, and the sentence says so in capitals. The
-    ``fc`` layer is drawn from N(0, init_std) (CNNDetection's init_gain), biases zero.
+    ``resnet50`` starts from torchvision's ImageNet weights (as Wang et al.; never from random
+    weights: :func:`initial_weights` raises without them); the ``fc`` layer is drawn from
+    N(0, init_std) (CNNDetection's init_gain), biases zero.
     """
-    network = _empty_network(architecture)
-    if architecture == "small_cnn":
+    network = empty_network(architecture)
+    checkpoint = initial_weights(architecture)
+    if checkpoint is None:
         note = "small CNN from random initialisation (no pretrained weights exist for it)"
     else:
-        checkpoint = imagenet_checkpoint("resnet50")
-        if checkpoint is not None:
-            state = load_checkpoint(checkpoint, DetectorFileError, "ResNet-50 ImageNet weights")
-            state = {key: value for key, value in state.items() if not key.startswith("fc.")}
-            network.load_state_dict(state, strict=False)
-            note = f"ResNet-50 initialised from torchvision's ImageNet weights ({checkpoint.name})"
-        else:
-            url, target = expected_checkpoint("resnet50")
-            note = (f"ResNet-50 from RANDOM initialisation: torchvision's ImageNet weights were not found in "
-                    f"the torch hub cache (expected {target}, from {url}), so this is not Wang et al.'s "
-                    f"ImageNet-initialised detector")
+        state = load_checkpoint(checkpoint, DetectorFileError, "ResNet-50 ImageNet weights")
+        own_fc = {"fc.weight": network.fc.weight, "fc.bias": network.fc.bias}  # ImageNet's 1000-way fc is dropped
+        state = {**{key: value for key, value in state.items() if not key.startswith("fc.")}, **own_fc}
+        load_state_dict_strictly(network, state, checkpoint, "torchvision's resnet50", DetectorFileError)
+        note = (f"ResNet-50 initialised from torchvision's ImageNet weights {checkpoint} "
+                f"(SHA-256 {file_sha256(checkpoint)})")
     with torch.no_grad():
         network.fc.weight.normal_(0.0, init_std)
         network.fc.bias.zero_()
@@ -166,40 +148,6 @@ def build_detector(architecture: str, init_std: float = 0.02) -> tuple[nn.Module
 
 
 # --- training data ---
-
-
-def _pad_to(image: Image.Image, size: int) -> Image.Image:
-    """Zero-pad (centred) to at least size × size, as torchvision's crops do."""
-    width, height = image.size
-    if width >= size and height >= size:
-        return image
-    canvas = Image.new("RGB", (max(width, size), max(height, size)))
-    canvas.paste(image, ((canvas.width - width) // 2, (canvas.height - height) // 2))
-    return canvas
-
-
-def augment(image: Image.Image, rng: np.random.Generator, recipe: DetectorRecipe) -> Image.Image:
-    """Blur+JPEG then random crop and flip, as CNNDetection's training transform (PIL RGB in and out)."""
-    if rng.random() < recipe.blur_prob:
-        sigma = rng.uniform(0.0, recipe.blur_sigma_max)
-        if sigma > 0:
-            image = gaussian_blur(image, sigma)
-    if rng.random() < recipe.jpeg_prob:
-        low, high = recipe.jpeg_quality_range
-        image = jpeg_reencode(image, int(rng.integers(low, high + 1)))
-    image = _pad_to(image, config.CROP_SIZE)
-    left = int(rng.integers(image.width - config.CROP_SIZE + 1))
-    top = int(rng.integers(image.height - config.CROP_SIZE + 1))
-    image = image.crop((left, top, left + config.CROP_SIZE, top + config.CROP_SIZE))
-    if rng.random() < 0.5:
-        image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-    return image
-
-
-def _centre_crop(image: Image.Image, size: int = config.CROP_SIZE) -> Image.Image:
-    """CenterCrop without resize, zero-padding smaller images: torchvision's, exactly as the
-    evaluation preprocessing (its offsets round half to even, not down)."""
-    return torchvision.transforms.CenterCrop(size)(image)
 
 
 _MEAN = np.asarray(config.IMAGENET_MEAN, np.float32)[:, None, None]
@@ -223,6 +171,7 @@ class _DetectorImages(Dataset):
         self.images = images
         self.recipe = recipe
         self.epoch = epoch
+        self.evaluation = evaluation_transform(config.IMAGENET_MEAN, config.IMAGENET_STD)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -230,13 +179,13 @@ class _DetectorImages(Dataset):
     def __getitem__(self, index: int):
         item = self.images[index]
         try:
+            if self.recipe is None:
+                return load_tensor(Path(item.path), self.evaluation), item.label
             image = decode_image(Path(item.path).read_bytes())
         except (ImageRejected, OSError):
             return None, item.label
-        if self.recipe is None:
-            return _to_normalised_tensor(_centre_crop(image)), item.label
         rng = np.random.default_rng([self.recipe.seed, self.epoch, index])
-        return _to_normalised_tensor(augment(image, rng, self.recipe)), item.label
+        return _to_normalised_tensor(self.recipe.augmentation.apply(image, rng)), item.label
 
 
 def _collate(items):
@@ -330,62 +279,16 @@ def save_detector(path: Path | str, network: nn.Module, architecture: str, meta:
     """Write ``{"model": state_dict, "architecture": str, "meta": JSON str}`` atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        torch.save({"model": network.state_dict(), "architecture": architecture,
-                    "meta": json.dumps(meta, default=str)}, temporary)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+    checkpoint = {"model": network.state_dict(), "architecture": architecture, "meta": json.dumps(meta, default=str)}
+    atomic_write(path, lambda handle: torch.save(checkpoint, handle))
     return path
-
-
-def read_detector_file(path: Path | str) -> tuple[dict, str, dict]:
-    """(state dict, architecture, meta) of a detector file; CNNDetection's released files have
-    no architecture entry and are ResNet-50. Read with ``weights_only=True``."""
-    path = Path(path)
-    loaded = load_checkpoint(path, DetectorFileError, "detector")
-    if not (isinstance(loaded, dict) and isinstance(loaded.get("model"), dict)):
-        raise DetectorFileError(f"{path}: expected CNNDetection's format {{'model': state_dict}}")
-    architecture = loaded.get("architecture", "resnet50")
-    try:
-        meta = json.loads(loaded.get("meta", "{}"))
-    except (TypeError, ValueError):
-        meta = {}
-    return loaded["model"], architecture, meta
-
-
-def _load_network(path: Path | str) -> tuple[nn.Module, str]:
-    state, architecture, _ = read_detector_file(path)
-    network = _empty_network(architecture)
-    try:
-        network.load_state_dict(state)
-    except RuntimeError as error:
-        raise DetectorFileError(f"{path}: weights do not fit a {architecture} with a 1-output fc: {error}") from error
-    return network.eval(), architecture
-
-
-def detector_network(path: Path | str) -> nn.Module:
-    """The whole network (images → 1 logit) of a detector file, in eval mode on CPU."""
-    return _load_network(path)[0]
-
-
-def detector_encoder(path: Path | str, device: str | torch.device | None = None) -> Encoder:
-    """The detector's body as a frozen Encoder: images → penultimate features (ResNet-50: 2048-d,
-    small CNN: 64-d); identity = the file's SHA-256; ImageNet normalisation."""
-    network, architecture = _load_network(path)
-    dimension = network.fc.in_features
-    network.fc = nn.Identity()
-    device = resolve_device(device)
-    model = PenultimateFeatures(network).to(device).eval().requires_grad_(False)
-    return Encoder(model=model, name=f"trained-detector:{architecture}", checkpoint_sha256=file_sha256(Path(path)),
-                   device=device, embed_dim=dimension, mean=config.IMAGENET_MEAN, std=config.IMAGENET_STD)
 
 
 def detector_head(path: Path | str) -> LinearProbe:
     """The detector's ``fc`` layer as a classifier on its penultimate features (probability of fake)."""
+    state, _, _ = read_detector_file(path)
     try:
-        return LinearProbe.load(path)
+        return LinearProbe.from_weights(state.get("fc.weight"), state.get("fc.bias"), f"{path} (its fc layer)")
     except ProbeFileError as error:
         raise DetectorFileError(str(error)) from error
 
@@ -394,10 +297,11 @@ def detector_head(path: Path | str) -> LinearProbe:
 class TrainedDetector:
     """A detector ready for evaluation.
 
-    encoder: frozen body (images → penultimate features); head: its fc layer as a classifier.
-    path: the weights file; source: ``released``, ``reused`` or ``trained here``;
-    description: what it is and how it was initialised and trained; history: per-epoch
-    training record (empty for released weights).
+    encoder: frozen body (images → penultimate features), the registry's ``detector:<path>``;
+    head: its fc layer as a classifier. path: the weights file; source: ``released``,
+    ``reused`` or ``trained here``; description: what it is and how it was initialised and
+    trained; history: per-epoch training record (empty for released weights); notice: one line
+    saying which weights are used (path and SHA-256), for the notebook to show.
     """
 
     encoder: Encoder
@@ -406,6 +310,7 @@ class TrainedDetector:
     source: str
     description: str
     history: pd.DataFrame
+    notice: str = ""
 
 
 def training_fingerprint(images: list[LabelledImage]) -> str:
@@ -416,28 +321,45 @@ def training_fingerprint(images: list[LabelledImage]) -> str:
     return digest.hexdigest()
 
 
-def _open(path: Path, source: str, description: str, history: list[dict], device) -> TrainedDetector:
-    return TrainedDetector(detector_encoder(path, device), detector_head(path), path, source, description,
-                           pd.DataFrame(history))
+def _open(path: Path, source: str, description: str, history: list[dict], device, started_from: str = ""
+          ) -> TrainedDetector:
+    encoder = load_encoder(f"detector:{path}", device)
+    notice = f"trained detector: {source} weights {path} (SHA-256 {encoder.checkpoint_sha256})" + started_from
+    return TrainedDetector(encoder, detector_head(path), path, source, description, pd.DataFrame(history), notice)
+
+
+def _skipped_notice(profile, released: Path | None, reason: str) -> str:
+    where = (f"put the released CNNDetection weights ({RELEASED_DETECTOR_URL}) at {released}, or " if released else "")
+    return f"trained detector skipped ({profile.name} profile): {where}{reason}"
 
 
 def load_or_train_detector(profile, benchmark, output_dir: Path | str, device: str | torch.device | None = None,
                            num_workers: int = 0, sampling: str = "all", log=print) -> TrainedDetector:
     """The profile's detector: released weights if present, else this run folder's trained one
-    if it matches the recipe and training data, else trained now and saved to
-    ``<output_dir>/models/trained_detector.pth``."""
-    if profile.released_detector:
-        released = config.weights_dir() / profile.released_detector
-        if released.is_file():
-            return _open(released, "released",
-                         f"released CNNDetection weights {released} (Wang et al. 2020, ResNet-50, Blur+JPEG 0.5)",
-                         [], device)
-        if log:
-            log(f"released detector weights not found at {released}; training one here instead")
+    if it matches the recipe, initial weights and training data, else trained now and saved to
+    ``<output_dir>/models/trained_detector.pth``. Its :attr:`TrainedDetector.notice` says which
+    weights are used.
+
+    Raises :class:`DetectorUnavailable` (message: the one-line notice of which file to put where)
+    when a ResNet-50 would have to start from random weights.
+    """
+    released = config.weights_dir() / profile.released_detector if profile.released_detector else None
+    if released is not None and released.is_file():
+        return _open(released, "released",
+                     f"released CNNDetection weights {released} (Wang et al. 2020, ResNet-50, Blur+JPEG 0.5)",
+                     [], device)
     recipe = DetectorRecipe.from_profile(profile)
+    try:
+        start = initial_weights(recipe.architecture)
+    except DetectorUnavailable as error:
+        raise DetectorUnavailable(_skipped_notice(profile, released, str(error))) from None
+    started_from = "" if start is None else f", fine-tuned from {start} (SHA-256 {file_sha256(start)})"
+    if released is not None and log:
+        log(f"released detector weights not found at {released}; training one here instead")
     train_images = collect_images(benchmark.train, sampling)
     val_images = collect_images(benchmark.val, sampling)
-    wanted = {"recipe": recipe.as_dict(), "training_data": training_fingerprint(train_images + val_images)}
+    wanted = {"recipe": recipe.as_dict(), "training_data": training_fingerprint(train_images + val_images),
+              "initial_weights": started_from or "random"}
     path = Path(output_dir) / "models" / DETECTOR_FILE
     if path.is_file():
         try:
@@ -445,12 +367,22 @@ def load_or_train_detector(profile, benchmark, output_dir: Path | str, device: s
         except DetectorFileError:
             meta = {}
         if all(meta.get(key) == value for key, value in wanted.items()):
-            return _open(path, "reused", meta.get("description", ""), meta.get("history", []), device)
+            return _open(path, "reused", meta.get("description", ""), meta.get("history", []), device, started_from)
         if log:
-            log(f"{path} was trained with another recipe or data; training again")
+            log(f"{path} was trained with another recipe, initial weights or data; training again")
     network, note, history = train_detector(train_images, val_images, recipe, device, num_workers, log)
     description = (f"{note}; trained here on {len(train_images)} images of {benchmark.train.name} for "
                    f"{len(history)} epochs (Blur+JPEG 0.5, lr {recipe.lr:g}, batch {recipe.batch_size}), "
                    f"best validation accuracy {max(h['val_acc'] for h in history):.3f}")
     save_detector(path, network, recipe.architecture, {**wanted, "description": description, "history": history})
-    return _open(path, "trained here", description, history, device)
+    return _open(path, "trained here", description, history, device, started_from)
+
+
+def detector_or_notice(profile, benchmark, output_dir: Path | str, **options) -> tuple[TrainedDetector | None, str]:
+    """(detector, one-line notice) for a notebook: :func:`load_or_train_detector` with ``options``,
+    or (None, the notice of why it was skipped and which file to put where)."""
+    try:
+        detector = load_or_train_detector(profile, benchmark, output_dir, **options)
+    except DetectorUnavailable as skipped:
+        return None, str(skipped)
+    return detector, detector.notice

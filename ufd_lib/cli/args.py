@@ -114,7 +114,8 @@ def add_extraction_flags(parser: argparse.ArgumentParser) -> None:
     """The flags of every command that encodes images: encoder, cache, perturbation, sampling,
     device and decoding."""
     parser.add_argument("--encoder", default=config.DEFAULT_ENCODER,
-                        help="clip:ViT-L/14 (default), clip:/path/to/checkpoint.pt, random-clip:tiny|small|ViT-B/32|...")
+                        help="clip:ViT-L/14 (default), clip:/path/to/checkpoint.pt, random-clip:tiny|small|ViT-B/32|..., "
+                        "torchvision:resnet50, detector:/path/to/trained_detector.pth")
     parser.add_argument("--cache-dir", type=argument_type(output_directory), default=None,
                         help="feature cache (default $UFD_CACHE_DIR or ~/.cache/ufd/features)")
     parser.add_argument("--jpeg-quality", type=jpeg_quality, default=None, help="re-encode each image as JPEG at this quality (1..100)")
@@ -132,6 +133,9 @@ def add_extraction_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--allow-pickled-lists", action="store_true",
                         help="accept a released-style .pickle file list as a REAL or FAKE root (read as plain "
                         "strings only; refused by default because unpickling can run code)")
+    parser.add_argument("--allow-torchscript", action="store_true",
+                        help="load a TorchScript CLIP archive that is not one of OpenAI's published checkpoints "
+                        "(loading runs the code inside the archive; refused by default, convert it to a state dict)")
 
 
 def extraction_options(args: argparse.Namespace):

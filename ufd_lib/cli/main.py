@@ -34,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "allow_pickled_lists", False):
         os.environ["UFD_ALLOW_PICKLED_LISTS"] = "1"  # read by ufd_lib.data.file_lists, for this run
+    if getattr(args, "allow_torchscript", False):
+        os.environ["UFD_ALLOW_TORCHSCRIPT"] = "1"  # read by ufd_lib.features.encoders, for this run
     try:
         return importlib.import_module(args.command_module).run(args)
     except KeyboardInterrupt:

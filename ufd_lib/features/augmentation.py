@@ -35,20 +35,17 @@ AUGMENTATION_VERSION = 1
 
 
 @dataclass(frozen=True)
-class AugmentedView:
-    """View ``view`` (0, 1, ...) of the released training augmentation, applied to a decoded
-    RGB image; returns the 224 × 224 crop (the evaluation centre crop is then a no-op).
+class TrainingAugmentation:
+    """The training augmentation of the released code, shared by the probe's cached views
+    (:class:`AugmentedView`) and the trained detector (Wang et al. 2020's Blur+JPEG 0.5, the
+    recipe UnivFD copied): a decoded RGB image → its 224 × 224 training crop.
 
-    Duck-types :class:`ufd_lib.features.preprocess.Perturbation` (``apply``, ``as_dict``,
-    ``is_identity``), so it is passed as ``perturbation`` to extraction and its parameters are
-    part of the cache key.
-    resize: shorter side in pixels before the crop; blur_sigma_max: sigma ~ U[0, max] pixels;
-    jpeg_quality_range: inclusive (low, high) of the uniform integer PIL quality.
+    resize: shorter side in pixels before the crop (bilinear; None = no resize, the detector's);
+    blur_sigma_max: sigma ~ U[0, max] pixels; jpeg_quality_range: inclusive (low, high) of the
+    uniform integer PIL quality; images smaller than the crop are zero-padded, centred, first.
     """
 
-    view: int
-    seed: int = 0
-    resize: int = 256
+    resize: int | None = 256
     blur_prob: float = 0.5
     blur_sigma_max: float = 3.0
     jpeg_prob: float = 0.5
@@ -56,9 +53,7 @@ class AugmentedView:
     flip_prob: float = 0.5
 
     def __post_init__(self):
-        if self.view < 0 or self.seed < 0:
-            raise ValueError(f"view and seed must be >= 0, got view {self.view}, seed {self.seed}")
-        if self.resize < config.CROP_SIZE:
+        if self.resize is not None and self.resize < config.CROP_SIZE:
             raise ValueError(f"resize must be at least the crop size {config.CROP_SIZE}, got {self.resize}")
         if not all(0.0 <= p <= 1.0 for p in (self.blur_prob, self.jpeg_prob, self.flip_prob)):
             raise ValueError("blur_prob, jpeg_prob and flip_prob must be in [0, 1]")
@@ -69,8 +64,51 @@ class AugmentedView:
             raise ValueError(f"jpeg_quality_range must satisfy 1 <= low <= high <= 100, got {self.jpeg_quality_range}")
 
     def as_dict(self) -> dict:
-        return {"augmentation": "univfd-train", "version": AUGMENTATION_VERSION, **asdict(self),
-                "jpeg_quality_range": list(self.jpeg_quality_range), "jpeg_encoder": "PIL",
+        return {**asdict(self), "jpeg_quality_range": list(self.jpeg_quality_range)}
+
+    def apply(self, image: Image.Image, rng: np.random.Generator) -> Image.Image:
+        """Resize → blur (p) → JPEG (p) → pad → random crop 224 → flip (p), drawing from ``rng``
+        in that order (PIL RGB in and out)."""
+        if self.resize is not None:
+            image = TF.resize(image, self.resize, interpolation=InterpolationMode.BILINEAR)
+        if rng.random() < self.blur_prob:
+            sigma = rng.uniform(0.0, self.blur_sigma_max)
+            if sigma > 0:
+                image = gaussian_blur(image, sigma)
+        if rng.random() < self.jpeg_prob:
+            low, high = self.jpeg_quality_range
+            image = jpeg_reencode(image, int(rng.integers(low, high + 1)))
+        if image.width < config.CROP_SIZE or image.height < config.CROP_SIZE:  # CenterCrop pads, centred
+            image = TF.center_crop(image, [max(image.height, config.CROP_SIZE), max(image.width, config.CROP_SIZE)])
+        left = int(rng.integers(image.width - config.CROP_SIZE + 1))
+        top = int(rng.integers(image.height - config.CROP_SIZE + 1))
+        image = TF.crop(image, top, left, config.CROP_SIZE, config.CROP_SIZE)
+        if rng.random() < self.flip_prob:
+            image = TF.hflip(image)
+        return image
+
+
+@dataclass(frozen=True)
+class AugmentedView:
+    """View ``view`` (0, 1, ...) of the released training augmentation, applied to a decoded
+    RGB image; returns the 224 × 224 crop (the evaluation centre crop is then a no-op).
+
+    Duck-types :class:`ufd_lib.features.preprocess.Perturbation` (``apply``, ``as_dict``,
+    ``is_identity``), so it is passed as ``perturbation`` to extraction and its parameters are
+    part of the cache key. augmentation: the recipe (the released one by default).
+    """
+
+    view: int
+    seed: int = 0
+    augmentation: TrainingAugmentation = TrainingAugmentation()
+
+    def __post_init__(self):
+        if self.view < 0 or self.seed < 0:
+            raise ValueError(f"view and seed must be >= 0, got view {self.view}, seed {self.seed}")
+
+    def as_dict(self) -> dict:
+        return {"augmentation": "univfd-train", "version": AUGMENTATION_VERSION, "view": self.view,
+                "seed": self.seed, **self.augmentation.as_dict(), "jpeg_encoder": "PIL",
                 "interpolation": "bilinear", "random_crop": config.CROP_SIZE}
 
     @property
@@ -84,20 +122,7 @@ class AugmentedView:
         return np.random.default_rng([int.from_bytes(content, "big"), self.view, self.seed])
 
     def apply(self, image: Image.Image) -> Image.Image:
-        """Resize → blur (p) → JPEG (p) → random crop 224 → flip (p), as the released code."""
-        rng = self._rng(image)
-        image = TF.resize(image, self.resize, interpolation=InterpolationMode.BILINEAR)
-        if rng.random() < self.blur_prob:
-            image = gaussian_blur(image, rng.uniform(0.0, self.blur_sigma_max))
-        if rng.random() < self.jpeg_prob:
-            low, high = self.jpeg_quality_range
-            image = jpeg_reencode(image, int(rng.integers(low, high + 1)))
-        left = int(rng.integers(image.width - config.CROP_SIZE + 1))
-        top = int(rng.integers(image.height - config.CROP_SIZE + 1))
-        image = image.crop((left, top, left + config.CROP_SIZE, top + config.CROP_SIZE))
-        if rng.random() < self.flip_prob:
-            image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-        return image
+        return self.augmentation.apply(image, self._rng(image))
 
 
 def featurize_views(encoder: Encoder, train: FeatureSet, options: ExtractionOptions, n_views: int,

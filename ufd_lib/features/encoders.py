@@ -1,20 +1,27 @@
 """Frozen image encoders, named by a string and resolved in one registry.
 
-- ``clip:<official name>`` (``clip:ViT-L/14`` is the paper's): the official weights through
-  ``clip.load``, cached in :func:`ufd_lib.config.weights_dir`.
-- ``clip:/path/to/checkpoint.pt``: a local checkpoint, either OpenAI's TorchScript archive or
-  a plain state dict (which ``clip.load`` in openai-clip 1.0.1 cannot read).
+- ``clip:<official name>`` (``clip:ViT-L/14`` is the paper's): OpenAI's published checkpoint,
+  the file of its official name in :func:`ufd_lib.config.weights_dir`. The file must have the
+  SHA-256 OpenAI publishes in its download URL; one that differs is refused, never replaced.
+  A missing file is downloaded (unless ``UFD_OFFLINE``), checksum-verified and renamed into
+  place. It is then read as ``clip:/path`` reads it.
+- ``clip:/path/to/checkpoint.pt``: a local checkpoint, either a plain state dict (read with
+  ``weights_only=True``) or a TorchScript archive, OpenAI's format. Loading a TorchScript archive
+  runs code stored in it, so only OpenAI's published files (by SHA-256) are loaded as such,
+  unless the user opts in (``--allow-torchscript`` or ``UFD_ALLOW_TORCHSCRIPT=1``).
 - ``random-clip:<size>``: CLIP with seeded random weights, built from a state dict by the same
   ``clip.model.build_model`` path. For tests and the embedded benchmark only: its features
   carry no knowledge of natural images. Every size has a 768-d output like ViT-L/14.
 
-Adding a backbone is one :func:`register` entry.
+Adding a backbone is one :func:`register` entry; a pretrained entry names its random-weight
+stand-in there (:func:`random_stand_in`).
 """
 from __future__ import annotations
 
+import hashlib
 import os
-import socket
 import urllib.error
+import urllib.request
 import warnings
 import zipfile
 from collections.abc import Callable
@@ -25,9 +32,12 @@ import torch
 from torch import nn
 
 from ufd_lib import config
-from ufd_lib.hashing import file_sha256
-from ufd_lib.checkpoints import load_checkpoint
+from ufd_lib.atomic_files import atomic_write
+from ufd_lib.checkpoints import CheckpointMismatch, load_checkpoint, one_line, require_finite
 from ufd_lib.devices import resolve_device
+from ufd_lib.hashing import file_sha256
+
+DOWNLOAD_TIMEOUT_S = 20  # per socket operation, so a dead network fails in seconds
 
 
 def import_clip():
@@ -43,6 +53,11 @@ class EncoderUnavailable(RuntimeError):
     """The encoder's weights cannot be had; the message says how to provide them."""
 
 
+class CheckpointRefused(ValueError):
+    """A checkpoint file refused as given (not the official file of its name, or a TorchScript
+    archive without the opt-in); the message says what to do. Bad input: exit status 2."""
+
+
 @dataclass
 class Encoder:
     """A frozen image encoder ready for inference.
@@ -51,6 +66,8 @@ class Encoder:
     name: the registry string that produced it.
     checkpoint_sha256: SHA-256 of the weights file (or a deterministic id for random weights).
     mean, std: per-channel input normalisation the encoder expects.
+    checkpoint_official: whether the weights file is one of OpenAI's published CLIP checkpoints
+    (its SHA-256 is one OpenAI publishes).
     """
 
     model: nn.Module
@@ -60,6 +77,7 @@ class Encoder:
     embed_dim: int
     mean: tuple[float, float, float] = config.CLIP_MEAN
     std: tuple[float, float, float] = config.CLIP_STD
+    checkpoint_official: bool = False
 
     @property
     def dtype(self) -> torch.dtype:
@@ -79,13 +97,20 @@ class Encoder:
 
 
 _REGISTRY: dict[str, Callable[[str, torch.device], Encoder]] = {}
+_STAND_INS: dict[str, Callable[[str], str | None]] = {}
 
 
-def register(prefix: str):
-    """Decorator: make ``prefix:<argument>`` resolve through the decorated loader."""
+def register(prefix: str, stand_in: Callable[[str], str | None] | None = None):
+    """Decorator: make ``prefix:<argument>`` resolve through the decorated loader.
+
+    stand_in: for pretrained weights, maps the argument to the registry string of the
+    random-weight network of the same architecture (or None where there is none).
+    """
 
     def decorate(loader: Callable[[str, torch.device], Encoder]):
         _REGISTRY[prefix] = loader
+        if stand_in is not None:
+            _STAND_INS[prefix] = stand_in
         return loader
 
     return decorate
@@ -95,6 +120,12 @@ def available_prefixes() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def random_stand_in(spec: str) -> str | None:
+    """The random-weight encoder of the same architecture as the pretrained ``spec``, where the
+    registry knows one (``clip:ViT-B/16`` → ``random-clip:ViT-B/16``)."""
+    prefix, _, argument = spec.partition(":")
+    stand_in = _STAND_INS.get(prefix)
+    return stand_in(argument) if stand_in is not None and argument else None
 
 
 def load_encoder(spec: str, device: str | torch.device | None = None) -> Encoder:
@@ -118,9 +149,26 @@ def _finish_clip(model: nn.Module, device: torch.device) -> nn.Module:
     return model
 
 
-def _clip_encoder(model: nn.Module, name: str, sha256: str, device: torch.device) -> Encoder:
+def _clip_encoder(model: nn.Module, name: str, sha256: str, device: torch.device, official: bool = False) -> Encoder:
     embed_dim = model.visual.output_dim
-    return Encoder(model=model, name=name, checkpoint_sha256=sha256, device=device, embed_dim=embed_dim)
+    return Encoder(model=model, name=name, checkpoint_sha256=sha256, device=device, embed_dim=embed_dim,
+                   checkpoint_official=official)
+
+
+def official_clip_checkpoints() -> dict[str, tuple[str, str]]:
+    """Official name → (download URL, SHA-256) of OpenAI's published CLIP checkpoints; OpenAI
+    embeds each file's SHA-256 in its URL (``.../models/<sha256>/<file>.pt``)."""
+    return {name: (url, url.split("/")[-2]) for name, url in import_clip().clip._MODELS.items()}
+
+
+def is_official_sha256(sha256: str) -> bool:
+    return sha256 in {digest for _, digest in official_clip_checkpoints().values()}
+
+
+def torchscript_allowed() -> bool:
+    """Whether the user opted in to loading any TorchScript archive (``UFD_ALLOW_TORCHSCRIPT=1``;
+    ``--allow-torchscript`` sets it)."""
+    return os.environ.get("UFD_ALLOW_TORCHSCRIPT", "") not in ("", "0", "false", "False")
 
 
 def is_torchscript_archive(path: Path) -> bool:
@@ -131,10 +179,30 @@ def is_torchscript_archive(path: Path) -> bool:
         return any("/code/" in name for name in archive.namelist())
 
 
-def load_clip_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """Read a CLIP state dict from either checkpoint format, without executing pickled code."""
-    if is_torchscript_archive(path):
-        return torch.jit.load(str(path), map_location="cpu").state_dict()
+def _read_torchscript(path: Path, sha256: str) -> dict[str, torch.Tensor]:
+    """The state dict of a TorchScript archive, loaded only when it is an official file or the
+    user opted in: ``torch.jit.load`` runs the archive's code (its ``__setstate__``)."""
+    if not (is_official_sha256(sha256) or torchscript_allowed()):
+        raise CheckpointRefused(
+            f"{path} is a TorchScript archive that is not one of OpenAI's published CLIP checkpoints "
+            f"(SHA-256 {sha256}); loading it would run the code it contains. Convert it to a state dict "
+            f"(python -c \"import torch; torch.save(torch.jit.load('{path}', map_location='cpu').state_dict(), "
+            f"'{path.with_name(path.stem + '-state.pt')}')\") and pass that file, or, if you trust it, "
+            "pass --allow-torchscript (UFD_ALLOW_TORCHSCRIPT=1)."
+        )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load's deprecation notice
+        state = torch.jit.load(str(path), map_location="cpu").state_dict()
+    require_finite(state, path, EncoderUnavailable)
+    return state
+
+
+def load_clip_state_dict(path: Path, sha256: str | None = None) -> dict[str, torch.Tensor]:
+    """Read a CLIP state dict from either checkpoint format (module docstring); ``sha256``: the
+    file's, when already known. Pickled code never runs; TorchScript only as allowed above."""
+    path = Path(path)
+    if path.is_file() and is_torchscript_archive(path):
+        return _read_torchscript(path, sha256 or file_sha256(path))
     loaded = load_checkpoint(path, EncoderUnavailable, "CLIP checkpoint (TorchScript archive or state dict)")
     if isinstance(loaded, dict) and isinstance(loaded.get("state_dict"), dict):
         loaded = loaded["state_dict"]
@@ -143,10 +211,54 @@ def load_clip_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return loaded
 
 
+def build_clip(state: dict[str, torch.Tensor], path: Path) -> nn.Module:
+    """``clip.model.build_model`` (the architecture is read from the state dict's shapes), with
+    its failures on a state dict that does not fit said in one line naming the keys."""
+    try:
+        return import_clip().model.build_model(dict(state))
+    except KeyError as missing:  # a key build_model reads the architecture from
+        raise CheckpointMismatch(f"{path}: the weights do not fit CLIP: missing {missing.args[0]!r}, "
+                                 "which tells its architecture") from None
+    except (RuntimeError, ValueError, IndexError, TypeError, AttributeError) as error:  # load_state_dict's report
+        raise CheckpointMismatch(f"{path}: the weights do not fit the CLIP their shapes describe: "
+                                 f"{one_line(error)}") from None
+
+
+def _clip_from_file(path: Path, sha256: str, name: str, device: torch.device) -> Encoder:
+    """The one path from a CLIP checkpoint file to an Encoder, official name or local path."""
+    model = build_clip(load_clip_state_dict(path, sha256), path)
+    return _clip_encoder(_finish_clip(model, device), name, sha256, device, is_official_sha256(sha256))
+
+
+def _download_blocks(url: str):
+    """The bytes at ``url`` in 1 MiB blocks; a network failure raises :class:`EncoderUnavailable`."""
+    try:
+        with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
+            yield from iter(lambda: response.read(1 << 20), b"")
+    except (urllib.error.URLError, OSError) as error:  # URLError, timeouts, resets
+        raise EncoderUnavailable(f"download failed: {error}") from error
+
+
+def download_verified(url: str, target: Path, expected_sha256: str) -> None:
+    """Download ``url`` to ``target`` atomically: streamed to a temporary sibling, its SHA-256
+    checked, then renamed into place. On any failure ``target`` is left as it was (absent) and
+    :class:`EncoderUnavailable` (network, checksum) or ``OSError`` (disk) says why."""
+
+    def write(handle) -> None:
+        digest = hashlib.sha256()
+        for block in _download_blocks(url):
+            digest.update(block)
+            handle.write(block)
+        if digest.hexdigest() != expected_sha256:
+            raise EncoderUnavailable(f"the download has SHA-256 {digest.hexdigest()}, not the published "
+                                     f"{expected_sha256}; nothing was saved")
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(target, write)
+
+
 def _official_clip(name: str, device: torch.device, download_root: Path) -> Encoder:
-    clip = import_clip()
-    url = clip.clip._MODELS[name]
-    expected_sha256 = url.split("/")[-2]
+    url, expected_sha256 = official_clip_checkpoints()[name]
     target = download_root / os.path.basename(url)
     if not target.is_file():
         how_to = (
@@ -156,32 +268,35 @@ def _official_clip(name: str, device: torch.device, download_root: Path) -> Enco
         )
         if config.offline():
             raise EncoderUnavailable(how_to + " (UFD_OFFLINE is set, so no download was tried.)")
-        previous_timeout = socket.getdefaulttimeout()
-        socket.setdefaulttimeout(20)
         try:
-            clip.clip._download(url, str(download_root))
-        except (urllib.error.URLError, OSError, RuntimeError) as error:  # RuntimeError: checksum mismatch
-            target.unlink(missing_ok=True)
+            download_verified(url, target, expected_sha256)
+        except (EncoderUnavailable, OSError) as error:
             raise EncoderUnavailable(f"{how_to} Download failed: {error}") from error
-        finally:
-            socket.setdefaulttimeout(previous_timeout)
-    model, _ = clip.load(name, device=device, jit=False, download_root=str(download_root))
-    return _clip_encoder(model, f"clip:{name}", expected_sha256, device)
+    sha256 = file_sha256(target)
+    if sha256 != expected_sha256:
+        raise CheckpointRefused(
+            f"{target} is not OpenAI's {name} checkpoint: its SHA-256 is {sha256}, the published one is "
+            f"{expected_sha256}. It was left as it is (never re-downloaded or overwritten); to use this file "
+            f"anyway, pass --encoder clip:{target}"
+        )
+    return _clip_from_file(target, sha256, f"clip:{name}", device)
 
 
-@register("clip")
+def _clip_stand_in(argument: str) -> str | None:
+    return f"random-clip:{argument}" if argument in RANDOM_CLIP_SHAPES else None
+
+
+@register("clip", stand_in=_clip_stand_in)
 def _load_clip(argument: str, device: torch.device) -> Encoder:
-    clip = import_clip()
-    if argument in clip.available_models():
+    if argument in official_clip_checkpoints():
         return _official_clip(argument, device, config.weights_dir())
     path = Path(argument).expanduser()
     if not path.is_file():
         raise EncoderUnavailable(
             f"clip:{argument}: no such official model or checkpoint file. Official names: "
-            f"{', '.join(clip.available_models())}; or give the path of a .pt file."
+            f"{', '.join(official_clip_checkpoints())}; or give the path of a .pt file."
         )
-    model = clip.model.build_model(load_clip_state_dict(path))
-    return _clip_encoder(_finish_clip(model, device), f"clip:{path}", file_sha256(path), device)
+    return _clip_from_file(path, file_sha256(path), f"clip:{path}", device)
 
 
 @dataclass(frozen=True)
@@ -239,3 +354,4 @@ def _load_random_clip(size: str, device: torch.device) -> Encoder:
 
 
 from ufd_lib.features import torchvision_encoders  # noqa: E402,F401  (registers torchvision: and random-torchvision:)
+from ufd_lib.features import detector_networks  # noqa: E402,F401  (registers detector:)

@@ -32,8 +32,8 @@ from torch import nn
 
 from ufd_lib import config
 from ufd_lib.features.encoders import Encoder, EncoderUnavailable, register
+from ufd_lib.checkpoints import load_checkpoint, load_state_dict_strictly
 from ufd_lib.hashing import file_sha256
-from ufd_lib.checkpoints import load_checkpoint
 
 RANDOM_SEED = 0
 
@@ -134,15 +134,14 @@ def find_or_fetch_imagenet_checkpoint(architecture: str) -> Path:
 
 def build_network(architecture: str, checkpoint: Path | None, seed: int = RANDOM_SEED) -> nn.Module:
     """torchvision ``architecture`` with ImageNet weights from ``checkpoint`` (a state dict read
-    with ``weights_only=True``), or seeded random weights when ``checkpoint`` is None."""
+    with ``weights_only=True``, every key and shape checked), or seeded random weights when
+    ``checkpoint`` is None."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         network = torchvision.models.get_model(architecture, weights=None)
     if checkpoint is not None:
-        try:
-            network.load_state_dict(load_checkpoint(checkpoint, EncoderUnavailable, f"{architecture} weights"))
-        except Exception as error:  # torch raises several types for foreign or mismatched files
-            raise EncoderUnavailable(f"{checkpoint}: not {architecture} ImageNet weights: {error}") from error
+        state = load_checkpoint(checkpoint, EncoderUnavailable, f"{architecture} weights")
+        load_state_dict_strictly(network, state, checkpoint, f"torchvision's {architecture}")
     return network
 
 
@@ -153,7 +152,7 @@ def _encoder(network: nn.Module, name: str, identity: str, device: torch.device)
                    mean=config.IMAGENET_MEAN, std=config.IMAGENET_STD)
 
 
-@register("torchvision")
+@register("torchvision", stand_in=lambda architecture: f"random-torchvision:{architecture}")
 def _load_torchvision(architecture: str, device: torch.device) -> Encoder:
     checkpoint = find_or_fetch_imagenet_checkpoint(architecture)
     network = build_network(architecture, checkpoint)

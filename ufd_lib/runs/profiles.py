@@ -37,6 +37,8 @@ class Profile:
     detector_max_epochs, detector_batch_size, detector_lr: its training (Adam, early stopping
     on validation accuracy); detector_time_budget_s: wall-clock cap on training (None = none).
     released_detector: file name of the released CNNDetection weights in the weights directory.
+    Without that file a ``resnet50`` detector is fine-tuned from torchvision's ImageNet weights
+    (torch hub cache), and without those it is skipped, never trained from random weights.
     ablation_k_values: nearest-neighbour pool sizes of the k ablation.
     bank_fractions: shares of the training set kept in the feature-bank-size ablation (the
     paper's 8k, 20k, 80k, 200k, 720k of 720k images).

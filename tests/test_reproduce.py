@@ -101,3 +101,75 @@ def test_paper_comparison_fills_ours_only_for_paper_sets():
     synthetic = paper_comparison(pd.DataFrame({"LC": [70.0, 70.0]}, index=["progan", "mean"]),
                                  pd.DataFrame({("LC", "mean"): [60.0, 60.0]}, index=["progan", "mean"]))
     assert synthetic["ours"].isna().all() and synthetic["paper"].notna().all()
+
+
+def _saved_run(out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ufd_lib.report.artifact_log import append_entry
+    from ufd_lib.report.artifacts import save_figure, save_table
+
+    table = pd.DataFrame({"set": ["progan", "ldm"], "n_real": [4, 5], "expected_real": [4.0, None],
+                          "difference": [-0.001, 1.234], "paper": [float("nan"), 99.0]})
+    save_table(table, out, "comparison", "Ours vs the paper", "03_main_results", index=False,
+               note="difference = ours − paper, in percentage points.")
+    figure, axes = plt.subplots()
+    axes.plot([0, 1])
+    save_figure(figure, out, "curve", "A curve", "03_main_results")
+    plt.close(figure)
+    append_entry(out, {"kind": "notice", "notebook": "08_backbones", "text": "clip:RN50 skipped: no weights"})
+
+
+def test_saved_tables_show_integers_no_negative_zero_and_empty_cells(tmp_path):
+    _saved_run(tmp_path)
+    markdown = (tmp_path / "tables" / "comparison.md").read_text()
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in markdown.splitlines() if line.startswith("|")]
+    assert rows[0] == ["set", "n_real", "expected_real", "difference", "paper"]
+    assert rows[2:] == [["progan", "4", "4", "0.00", ""], ["ldm", "5", "", "1.23", "99.00"]]
+    assert markdown.rstrip().endswith("About these numbers: difference = ours − paper, in percentage points.")
+    csv = (tmp_path / "tables" / "comparison.csv").read_text().splitlines()
+    assert csv[1:] == ["progan,4,4,-0.001,", "ldm,5,,1.234,99.0"]
+    assert "nan" not in markdown.lower() and "nan" not in (tmp_path / "index.html").read_text().lower()
+
+
+def test_index_page_banner_contents_notices_notes_and_rendered_notebooks(tmp_path):
+    from ufd_lib.report.index_page import write_index
+
+    _saved_run(tmp_path)
+    page = (tmp_path / "index.html").read_text()
+    assert "Profile not recorded" in page  # refreshed by the saves alone, before any reproduce
+    (tmp_path / "notebooks").mkdir()
+    _notebook(tmp_path / "notebooks" / "03_main_results.ipynb", ["print('hello from 03')"])
+    write_index(tmp_path, "UnivFD replication — profile smoke", {"profile": "smoke", "description": "Synthetic."}, {})
+    page = (tmp_path / "index.html").read_text()
+    banner = page.index("Profile smoke: a pipeline check.")
+    assert banner < page.index("Contents") < page.index('<h2 id="03_main_results">')
+    assert "not comparable to the paper" in page[banner:page.index("Contents")]
+    assert '<a href="#03_main_results-comparison">Ours vs the paper</a>' in page
+    assert '<a href="notebooks/03_main_results.html">executed notebook</a>' in page
+    assert "hello from 03" in (tmp_path / "notebooks" / "03_main_results.html").read_text()
+    assert "<li>clip:RN50 skipped: no weights</li>" in page[page.index('<h2 id="08_backbones">'):]
+    assert "About these numbers:</strong> difference = ours − paper" in page
+
+    from ufd_lib.report.artifacts import save_table  # a notebook re-run by hand refreshes the page
+    save_table(pd.DataFrame({"k": [1, 9]}), tmp_path, "late", "Added later", "06_nn", index=False)
+    page = (tmp_path / "index.html").read_text()
+    assert "Added later" in page and "Profile smoke: a pipeline check." in page
+
+    write_index(tmp_path, "paper run", {"profile": "paper", "description": "Real data."}, {})
+    assert "not comparable" not in (tmp_path / "index.html").read_text()
+
+
+def test_save_table_on_a_full_disk_keeps_the_older_table(tmp_path):
+    from ufd_lib.reliability.selfcheck import disk_full_while_writing
+    from ufd_lib.report.artifacts import save_table
+
+    save_table(pd.DataFrame({"ap": [90.0]}), tmp_path, "t", "T", "03")
+    before = {p.name: p.read_bytes() for p in (tmp_path / "tables").iterdir()}
+    with disk_full_while_writing("t.md"), pytest.raises(OSError, match=r"could not write .*tables/t\.md"):
+        save_table(pd.DataFrame({"ap": [10.0]}), tmp_path, "t", "T", "03")
+    after = {p.name: p.read_bytes() for p in (tmp_path / "tables").iterdir()}
+    assert after["t.md"] == before["t.md"] and set(after) == set(before)

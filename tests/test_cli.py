@@ -91,7 +91,7 @@ def test_evaluate_knn_writes_the_tables_and_a_rerun_encodes_nothing(capsys, comm
 
     # printed in percent: the mean row's AP is metrics.csv's fraction × 100, two decimals
     printed = {line.split()[0]: line.split() for line in stdout.splitlines() if line.split()}
-    assert printed["test_set"][:4] == ["test_set", "n_real", "n_fake", "AP"]
+    assert printed["test_set"][:4] == ["test_set", "n_real", "n_fake", "AP%"]
     assert printed["mean"][1:4] == ["7", "7", f"{metrics['ap'].iloc[-1] * 100:.2f}"]
 
     again = tmp_path / "run2"

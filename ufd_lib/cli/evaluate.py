@@ -30,9 +30,9 @@ def _fit_classifier(args, encoder, options, report):
     return LinearProbe(device=args.device).fit(train.features, train.labels)
 
 
-PRINTED = {"ap": "AP %", "acc_real": "acc real %", "acc_fake": "acc fake %", "acc": "acc %",
-           "oracle_threshold": "oracle t", "oracle_acc": "oracle acc %",
-           "released_threshold": "released t", "released_acc": "released acc %"}
+PRINTED = {"ap": "AP%", "acc_real": "acc_real%", "acc_fake": "acc_fake%", "acc": "acc%",
+           "oracle_threshold": "oracle_t", "oracle_acc": "oracle_acc%",
+           "released_threshold": "released_t", "released_acc": "released_acc%"}
 
 
 def _in_percent(metrics):
@@ -56,6 +56,7 @@ def run(args) -> int:
     test_sets = [featurize(encoder, spec, options, report) for spec in args.test]
     result = evaluate_sets(classifier, test_sets)
     write_evaluation(result, run_record(encoder, report, settings(args)), args.out)
+    print("metrics in percent; thresholds (_t) in score units; every column as fractions in metrics.csv")
     print(_in_percent(result.metrics).to_string(index=False, na_rep=""))
     print(f"\nencoded {report.images_encoded} images, {report.images_from_cache} from cache, "
           f"{len(report.skipped)} skipped; results in {args.out}")

@@ -50,10 +50,25 @@ def metric_table(results: dict[str, EvaluationResult], metric: str) -> pd.DataFr
     )
 
 
+# "About these numbers" notes of the accuracy tables, by ``accuracy_table`` prefix.
+ACCURACY_NOTES = {
+    "": "real / fake: share of real (fake) images called real (fake) at the classifier's own threshold (0.5 on "
+        "the probe's probability, 0 on the nearest-neighbour cosine margin); mean: their average, the paper's "
+        "accuracy. Percent.",
+    "oracle_": "Threshold chosen on each test set itself (ours): every score a candidate, fake if score >= t, the "
+               "best mean of real and fake accuracy, the lowest threshold on ties. An upper bound, not a result "
+               "a deployed detector could reach. Percent.",
+    "released_": "Threshold chosen on each test set as the released validate.py does: midpoint when the classes "
+                 "separate, else the last score with the best plain accuracy (fake if score >= t); then reported "
+                 "with fake if score > t, and 'mean' is plain accuracy over all images. Percent.",
+}
+
+
 def accuracy_table(results: dict[str, EvaluationResult], prefix: str = "") -> pd.DataFrame:
     """The paper's accuracy table: test sets × (method, real / fake / mean), in percent.
 
-    prefix: ``""`` for the classifier's own threshold, ``"oracle_"`` for the oracle threshold.
+    prefix: ``""`` for the classifier's own threshold, ``"oracle_"`` for our oracle threshold,
+    ``"released_"`` for the release's best threshold (note: :data:`ACCURACY_NOTES`).
     """
     parts = {
         (name, label): result.metrics.set_index("test_set")[f"{prefix}{column}"] * 100

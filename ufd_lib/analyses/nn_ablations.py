@@ -20,6 +20,9 @@ from ufd_lib.data.discovery import balanced_subsample
 from ufd_lib.evaluation.scoring import evaluate_sets
 from ufd_lib.features.feature_sets import BenchmarkFeatures, FeatureSet, subset
 
+ABLATION_NOTE = ("bank_real / bank_fake: training features in the nearest-neighbour bank, not test images. ap, acc: "
+                 "percent, the mean over the test sets of each generator family (all test sets: over every set).")
+
 
 def image_categories(paths: list[str], root: Path | str) -> np.ndarray:
     """Category of each training image: the first folder below the training set's root

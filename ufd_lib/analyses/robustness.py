@@ -15,6 +15,11 @@ from ufd_lib.features.feature_sets import ExtractionOptions, featurize_images
 from ufd_lib.features.preprocess import Perturbation
 
 
+ROBUSTNESS_NOTE = ("level: JPEG quality (PIL, 100 = best) or Gaussian blur sigma in pixels (0 = none), applied "
+                   "before the centre crop. ap, acc: percent, mean over the family's test sets. n_images: the test "
+                   "images behind the row (its family's sets; all test sets for the last row of each point).")
+
+
 @dataclass(frozen=True)
 class Degradation:
     """One point of the robustness sweep: kind (``JPEG quality`` or ``blur sigma``), its level

@@ -93,7 +93,8 @@ def _paper_method(method: str) -> str:
 
 
 def _method_order(methods) -> list[str]:
-    return sorted(methods, key=lambda name: (not name.startswith("LC"), name != "LC", name))
+    """Probes first (``LC``, then ``LC released``), then the others in their given (k) order."""
+    return sorted(methods, key=lambda name: (not name.startswith("LC"), name != "LC"))
 
 
 def _ours(result: EvaluationResult, column: str) -> pd.Series:

@@ -105,7 +105,7 @@ def test_whole_bank_and_all_categories_rows_equal_the_main_result():
 def test_bank_sizes_are_balanced_shares_of_the_training_set():
     features = synthetic_features()  # 30 real + 30 fake
     table = bank_size_ablation(features, (0.1, 0.5, 1.0), FAMILIES, k=1, device="cpu")
-    sizes = table.drop_duplicates("fraction")[["fraction", "bank_size", "n_real", "n_fake"]].to_numpy().tolist()
+    sizes = table.drop_duplicates("fraction")[["fraction", "bank_size", "bank_real", "bank_fake"]].to_numpy().tolist()
     assert sizes == [[0.1, 6, 3, 3], [0.5, 30, 15, 15], [1.0, 60, 30, 30]]
 
 
@@ -113,7 +113,7 @@ def test_category_banks_hold_every_image_of_the_chosen_categories():
     features = synthetic_features(per_class_and_category=4)
     table = category_ablation(features, "/data/train/progan", (1, 2), FAMILIES, device="cpu")
     table = table.drop_duplicates("n_categories")
-    assert table["n_real"].tolist() == [4, 8] and table["n_fake"].tolist() == [4, 8]
+    assert table["bank_real"].tolist() == [4, 8] and table["bank_fake"].tolist() == [4, 8]
     first, second = (set(text.split(", ")) for text in table["categories"])
     assert first < second
 
@@ -170,10 +170,12 @@ def test_robustness_points_use_separate_cache_entries_and_the_same_images(tmp_pa
     clean = featurize(tiny_encoder, ImageSetSpec("train", train, train), options)
     knn = NearestNeighbourClassifier(k=1, device="cpu").fit(clean.features, clean.labels)
     points = degradations(jpeg_qualities=(30,), blur_sigmas=(0.0, 2.0))
-    table = robustness_sweep({"NN k=1": (tiny_encoder, knn)}, tests, {"ldm": "diffusion", "glide": "diffusion"},
+    table = robustness_sweep({"NN k=1": (tiny_encoder, knn)}, tests, {"ldm": "LDM", "glide": "Glide"},
                              options, points, images_per_class=3)
     assert set(zip(table["kind"], table["level"])) == {("JPEG quality", 30.0), ("blur sigma", 0.0), ("blur sigma", 2.0)}
-    assert (table["n_images"] == 12).all(), "3 real + 3 fake per test set at every point"
+    # each row counts its own images: 3 real + 3 fake per family, 12 over all test sets
+    counts = table.groupby("family")["n_images"].unique().map(list).to_dict()
+    assert counts == {"LDM": [6], "Glide": [6], ALL_SETS: [12]}
     settings = sorted(p.name for p in (tmp_path / "cache").iterdir() if p.is_dir())
     assert len(settings) == 3, "clean (blur 0), JPEG 30 and blur 2 each have their own cache entry"
     # the two test sets share their real folder, so they share the sampled reals

@@ -59,7 +59,8 @@ def test_evaluate_knn_writes_the_tables_and_a_rerun_encodes_nothing(capsys, comm
 
     with open(out / "metrics.csv") as handle:
         assert handle.readline().strip() == ",".join(METRIC_COLUMNS) == (
-            "test_set,n_real,n_fake,ap,acc_real,acc_fake,acc,oracle_threshold,oracle_acc_real,oracle_acc_fake,oracle_acc"
+            "test_set,n_real,n_fake,ap,acc_real,acc_fake,acc,oracle_threshold,oracle_acc_real,oracle_acc_fake,oracle_acc,"
+            "released_threshold,released_acc_real,released_acc_fake,released_acc"
         )
     metrics = pd.read_csv(out / "metrics.csv")
     assert metrics["test_set"].tolist() == ["progan", "ldm", "mean"]
@@ -82,6 +83,16 @@ def test_evaluate_knn_writes_the_tables_and_a_rerun_encodes_nothing(capsys, comm
     assert record["images_encoded"] == N_TRAIN + N_PROGAN + N_LDM
     assert record["images_from_cache"] == 0
     assert record["encoder"] == TINY_ENCODER
+    # JSON types only: an image set is its fields, not a Python repr
+    assert record["settings"]["test"][1] == {"name": "ldm", "real_root": str(data["root"] / "laion"),
+                                             "fake_root": str(data["root"] / "ldm")}
+    assert record["settings"]["train"]["name"] == "train" and record["settings"]["k"] == 3
+    assert "ImageSetSpec" not in (out / "run.json").read_text() and "PosixPath" not in (out / "run.json").read_text()
+
+    # printed in percent: the mean row's AP is metrics.csv's fraction × 100, two decimals
+    printed = {line.split()[0]: line.split() for line in stdout.splitlines() if line.split()}
+    assert printed["test_set"][:4] == ["test_set", "n_real", "n_fake", "AP%"]
+    assert printed["mean"][1:4] == ["7", "7", f"{metrics['ap'].iloc[-1] * 100:.2f}"]
 
     again = tmp_path / "run2"
     code, _, stderr = evaluate(capsys, common, data, again, "--classifier", "knn", "--k", "3", "--train", data["train"])
@@ -109,6 +120,30 @@ def test_evaluate_linear_scores_are_the_probe_on_cached_features(capsys, common,
     assert report.images_encoded == 0 and kept.all()
     expected = sigmoid(features.astype(np.float64) @ np.float32(weight).astype(np.float64) + np.float32(bias))
     np.testing.assert_allclose(scores["score"].to_numpy(), expected, rtol=1e-5, atol=1e-7)
+
+
+def test_evaluate_on_a_full_disk_names_the_file_and_keeps_older_results(capsys, common, data, tmp_path):
+    from ufd_lib.reliability.selfcheck import disk_full_while_writing
+
+    out = tmp_path / "out"
+    knn = ["--classifier", "knn", "--train", data["train"]]
+    assert evaluate(capsys, common, data, out, *knn, "--k", "1")[0] == 0
+    before = {path.name: path.read_bytes() for path in out.iterdir()}
+    with disk_full_while_writing("scores.csv"):
+        code, stdout, stderr = evaluate(capsys, common, data, out, *knn, "--k", "3")
+    assert code == 1
+    assert f"could not write {out / 'scores.csv'}: No space left on device" in stderr
+    assert {path.name: path.read_bytes() for path in out.iterdir()} == before  # no new file, no temporary
+
+
+def test_evaluate_refuses_nan_scores_naming_the_test_set(capsys, common, data, tmp_path):
+    probe_path = tmp_path / "nan.pth"
+    torch.save({"weight": torch.full((1, 768), float("nan")), "bias": torch.zeros(1)}, probe_path)
+    code, stdout, stderr = evaluate(capsys, common, data, tmp_path / "out", "--classifier", "linear",
+                                    "--probe", probe_path)
+    assert code == 1 and stdout == ""
+    assert "test set progan: 8 of 8 scores are NaN or infinite" in stderr
+    assert not (tmp_path / "out" / "metrics.csv").exists()
 
 
 def test_train_probe_then_predict_json(capsys, common, data, tmp_path, tiny_encoder):

@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ufd_lib.evaluation.metrics import METRIC_COLUMNS, MetricError, accuracies, average_precision, metrics_table, oracle_threshold
+from ufd_lib.evaluation.metrics import (METRIC_COLUMNS, MetricError, accuracies, average_precision, metrics_table,
+                                        oracle_threshold, released_best_threshold)
 from ufd_lib.evaluation.metrics import test_set_metrics as set_metrics  # renamed: pytest would collect test_*
 
 
@@ -132,8 +133,8 @@ def test_non_finite_scores_raise(bad):
         average_precision([0, 1, 1], [0.1, bad, 0.3])
     with pytest.raises(MetricError):
         oracle_threshold([0, 1, 1], [0.1, bad, 0.3])
-    with pytest.raises(MetricError):
-        set_metrics("x", [0, 1, 1], [0.1, bad, 0.3], 0.5)
+    with pytest.raises(MetricError, match="^test set ldm_200: 2 of 4 scores are NaN or infinite"):
+        set_metrics("ldm_200", [0, 1, 1, 0], [0.1, bad, 0.3, bad], 0.5)
 
 
 def test_bad_labels_and_shapes_raise():
@@ -141,6 +142,71 @@ def test_bad_labels_and_shapes_raise():
         accuracies([0, 2], [0.1, 0.2], 0.5)
     with pytest.raises(MetricError):
         accuracies([0, 1, 1], [0.1, 0.2], 0.5)
+
+
+def test_released_threshold_separable_is_the_midpoint():
+    assert released_best_threshold([0, 0, 1, 1], [0.1, 0.3, 0.6, 0.9]) == (pytest.approx(0.45), 1.0, 1.0, 1.0)
+
+
+def test_released_threshold_reports_with_strictly_greater():
+    # Touching classes count as separable: t = (0.5 + 0.5) / 2 = 0.5; then "score > t" calls the
+    # fake scored 0.5 real: real 2/2, fake 1/2, plain accuracy 3/4.
+    assert released_best_threshold([0, 0, 1, 1], [0.2, 0.5, 0.5, 0.8]) == (0.5, 1.0, 0.5, 0.75)
+
+
+def test_released_threshold_with_tied_scores():
+    # reals 0.5, 0.2, 0.5; fakes 0.5, 0.9, 0.5: max real 0.5 <= min fake 0.5, so t = 0.5 and
+    # only the fake at 0.9 is above it: real 3/3, fake 1/3, plain accuracy 4/6.
+    assert released_best_threshold([0, 1, 0, 1, 1, 0], [0.5, 0.5, 0.2, 0.9, 0.5, 0.5]) == (
+        0.5, 1.0, pytest.approx(1 / 3), pytest.approx(4 / 6))
+
+
+def test_released_threshold_inseparable_keeps_the_last_best_in_real_then_fake_order():
+    # Candidates in the release's order (reals 0.2, 0.6, then fakes 0.4, 0.8), correct with
+    # "score >= t": 2, 2, 3, 3 → the last of the two best, t = 0.8. Reported with "> 0.8":
+    # both reals right, no fake right.
+    labels, scores = [0, 1, 0, 1], [0.2, 0.4, 0.6, 0.8]
+    assert released_best_threshold(labels, scores) == (0.8, 1.0, 0.0, 0.5)
+    # Ours on the same scores: 0.4 and 0.8 tie at mean class accuracy 3/4; the lowest wins.
+    assert oracle_threshold(labels, scores) == (0.4, 0.5, 1.0, 0.75)
+    # Reversed file order within each class: reals 0.6, 0.2, fakes 0.8, 0.4 → correct 2, 2, 3, 3
+    # → t = 0.4; "> 0.4": real 0.2 right, fake 0.8 right.
+    assert released_best_threshold([1, 0, 1, 0], [0.8, 0.6, 0.4, 0.2]) == (0.4, 0.5, 0.5, 0.5)
+
+
+def release_loop(labels, scores):
+    """validate.py's find_best_threshold and calculate_acc, transcribed: scores in real-then-fake
+    order; separable → midpoint; else every score, ">=" fake, plain accuracy, ">=" keeps the last."""
+    real = [s for label, s in zip(labels, scores) if label == 0]
+    fake = [s for label, s in zip(labels, scores) if label == 1]
+    y_true, y_pred = [0] * len(real) + [1] * len(fake), real + fake
+    if real and fake and max(real) <= min(fake):
+        best = (max(real) + min(fake)) / 2
+    else:
+        best, best_acc = 0, 0
+        for t in y_pred:
+            acc = Fraction(sum((p >= t) == bool(y) for p, y in zip(y_pred, y_true)), len(y_pred))
+            if acc >= best_acc:
+                best, best_acc = t, acc
+    right = [(p > best) == bool(y) for p, y in zip(y_pred, y_true)]
+    return best, right[:len(real)], right[len(real):], right
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 1), st.integers(-4, 4).map(float)), min_size=1, max_size=30))
+def test_released_threshold_equals_the_release_loop(pairs):
+    labels, scores = [label for label, _ in pairs], [score for _, score in pairs]
+    threshold, acc_real, acc_fake, acc = released_best_threshold(labels, scores)
+    best, real, fake, everything = release_loop(labels, scores)
+    assert threshold == best and acc == pytest.approx(sum(everything) / len(everything))
+    assert (acc_real == pytest.approx(sum(real) / len(real))) if real else math.isnan(acc_real)
+    assert (acc_fake == pytest.approx(sum(fake) / len(fake))) if fake else math.isnan(acc_fake)
+
+
+def test_released_accuracy_is_plain_accuracy():
+    # reals 0.1, 0.2, 0.9; fake 0.5. Correct with ">= t" for t = 0.1, 0.2, 0.9, 0.5: 1, 2, 3, 3
+    # → t = 0.5. "> 0.5": reals 2/3 right, the fake wrong; plain accuracy 2/4 (class mean: 1/3).
+    assert released_best_threshold([0, 0, 0, 1], [0.1, 0.2, 0.9, 0.5]) == (0.5, pytest.approx(2 / 3), 0.0, 0.5)
 
 
 def test_metrics_table_mean_row():
@@ -157,10 +223,27 @@ def test_metrics_table_mean_row():
     assert mean["n_real"] == 5 and mean["n_fake"] == 4
     for column in ("ap", "acc_real", "acc_fake", "acc", "oracle_acc_real", "oracle_acc_fake", "oracle_acc"):
         assert mean[column] == pytest.approx((first[column] + second[column]) / 2)
-    assert math.isnan(mean["oracle_threshold"])
+    assert math.isnan(mean["oracle_threshold"]) and math.isnan(mean["released_threshold"])
+    # release on the first set: reals 0.1, 0.6, fakes 0.4, 0.9 → correct 2, 2, 3, 3 → t = 0.9
+    assert (first["released_threshold"], first["released_acc_real"], first["released_acc_fake"]) == (0.9, 1.0, 0.0)
     assert not math.isnan(table.iloc[0]["oracle_threshold"])
 
 
 def test_metrics_table_of_nothing_is_empty():
     table = metrics_table([])
     assert list(table.columns) == METRIC_COLUMNS and len(table) == 0
+
+
+def test_evaluation_refuses_nan_features_naming_the_test_set():
+    # A nearest-neighbour search turns NaN features into finite scores: refused before scoring.
+    from ufd_lib.classifiers.nearest_neighbour import NearestNeighbourClassifier
+    from ufd_lib.evaluation.scoring import evaluate_sets
+    from ufd_lib.features.feature_sets import FeatureSet
+
+    features = np.eye(4, 8, dtype=np.float32)
+    labels = np.array([0, 0, 1, 1])
+    classifier = NearestNeighbourClassifier(k=1).fit(features, labels)
+    broken = features.copy()
+    broken[[0, 2], 5] = np.nan
+    with pytest.raises(MetricError, match="^test set guided: 2 of 4 feature vectors are NaN or infinite"):
+        evaluate_sets(classifier, [FeatureSet("guided", broken, labels, list("abcd"))])

@@ -3,6 +3,7 @@ import json
 from pathlib import Path
 
 import nbformat
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -47,7 +48,7 @@ def test_failing_cell_names_notebook_and_cell(tmp_path, monkeypatch, capsys):
 
 
 EXPECTED_TABLES = ["data_inventory", "feature_counts", "table2_average_precision", "table3_accuracy",
-                   "oracle_accuracy", "ap_by_family", "paper_comparison", "embedding_sample", "probe_augmentation"]
+                   "oracle_accuracy", "ap_by_family", "paper_comparison_ap", "paper_comparison_acc", "embedding_sample", "probe_augmentation"]
 EXPECTED_FIGURES = ["example_images", "average_precision", "probe_training", "tsne_feature_space",
                     "umap_feature_space", "probe_augmentation"]
 
@@ -66,6 +67,7 @@ def test_smoke_reproduction_end_to_end(tmp_path):
         for suffix in (".png", ".pdf"):
             assert (out / "figures" / f"{name}{suffix}").stat().st_size > 1000, name
     recorded = [json.loads(line) for line in (out / "artifacts.jsonl").read_text().splitlines()]
+    recorded = [entry for entry in recorded if entry["kind"] != "notice"]
     notebooks = {entry["notebook"] for entry in recorded}
     assert notebooks == {path.stem for path in (out / "notebooks").glob("*.ipynb")}, "a notebook saved nothing"
     for entry in recorded:
@@ -87,17 +89,118 @@ def test_smoke_reproduction_end_to_end(tmp_path):
     assert "example_images.png is missing" in (out / "index.html").read_text()
 
 
-def test_paper_comparison_fills_ours_only_for_paper_sets():
+def _result(values: dict[str, tuple[float, float]]):
+    from ufd_lib.evaluation.scoring import EvaluationResult
+
+    metrics = pd.DataFrame([{"test_set": name, "ap": ap, "acc": acc} for name, (ap, acc) in values.items()])
+    return EvaluationResult(metrics, pd.DataFrame(), pd.DataFrame())
+
+
+def test_paper_comparison_one_table_per_metric_in_the_papers_order():
     from ufd_lib.analyses.main_results import paper_comparison
     from ufd_lib.evaluation.reported import PAPER_TEST_SETS
 
-    index = list(PAPER_TEST_SETS) + ["mean"]
-    ap = pd.DataFrame({"LC": [90.0] * 19 + [90.0]}, index=index)
-    acc = pd.DataFrame({("LC", "mean"): [80.0] * 19 + [80.0]}, index=index)
-    table = paper_comparison(ap, acc).set_index(["metric", "test_set"])
-    assert table.loc[("AP", "Guided"), "difference"] == pytest.approx(90.0 - 87.77)
-    assert table.loc[("AP", "mean"), "ours"] == 90.0
-    assert table.loc[("AP", "mean[GAN family]"), "ours"] == 90.0
-    synthetic = paper_comparison(pd.DataFrame({"LC": [70.0, 70.0]}, index=["progan", "mean"]),
-                                 pd.DataFrame({("LC", "mean"): [60.0, 60.0]}, index=["progan", "mean"]))
-    assert synthetic["ours"].isna().all() and synthetic["paper"].notna().all()
+    # ProGAN..StarGAN at 0.90 AP, every other set at 0.60; accuracy 0.80 everywhere.
+    values = {name: (0.9 if i < 6 else 0.6, 0.8) for i, name in enumerate(PAPER_TEST_SETS)}
+    results = {"NN k=9": _result(values), "LC released": _result(values), "LC": _result(values)}
+    ap = paper_comparison(results, "AP", compare_with_paper=True)
+    assert ap["method"].unique().tolist() == ["LC", "LC released", "NN k=9"]
+    lc = ap[ap["method"] == "LC"].set_index("test_set")
+    assert lc.index.tolist() == [*PAPER_TEST_SETS, "mean[GAN family]", "mean[LDM+Glide+Guided+DALL-E]", "mean"]
+    assert lc.loc["Guided", ["paper", "ours"]].tolist() == [87.77, pytest.approx(60.0)]
+    assert lc.loc["Guided", "difference"] == pytest.approx(60.0 - 87.77)
+    assert lc.loc["Guided", "kind"] == "paper-table (via reprint)"
+    assert lc.loc["mean[GAN family]", "ours"] == pytest.approx(90.0)  # the six GAN sets only
+    assert lc.loc["mean", "ours"] == pytest.approx((6 * 90 + 13 * 60) / 19)
+    assert lc.loc["mean", "paper"] == 93.38
+    assert lc.loc["SAN", "kind"] == "not traced" and np.isnan(lc.loc["SAN", "paper"])
+    nn = ap[ap["method"] == "NN k=9"].set_index("test_set")
+    assert nn.loc["mean[GAN family]", "paper"] == 96.36  # the paper's NN, not its probe
+    assert nn.loc["mean[GAN family]", "difference"] == pytest.approx(90.0 - 96.36)
+
+    acc = paper_comparison(results, "acc", compare_with_paper=True)
+    lc = acc[acc["method"] == "LC"].set_index("test_set")
+    assert lc.loc["mean", "difference"] == pytest.approx(80.0 - 81.38)
+    assert lc.loc["mean[GAN family]", "kind"] == "paper-text (approximate: ~95)"
+    assert np.isnan(lc.loc["mean[GAN family]", "difference"])
+
+
+def test_paper_comparison_on_stand_in_sets_lists_only_the_paper():
+    from ufd_lib.analyses.main_results import comparison_note, paper_comparison
+
+    table = paper_comparison({"LC": _result({"progan": (0.7, 0.6)})}, "AP", compare_with_paper=False)
+    assert len(table) == 22 and table["ours"].isna().all() and table["difference"].isna().all()
+    assert table.set_index("test_set").loc["Guided", "paper"] == 87.77
+    assert "synthetic stand-ins" in comparison_note("AP", False) and "stand-ins" not in comparison_note("AP", True)
+
+
+def _saved_run(out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ufd_lib.report.artifact_log import append_entry
+    from ufd_lib.report.artifacts import save_figure, save_table
+
+    table = pd.DataFrame({"set": ["progan", "ldm"], "n_real": [4, 5], "expected_real": [4.0, None],
+                          "difference": [-0.001, 1.234], "paper": [float("nan"), 99.0]})
+    save_table(table, out, "comparison", "Ours vs the paper", "03_main_results", index=False,
+               note="difference = ours − paper, in percentage points.")
+    figure, axes = plt.subplots()
+    axes.plot([0, 1])
+    save_figure(figure, out, "curve", "A curve", "03_main_results")
+    plt.close(figure)
+    append_entry(out, {"kind": "notice", "notebook": "08_backbones", "text": "clip:RN50 skipped: no weights"})
+
+
+def test_saved_tables_show_integers_no_negative_zero_and_empty_cells(tmp_path):
+    _saved_run(tmp_path)
+    markdown = (tmp_path / "tables" / "comparison.md").read_text()
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in markdown.splitlines() if line.startswith("|")]
+    assert rows[0] == ["set", "n_real", "expected_real", "difference", "paper"]
+    assert rows[2:] == [["progan", "4", "4", "0.00", ""], ["ldm", "5", "", "1.23", "99.00"]]
+    assert markdown.rstrip().endswith("About these numbers: difference = ours − paper, in percentage points.")
+    csv = (tmp_path / "tables" / "comparison.csv").read_text().splitlines()
+    assert csv[1:] == ["progan,4,4,-0.001,", "ldm,5,,1.234,99.0"]
+    assert "nan" not in markdown.lower() and "nan" not in (tmp_path / "index.html").read_text().lower()
+
+
+def test_index_page_banner_contents_notices_notes_and_rendered_notebooks(tmp_path):
+    from ufd_lib.report.index_page import write_index
+
+    _saved_run(tmp_path)
+    page = (tmp_path / "index.html").read_text()
+    assert "Profile not recorded" in page  # refreshed by the saves alone, before any reproduce
+    (tmp_path / "notebooks").mkdir()
+    _notebook(tmp_path / "notebooks" / "03_main_results.ipynb", ["print('hello from 03')"])
+    write_index(tmp_path, "UnivFD replication — profile smoke", {"profile": "smoke", "description": "Synthetic."}, {})
+    page = (tmp_path / "index.html").read_text()
+    banner = page.index("Profile smoke: a pipeline check.")
+    assert banner < page.index("Contents") < page.index('<h2 id="03_main_results">')
+    assert "not comparable to the paper" in page[banner:page.index("Contents")]
+    assert '<a href="#03_main_results-comparison">Ours vs the paper</a>' in page
+    assert '<a href="notebooks/03_main_results.html">executed notebook</a>' in page
+    assert "hello from 03" in (tmp_path / "notebooks" / "03_main_results.html").read_text()
+    assert "<li>clip:RN50 skipped: no weights</li>" in page[page.index('<h2 id="08_backbones">'):]
+    assert "About these numbers:</strong> difference = ours − paper" in page
+
+    from ufd_lib.report.artifacts import save_table  # a notebook re-run by hand refreshes the page
+    save_table(pd.DataFrame({"k": [1, 9]}), tmp_path, "late", "Added later", "06_nn", index=False)
+    page = (tmp_path / "index.html").read_text()
+    assert "Added later" in page and "Profile smoke: a pipeline check." in page
+
+    write_index(tmp_path, "paper run", {"profile": "paper", "description": "Real data."}, {})
+    assert "not comparable" not in (tmp_path / "index.html").read_text()
+
+
+def test_save_table_on_a_full_disk_keeps_the_older_table(tmp_path):
+    from ufd_lib.reliability.selfcheck import disk_full_while_writing
+    from ufd_lib.report.artifacts import save_table
+
+    save_table(pd.DataFrame({"ap": [90.0]}), tmp_path, "t", "T", "03")
+    before = {p.name: p.read_bytes() for p in (tmp_path / "tables").iterdir()}
+    with disk_full_while_writing("t.md"), pytest.raises(OSError, match=r"could not write .*tables/t\.md"):
+        save_table(pd.DataFrame({"ap": [10.0]}), tmp_path, "t", "T", "03")
+    after = {p.name: p.read_bytes() for p in (tmp_path / "tables").iterdir()}
+    assert after["t.md"] == before["t.md"] and set(after) == set(before)

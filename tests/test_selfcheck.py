@@ -56,3 +56,14 @@ def test_full_selfcheck_passes(tmp_path):
     checks = selfcheck.run_selfcheck(main, tmp_path, trials=4, rounds=1, fuzz=60, seed=1)
     assert [c.name for c in checks if not c.passed] == []
     assert sum(c.cases for c in checks) > 130
+
+
+def test_full_disk_during_evaluate_check_passes(tmp_path):
+    check = selfcheck.check_full_disk_evaluate(main, tmp_path)
+    assert check.passed and check.cases == 4
+    assert "could not write" in check.detail and "scores.csv" in check.detail
+
+
+def test_non_finite_scores_check_passes(tmp_path):
+    check = selfcheck.check_non_finite_scores(tmp_path)
+    assert check.passed and check.cases == 2

@@ -50,10 +50,25 @@ def metric_table(results: dict[str, EvaluationResult], metric: str) -> pd.DataFr
     )
 
 
+# "About these numbers" notes of the accuracy tables, by ``accuracy_table`` prefix.
+ACCURACY_NOTES = {
+    "": "real / fake: share of real (fake) images called real (fake) at the classifier's own threshold (0.5 on "
+        "the probe's probability, 0 on the nearest-neighbour cosine margin); mean: their average, the paper's "
+        "accuracy. Percent.",
+    "oracle_": "Threshold chosen on each test set itself (ours): every score a candidate, fake if score >= t, the "
+               "best mean of real and fake accuracy, the lowest threshold on ties. An upper bound, not a result "
+               "a deployed detector could reach. Percent.",
+    "released_": "Threshold chosen on each test set as the released validate.py does: midpoint when the classes "
+                 "separate, else the last score with the best plain accuracy (fake if score >= t); then reported "
+                 "with fake if score > t, and 'mean' is plain accuracy over all images. Percent.",
+}
+
+
 def accuracy_table(results: dict[str, EvaluationResult], prefix: str = "") -> pd.DataFrame:
     """The paper's accuracy table: test sets × (method, real / fake / mean), in percent.
 
-    prefix: ``""`` for the classifier's own threshold, ``"oracle_"`` for the oracle threshold.
+    prefix: ``""`` for the classifier's own threshold, ``"oracle_"`` for our oracle threshold,
+    ``"released_"`` for the release's best threshold (note: :data:`ACCURACY_NOTES`).
     """
     parts = {
         (name, label): result.metrics.set_index("test_set")[f"{prefix}{column}"] * 100
@@ -63,21 +78,76 @@ def accuracy_table(results: dict[str, EvaluationResult], prefix: str = "") -> pd
     return pd.DataFrame(parts)
 
 
-def paper_comparison(ap: pd.DataFrame, acc: pd.DataFrame, method: str = "LC") -> pd.DataFrame:
-    """Our ``method`` next to the paper's linear probe ("Ours LC"): one row per metric and per
-    test set or group mean the paper reports, with the difference (ours − paper) in percentage
-    points and the kind of source. Our value is NaN where we have no set of that name."""
-    ours = pd.concat({"AP": ap[method], "acc": acc[(method, "mean")]}, axis=1).drop(index="mean", errors="ignore")
+# Our metrics column for each metric the paper reports. The paper's "accuracy" is the mean of
+# the real-class and fake-class accuracies at the classifier's own threshold (0.5 on the probe's
+# probability), i.e. ``acc``, not the oracle or the release's best-threshold accuracy.
+COMPARED_COLUMNS = {"AP": "ap", "acc": "acc"}
+COMPARISON_ROWS = (*PAPER_TEST_SETS, *PAPER_GROUPS, "mean")
+NOT_TRACED = "not traced"
+
+
+def _paper_method(method: str) -> str:
+    """The paper's method our method is compared with: every probe with "Ours LC", every k with
+    "Ours NN" (the paper does not say which k its NN family means use)."""
+    return "Ours LC" if method.startswith("LC") else "Ours NN"
+
+
+def _method_order(methods) -> list[str]:
+    """Probes first (``LC``, then ``LC released``), then the others in their given (k) order."""
+    return sorted(methods, key=lambda name: (not name.startswith("LC"), name != "LC"))
+
+
+def _ours(result: EvaluationResult, column: str) -> pd.Series:
+    """Our value (percent) for each comparison row: the paper's test sets we have by name, and
+    a group mean only where every member is present."""
+    by_set = result.metrics.set_index("test_set")[column].drop(index="mean", errors="ignore") * 100
+    ours = by_set.reindex(list(PAPER_TEST_SETS))
     for group, members in {**PAPER_GROUPS, "mean": PAPER_TEST_SETS}.items():
-        if all(member in ours.index for member in members):
-            ours.loc[group] = ours.loc[list(members)].mean()
+        ours[group] = ours[list(members)].mean() if ours[list(members)].notna().all() else np.nan
+    return ours
+
+
+def paper_comparison(results: dict[str, EvaluationResult], metric: str, compare_with_paper: bool) -> pd.DataFrame:
+    """One metric ("AP" or "acc") of every method beside the paper's number, in percent.
+
+    Rows: method (``LC``, ``LC released``, ``NN k=…``) × the 19 test sets in the paper's order,
+    its two family means and the overall ``mean``. Columns: method, test_set, paper, ours,
+    difference (ours − paper, percentage points), kind (where the paper's number comes from,
+    ``not traced`` when none was found; approximations such as "~95" are named in it and have
+    no ``paper`` value). ``ours`` and ``difference`` are empty when ``compare_with_paper`` is
+    false (test sets that are not the paper's) and for sets or groups this run lacks."""
     rows = []
-    for metric in ("AP", "acc"):
-        for _, paper in paper_numbers("Ours LC", metric).iterrows():
-            value = ours[metric].get(paper["test_set"], np.nan)
-            rows.append({"test_set": paper["test_set"], "metric": metric, "ours": value, "paper": paper["value"],
-                         "difference": value - paper["value"], "paper_source": paper["kind"]})
-    return pd.DataFrame(rows)
+    for method in _method_order(results):
+        paper = paper_numbers(_paper_method(method), metric).set_index("test_set")
+        ours = _ours(results[method], COMPARED_COLUMNS[metric]) if compare_with_paper else pd.Series(dtype=float)
+        for test_set in COMPARISON_ROWS:
+            value = paper["value"].get(test_set, np.nan)
+            kind = paper["kind"].get(test_set, NOT_TRACED)
+            if test_set in paper.index and np.isnan(value):
+                kind = f"{kind} (approximate: {paper.loc[test_set, 'value_text']})"
+            mine = ours.get(test_set, np.nan)
+            rows.append({"method": method, "test_set": test_set, "paper": value, "ours": mine,
+                         "difference": mine - value, "kind": kind})
+    return pd.DataFrame(rows, columns=["method", "test_set", "paper", "ours", "difference", "kind"])
+
+
+def comparison_note(metric: str, compare_with_paper: bool) -> str:
+    """The "about these numbers" note of a :func:`paper_comparison` table."""
+    measured = ("average precision, fake as the positive class" if metric == "AP" else
+                "the paper's accuracy: the mean of the real-class and fake-class accuracies at the classifier's "
+                "own threshold (0.5 on the probe's probability, 0 on the nearest-neighbour cosine margin)")
+    why_empty = "" if compare_with_paper else (
+        "This run's test sets are not the paper's (the smoke profile's are synthetic stand-ins encoded by a "
+        "random-weight CLIP), so 'ours' and 'difference' are left empty: the paper's numbers are listed for "
+        "reference only. ")
+    return (f"{why_empty}Percent; {measured}; difference = ours − paper in percentage points. 'LC' and 'LC "
+            "released' are compared with the paper's linear probe, every 'NN k=…' with its nearest neighbour (the "
+            "paper does not say which k its family means use). mean[GAN family] = ProGAN, CycleGAN, BigGAN, "
+            "StyleGAN, GauGAN, StarGAN; mean[LDM+Glide+Guided+DALL-E] = the eight diffusion and autoregressive "
+            "sets; mean = all 19. kind: 'paper-text' = read in the paper's text; 'paper-table (via reprint)' = a "
+            "cell of the paper's Table 2 or 3 as reprinted by a later paper (medium confidence); '(approximate: …)'"
+            " = the paper writes only an approximation or a range, so there is no difference; 'not traced' = no "
+            "reported number was found. Sources: ufd_lib/evaluation/reported_results.csv.")
 
 
 def probe_history(methods: dict[str, object]) -> pd.DataFrame:

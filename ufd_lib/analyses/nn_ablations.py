@@ -2,7 +2,8 @@
 training categories.
 
 Every table is long: one row per setting and generator family (plus ``all test sets``), with
-``ap`` and ``acc`` in percent. Subsets are drawn reproducibly: a fixed seed, and nested (a
+``ap`` and ``acc`` in percent and the feature bank's size as ``bank_real`` and ``bank_fake``
+(training features searched, not test images). Subsets are drawn reproducibly: a fixed seed, and nested (a
 smaller subset is part of every larger one).
 """
 from __future__ import annotations
@@ -18,6 +19,9 @@ from ufd_lib.classifiers.nearest_neighbour import NearestNeighbourClassifier
 from ufd_lib.data.discovery import balanced_subsample
 from ufd_lib.evaluation.scoring import evaluate_sets
 from ufd_lib.features.feature_sets import BenchmarkFeatures, FeatureSet, subset
+
+ABLATION_NOTE = ("bank_real / bank_fake: training features in the nearest-neighbour bank, not test images. ap, acc: "
+                 "percent, the mean over the test sets of each generator family (all test sets: over every set).")
 
 
 def image_categories(paths: list[str], root: Path | str) -> np.ndarray:
@@ -45,13 +49,13 @@ def _evaluate_nn(train: FeatureSet, test_sets: list[FeatureSet], k: int, familie
                  device: str | None) -> pd.DataFrame:
     classifier = NearestNeighbourClassifier(k=k, device=device).fit(train.features, train.labels)
     summary = family_summary(evaluate_sets(classifier, test_sets), families)
-    return summary.assign(n_real=int((train.labels == 0).sum()), n_fake=int((train.labels == 1).sum()))
+    return summary.assign(bank_real=int((train.labels == 0).sum()), bank_fake=int((train.labels == 1).sum()))
 
 
 def k_ablation(features: BenchmarkFeatures, k_values, families: dict[str, str],
                device: str | None = None) -> pd.DataFrame:
     """Nearest neighbour with the whole training set as bank, for each pool size k.
-    Rows: k × family; columns k, family, ap, acc, n_real, n_fake (bank sizes)."""
+    Rows: k × family; columns k, family, ap, acc, bank_real, bank_fake."""
     frames = [_evaluate_nn(features.train, features.test_sets, int(k), families, device).assign(k=int(k))
               for k in k_values]
     return ordered_columns(pd.concat(frames, ignore_index=True), ["k"])
@@ -63,7 +67,7 @@ def bank_size_ablation(features: BenchmarkFeatures, fractions, families: dict[st
 
     A fraction f keeps round(f · n / 2) real and as many fake features (n: training images),
     at least k of each. Rows: fraction × family; columns fraction, bank_size, family, ap, acc,
-    n_real, n_fake."""
+    bank_real, bank_fake."""
     train = features.train
     frames = []
     for fraction in fractions:
@@ -79,7 +83,8 @@ def category_ablation(features: BenchmarkFeatures, train_root: Path | str, count
     """Nearest neighbour with the bank restricted to the first n training categories of
     :func:`category_order`, for each n in ``counts`` (capped at the categories present; every
     image of the chosen categories is kept, so the bank grows with n, as in the paper).
-    Rows: n × family; columns n_categories, categories, family, ap, acc, n_real, n_fake."""
+    Rows: n × family; columns n_categories, categories, family, ap, acc, bank_real,
+    bank_fake."""
     train = features.train
     categories = image_categories(train.paths, train_root)
     order = category_order(categories, seed)

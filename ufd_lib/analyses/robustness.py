@@ -6,13 +6,18 @@ from dataclasses import dataclass, replace
 
 import pandas as pd
 
-from ufd_lib.analyses.tables import family_summary, ordered_columns
+from ufd_lib.analyses.tables import family_image_counts, family_summary, ordered_columns
 from ufd_lib.data.discovery import sample_images
 from ufd_lib.data.image_sets import ImageSetSpec
 from ufd_lib.evaluation.scoring import evaluate_sets
 from ufd_lib.features.encoders import Encoder
 from ufd_lib.features.feature_sets import ExtractionOptions, featurize_images
 from ufd_lib.features.preprocess import Perturbation
+
+
+ROBUSTNESS_NOTE = ("level: JPEG quality (PIL, 100 = best) or Gaussian blur sigma in pixels (0 = none), applied "
+                   "before the centre crop. ap, acc: percent, mean over the family's test sets. n_images: the test "
+                   "images behind the row (its family's sets; all test sets for the last row of each point).")
 
 
 @dataclass(frozen=True)
@@ -41,7 +46,7 @@ def robustness_sweep(methods: dict[str, tuple[Encoder, object]], test_sets: list
     part of the feature cache key: a sweep never mixes features of different degradations.
     images_per_class: images of each class per test set (None = all), the same images at
     every point. Rows: method × kind × level × family; columns method, kind, level, family,
-    ap, acc (percent), n_images."""
+    ap, acc (percent), n_images (the images behind that row: its family's, or all test sets')."""
     samples = {spec.name: sample_images(spec, images_per_class, seed, options.sampling) for spec in test_sets}
     encoders = {id(encoder): encoder for encoder, _ in methods.values()}
     frames = []
@@ -53,7 +58,9 @@ def robustness_sweep(methods: dict[str, tuple[Encoder, object]], test_sets: list
                     for key, encoder in encoders.items()}
         for method, (encoder, classifier) in methods.items():
             feature_sets = features[id(encoder)]
-            summary = family_summary(evaluate_sets(classifier, feature_sets), families)
+            result = evaluate_sets(classifier, feature_sets)
+            summary = family_summary(result, families)
+            counts = family_image_counts(result, families)
             frames.append(summary.assign(method=method, kind=point.kind, level=point.level,
-                                         n_images=sum(len(s.labels) for s in feature_sets)))
+                                         n_images=summary["family"].map(counts).to_numpy()))
     return ordered_columns(pd.concat(frames, ignore_index=True), ["method", "kind", "level"])

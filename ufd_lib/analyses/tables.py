@@ -26,6 +26,17 @@ def family_summary(result: EvaluationResult, families: dict[str, str]) -> pd.Dat
     return by_family.rename_axis("family").reset_index()
 
 
+def family_image_counts(result: EvaluationResult, families: dict[str, str]) -> pd.Series:
+    """Images (real + fake) per generator family, then over all test sets: the count behind each
+    row of :func:`family_summary`."""
+    by_set = result.metrics.set_index("test_set").drop(index="mean", errors="ignore")
+    images = by_set["n_real"] + by_set["n_fake"]
+    groups = pd.Series({name: families.get(name, "unknown") for name in by_set.index})
+    counts = images.groupby(groups, sort=False).sum()
+    counts[ALL_SETS] = images.sum()
+    return counts.astype(int)
+
+
 def ordered_columns(frame: pd.DataFrame, setting_columns: list[str]) -> pd.DataFrame:
     rest = [c for c in frame.columns if c not in setting_columns]
     return frame[setting_columns + rest]

@@ -30,6 +30,22 @@ def _fit_classifier(args, encoder, options, report):
     return LinearProbe(device=args.device).fit(train.features, train.labels)
 
 
+PRINTED = {"ap": "AP%", "acc_real": "acc_real%", "acc_fake": "acc_fake%", "acc": "acc%",
+           "oracle_threshold": "oracle_t", "oracle_acc": "oracle_acc%",
+           "released_threshold": "released_t", "released_acc": "released_acc%"}
+
+
+def _in_percent(metrics):
+    """The printed summary: counts, metrics in percent (2 decimals), thresholds in score units
+    (4 significant digits); metrics.csv keeps every column as fractions."""
+    table = metrics[["test_set", "n_real", "n_fake"]].copy()
+    for column, title in PRINTED.items():
+        values = metrics[column] if column.endswith("threshold") else metrics[column] * 100
+        digits = "{:.4g}" if column.endswith("threshold") else "{:.2f}"
+        table[title] = [digits.format(v + 0.0) if v == v else "" for v in values]
+    return table
+
+
 def run(args) -> int:
     options = extraction_options(args)
     if args.k < 1:
@@ -40,7 +56,8 @@ def run(args) -> int:
     test_sets = [featurize(encoder, spec, options, report) for spec in args.test]
     result = evaluate_sets(classifier, test_sets)
     write_evaluation(result, run_record(encoder, report, settings(args)), args.out)
-    print(result.metrics.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    print("metrics in percent; thresholds (_t) in score units; every column as fractions in metrics.csv")
+    print(_in_percent(result.metrics).to_string(index=False, na_rep=""))
     print(f"\nencoded {report.images_encoded} images, {report.images_from_cache} from cache, "
           f"{len(report.skipped)} skipped; results in {args.out}")
     return 0

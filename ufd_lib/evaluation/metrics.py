@@ -4,10 +4,21 @@
 - Accuracy at the classifier's threshold: an image is called fake when its score is strictly
   above the threshold (as ``y_pred > 0.5`` in the released code); ``acc`` is the mean of the
   real-class and fake-class accuracies, the paper's "accuracy".
-- Oracle threshold: chosen on the test set itself. Every score is a candidate ``t`` and an
-  image is called fake when ``score >= t``; the candidate with the highest ``acc`` wins, the
-  lowest such candidate on ties. (The release maximises plain accuracy and breaks ties by
-  file order; with equal class sizes the objectives agree.)
+- Oracle threshold (``oracle_*``, ours): chosen on the test set itself. Every score is a
+  candidate ``t`` and an image is called fake when ``score >= t``; the candidate with the
+  highest ``acc`` wins, the lowest such candidate on ties.
+- Released best threshold (``released_*``): the official ``validate.py``
+  (``find_best_threshold``, then ``calculate_acc``), reproduced exactly. When every real
+  score is <= every fake score the threshold is the midpoint of the largest real and the
+  smallest fake score. Otherwise every score is a candidate in the release's file order (all
+  real images, then all fake images), an image is called fake when ``score >= t``, plain
+  accuracy (correct / all images) is maximised and the last of equal candidates wins. The
+  accuracies are then reported calling an image fake when ``score > t``, and
+  ``released_acc`` is plain accuracy, not the mean of the class accuracies (the two agree
+  when the classes have equal size, as in the release's capped test sets).
+
+Scores must be finite: a NaN or infinite score is a broken model, refused with
+:class:`MetricError` naming the test set.
 """
 from __future__ import annotations
 
@@ -20,6 +31,7 @@ from sklearn.metrics import average_precision_score
 METRIC_COLUMNS = [
     "test_set", "n_real", "n_fake", "ap", "acc_real", "acc_fake", "acc",
     "oracle_threshold", "oracle_acc_real", "oracle_acc_fake", "oracle_acc",
+    "released_threshold", "released_acc_real", "released_acc_fake", "released_acc",
 ]
 
 
@@ -27,16 +39,17 @@ class MetricError(ValueError):
     """Scores or labels from which no honest metric can be computed."""
 
 
-def _validate(labels, scores) -> tuple[np.ndarray, np.ndarray]:
+def _validate(labels, scores, test_set: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    where = f"test set {test_set}: " if test_set is not None else ""
     labels = np.asarray(labels)
     scores = np.asarray(scores, dtype=np.float64)
     if labels.shape != scores.shape or labels.ndim != 1:
-        raise MetricError(f"labels {labels.shape} and scores {scores.shape} must be equal-length vectors")
+        raise MetricError(f"{where}labels {labels.shape} and scores {scores.shape} must be equal-length vectors")
     if not np.isin(labels, (0, 1)).all():
-        raise MetricError("labels must be 0 (real) or 1 (fake)")
+        raise MetricError(f"{where}labels must be 0 (real) or 1 (fake)")
     if not np.isfinite(scores).all():
         bad = int((~np.isfinite(scores)).sum())
-        raise MetricError(f"{bad} of {len(scores)} scores are NaN or infinite: the model output is broken")
+        raise MetricError(f"{where}{bad} of {len(scores)} scores are NaN or infinite: the model output is broken")
     return labels, scores
 
 
@@ -89,11 +102,36 @@ def oracle_threshold(labels, scores) -> tuple[float, float, float, float]:
     return float(candidates[best]), float(acc_real[best]), float(acc_fake[best]), float(acc[best])
 
 
-def test_set_metrics(name: str, labels, scores, threshold: float) -> dict:
-    """One row of the metrics table (columns :data:`METRIC_COLUMNS`, fractions in [0, 1])."""
+def released_best_threshold(labels, scores) -> tuple[float, float, float, float]:
+    """The release's best threshold → (threshold, acc_real, acc_fake, acc), as ``validate.py``
+    computes it (module docstring): search with ``score >= t`` over the scores in real-then-fake
+    order, last of equal plain accuracies; report with ``score > t``; acc = plain accuracy."""
     labels, scores = _validate(labels, scores)
+    if not len(scores):
+        return (float("nan"),) * 4
+    real, fake = scores[labels == 0], scores[labels == 1]
+    if len(real) and len(fake) and real.max() <= fake.min():  # the release's separable case
+        threshold = float((real.max() + fake.min()) / 2)
+    else:
+        candidates = np.concatenate([real, fake])
+        real_below = np.searchsorted(np.sort(real), candidates, side="left")
+        fake_at_or_above = len(fake) - np.searchsorted(np.sort(fake), candidates, side="left")
+        correct = real_below + fake_at_or_above  # exact integers: ties are ties
+        last_best = len(candidates) - 1 - int(np.argmax(correct[::-1]))
+        threshold = float(candidates[last_best])
+    called_fake = scores > threshold
+    acc_real = float((~called_fake[labels == 0]).mean()) if len(real) else float("nan")
+    acc_fake = float(called_fake[labels == 1].mean()) if len(fake) else float("nan")
+    return threshold, acc_real, acc_fake, float((called_fake == (labels == 1)).mean())
+
+
+def test_set_metrics(name: str, labels, scores, threshold: float) -> dict:
+    """One row of the metrics table (columns :data:`METRIC_COLUMNS`, fractions in [0, 1]).
+    Raises :class:`MetricError` naming the test set when a score is not finite."""
+    labels, scores = _validate(labels, scores, name)
     acc_real, acc_fake, acc = accuracies(labels, scores, threshold)
     oracle = oracle_threshold(labels, scores)
+    released = released_best_threshold(labels, scores)
     return {
         "test_set": name,
         "n_real": int((labels == 0).sum()),
@@ -106,16 +144,21 @@ def test_set_metrics(name: str, labels, scores, threshold: float) -> dict:
         "oracle_acc_real": oracle[1],
         "oracle_acc_fake": oracle[2],
         "oracle_acc": oracle[3],
+        "released_threshold": released[0],
+        "released_acc_real": released[1],
+        "released_acc_fake": released[2],
+        "released_acc": released[3],
     }
 
 
 def metrics_table(rows: list[dict]) -> pd.DataFrame:
     """Per-test-set rows plus a ``mean`` row: metric columns averaged over test sets, image
-    counts summed, no oracle threshold (thresholds of different sets are not comparable)."""
+    counts summed, no oracle or released threshold (thresholds of different sets are not
+    comparable)."""
     table = pd.DataFrame(rows, columns=METRIC_COLUMNS)
     if not rows:
         return table
     mean = {column: table[column].mean() for column in METRIC_COLUMNS[3:]}
     mean.update(test_set="mean", n_real=int(table["n_real"].sum()), n_fake=int(table["n_fake"].sum()),
-                oracle_threshold=float("nan"))
+                oracle_threshold=float("nan"), released_threshold=float("nan"))
     return pd.concat([table, pd.DataFrame([mean], columns=METRIC_COLUMNS)], ignore_index=True)

@@ -37,9 +37,10 @@ def reported_results() -> pd.DataFrame:
 
 def paper_numbers(method: str, metric: str) -> pd.DataFrame:
     """The paper's own numbers (not cross-checks) for one method ("Ours LC", "Ours NN", ...)
-    and metric ("AP" or "acc"): columns test_set, value, kind, source; one row per test set
-    or group, exact values only."""
+    and metric ("AP" or "acc"): columns test_set, value, value_text, kind, source; one row per
+    test set or group, the first traced row winning. ``value`` is NaN where the paper gives
+    only an approximation (``value_text`` such as "~95" or "82-84")."""
     table = reported_results()
-    rows = table[(table["method"] == method) & (table["metric"] == metric)
-                 & table["kind"].isin(PAPER_KINDS) & table["value"].notna()]
-    return rows[["test_set", "value", "kind", "source"]].drop_duplicates("test_set").reset_index(drop=True)
+    rows = table[(table["method"] == method) & (table["metric"] == metric) & table["kind"].isin(PAPER_KINDS)]
+    rows = rows.sort_values("value", key=lambda values: values.isna(), kind="stable")  # exact values first
+    return rows[["test_set", "value", "value_text", "kind", "source"]].drop_duplicates("test_set").reset_index(drop=True)

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ufd_lib import config
-from ufd_lib.evaluation.metrics import metrics_table, test_set_metrics
+from ufd_lib.evaluation.metrics import MetricError, metrics_table, test_set_metrics
 from ufd_lib.features.feature_sets import FeatureSet
 
 
@@ -38,9 +38,17 @@ class EvaluationResult:
 
 
 def evaluate_sets(classifier, test_sets: list[FeatureSet]) -> EvaluationResult:
-    """Score every test set with a fitted classifier and compute the paper's metrics."""
+    """Score every test set with a fitted classifier and compute the paper's metrics.
+
+    Raises :class:`MetricError` naming the test set when a feature or a score is NaN or
+    infinite (a nearest-neighbour search would otherwise turn NaN features into finite scores).
+    """
     rows, score_frames, skipped = [], [], []
     for test_set in test_sets:
+        broken = int((~np.isfinite(test_set.features)).any(axis=1).sum())
+        if broken:
+            raise MetricError(f"test set {test_set.name}: {broken} of {len(test_set.features)} feature vectors "
+                              "are NaN or infinite: the encoder output is broken")
         scores, threshold = fake_scores(classifier, test_set.features)
         rows.append(test_set_metrics(test_set.name, test_set.labels, scores, threshold))
         score_frames.append(pd.DataFrame(

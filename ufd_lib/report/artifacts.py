@@ -1,36 +1,52 @@
 """Run artefacts: tables (CSV + Markdown) and figures (PNG + PDF) written by the notebooks into
-``<output_dir>/tables`` and ``<output_dir>/figures``, each recorded with its caption in
-``artifacts.jsonl`` for the index page."""
+``<output_dir>/tables`` and ``<output_dir>/figures``, each file written atomically and then
+recorded with its caption in ``artifacts.jsonl``; every record refreshes ``index.html``, so a
+notebook re-run by hand updates the index page too.
+
+Tables are written so that they cannot be misread: whole-number columns (counts, epochs) as
+integers, other numbers rounded (6 decimals in CSV, 2 in Markdown and on the index page) with
+no negative zero, and missing values as empty cells, never ``nan``.
+"""
 from __future__ import annotations
 
-import json
+import io
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from ufd_lib.atomic_files import atomic_write_bytes, atomic_write_text
+from ufd_lib.report.artifact_log import ARTIFACTS, append_entry, read_artifacts
+from ufd_lib.report.index_page import refresh_index
+from ufd_lib.report.table_format import display_table, tidy_numbers
 
-ARTIFACTS = "artifacts.jsonl"
+__all__ = ["ARTIFACTS", "read_artifacts", "save_figure", "save_table"]
 
 
 def _record(output_dir: Path, entry: dict) -> None:
-    with open(output_dir / ARTIFACTS, "a") as handle:
-        handle.write(json.dumps(entry) + "\n")
+    append_entry(output_dir, entry)
+    refresh_index(output_dir)
 
 
 def save_table(table: pd.DataFrame, output_dir: Path | str, name: str, caption: str, notebook: str,
-               index: bool = True) -> Path:
-    """Write ``tables/<name>.csv`` and ``.md`` (floats to 2 decimals in Markdown)."""
+               index: bool = True, note: str | None = None) -> Path:
+    """Write ``tables/<name>.csv`` and ``.md``. note: "about these numbers", shown under the
+    table in Markdown and on the index page (what a column means, why cells are empty)."""
     output_dir = Path(output_dir)
     (output_dir / "tables").mkdir(parents=True, exist_ok=True)
     if isinstance(table.columns, pd.MultiIndex):
         table = table.set_axis([" / ".join(map(str, column)) for column in table.columns], axis=1)
+    table = tidy_numbers(table)
     path = output_dir / "tables" / f"{name}.csv"
-    table.to_csv(path, index=index)
-    (output_dir / "tables" / f"{name}.md").write_text(
-        f"{caption}\n\n" + table.to_markdown(index=index, floatfmt=".2f") + "\n"
-    )
-    _record(output_dir, {"kind": "table", "name": name, "caption": caption, "notebook": notebook, "index": index})
+    atomic_write_text(path, table.to_csv(index=index))
+    shown = display_table(table)
+    alignment = (["left"] if index else []) + [
+        "right" if pd.api.types.is_numeric_dtype(table[column]) else "left" for column in table.columns]
+    markdown = shown.to_markdown(index=index, disable_numparse=True, colalign=alignment)
+    about = f"\n\nAbout these numbers: {note}" if note else ""
+    atomic_write_text(output_dir / "tables" / f"{name}.md", f"{caption}\n\n{markdown}{about}\n")
+    entry = {"kind": "table", "name": name, "caption": caption, "notebook": notebook, "index": index}
+    _record(output_dir, {**entry, "note": note} if note else entry)
     return path
 
 
@@ -39,19 +55,9 @@ def save_figure(figure: plt.Figure, output_dir: Path | str, name: str, caption: 
     output_dir = Path(output_dir)
     (output_dir / "figures").mkdir(parents=True, exist_ok=True)
     path = output_dir / "figures" / f"{name}.png"
-    figure.savefig(path, dpi=150, bbox_inches="tight")
-    figure.savefig(path.with_suffix(".pdf"), bbox_inches="tight")
+    for target, options in ((path, {"dpi": 150}), (path.with_suffix(".pdf"), {})):
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format=target.suffix[1:], bbox_inches="tight", **options)
+        atomic_write_bytes(target, buffer.getvalue())
     _record(output_dir, {"kind": "figure", "name": name, "caption": caption, "notebook": notebook})
     return path
-
-
-def read_artifacts(output_dir: Path) -> list[dict]:
-    """Recorded artifacts, the last record of each name winning, in first-recorded order."""
-    path = Path(output_dir) / ARTIFACTS
-    if not path.exists():
-        return []
-    latest: dict[tuple[str, str], dict] = {}
-    for line in path.read_text().splitlines():
-        entry = json.loads(line)
-        latest[(entry["kind"], entry["name"])] = entry
-    return list(latest.values())

@@ -75,7 +75,8 @@ def real_fake_accuracy_bars(accuracy: pd.DataFrame, title: str) -> plt.Figure:
     axes.set_ylim(0, 105)
     axes.set_title(title)
     axes.tick_params(axis="x", rotation=45)
-    axes.legend(title="images of class", fontsize=8, loc="lower left")
+    # outside the axes, on the right: inside it would cover bars
+    axes.legend(title="images of class", fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
     figure.tight_layout()
     return figure
 
@@ -170,7 +171,10 @@ def backbone_bars(summary: pd.DataFrame, title: str, metric: str = "ap") -> plt.
         axes.set_title(method)
         axes.set_xlabel("generator family")
         axes.tick_params(axis="x", rotation=20)
-        axes.legend(title="backbone", fontsize=7, loc="lower left")
+        axes.get_legend().remove()
+    # one legend for every panel, right of the last one: inside a panel it would cover bars
+    panels[0, -1].legend(*panels[0, -1].get_legend_handles_labels(), title="backbone", fontsize=7,
+                         loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
     figure.suptitle(title)
     figure.tight_layout()
     return figure

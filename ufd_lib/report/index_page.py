@@ -1,58 +1,158 @@
-"""The index page of a reproduction: ``index.html`` listing every table and figure the
-notebooks recorded, with the settings and library versions that made them."""
+"""The index page of a reproduction, ``index.html``, read top to bottom: a banner naming the
+profile (and, unless the test sets are the paper's, that the numbers check the pipeline and are
+not comparable to the paper's), a table of contents, then per notebook its executed copy
+(HTML and ``.ipynb``), its notices (substitutions: weights used, replaced or skipped), its
+tables with their "about these numbers" notes and its figures; settings and library versions
+last.
+
+:func:`write_index` (the end of ``ufd reproduce``) records the run's title, settings and
+versions in ``index.json`` and renders the executed notebooks to HTML; :func:`refresh_index`
+(called whenever an artefact is saved) rebuilds the page from ``artifacts.jsonl`` and
+``index.json`` alone, in milliseconds.
+"""
 from __future__ import annotations
 
 import html
+import json
 from datetime import datetime, timezone
+from itertools import groupby
 from pathlib import Path
 
 import pandas as pd
 
-from ufd_lib.report.artifacts import read_artifacts
+from ufd_lib.atomic_files import atomic_write_text
+from ufd_lib.report.artifact_log import read_artifacts
+from ufd_lib.report.table_format import display_table
+
+INDEX_SETTINGS = "index.json"
+STYLE = (
+    "body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;line-height:1.4}"
+    "table{border-collapse:collapse;font-size:13px}td,th{padding:2px 8px;border-bottom:1px solid #ddd;"
+    "text-align:right}th{background:#f4f4f4}figure{margin:1.5em 0}figcaption{color:#444;font-size:14px}"
+    ".banner{padding:.8em 1em;border-radius:4px;margin:1em 0}.pipeline{background:#fff3cd;border:1px solid #e0c060}"
+    ".paper{background:#e7f3ea;border:1px solid #8cc39a}.unknown{background:#eee;border:1px solid #bbb}"
+    ".notices{background:#f3f0fa;border-left:4px solid #8a6fc1;padding:.4em 1em}"
+    ".note{color:#333;font-size:14px;background:#f7f7f7;padding:.4em .8em}.keys th,.keys td{text-align:left}"
+)
 
 
 def write_index(output_dir: Path, title: str, settings: dict, versions: dict) -> Path:
-    """``index.html``: every recorded table and figure, grouped by notebook, with the settings
-    and library versions that produced them."""
+    """Record the run (title, settings, versions) for later refreshes, render each executed
+    notebook in ``notebooks/`` to HTML beside it (when the HTML is missing or older), and write
+    ``index.html``. settings: ``profile`` and ``description`` feed the banner;
+    ``compare_with_paper`` (default: profile ``paper``) says whether the numbers are comparable."""
     output_dir = Path(output_dir)
-    parts = [f"<h1>{html.escape(title)}</h1>",
-             f"<p>Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}.</p>",
-             "<h2>Settings</h2>", _key_values(settings), "<h2>Versions</h2>", _key_values(versions)]
-    notebook = None
-    for entry in read_artifacts(output_dir):
-        if entry["notebook"] != notebook:
-            notebook = entry["notebook"]
-            parts.append(f'<h2>{html.escape(notebook)} <small>(<a href="notebooks/{html.escape(notebook)}.ipynb">'
-                         "executed notebook</a>)</small></h2>")
-        caption = html.escape(entry["caption"])
-        folder, suffix = ("figures", ".png") if entry["kind"] == "figure" else ("tables", ".csv")
-        if not (output_dir / folder / f"{entry['name']}{suffix}").exists():
-            parts.append(f"<p><em>{caption}: {folder}/{html.escape(entry['name'])}{suffix} is missing; "
-                         f"rerun <code>ufd reproduce --only {html.escape(notebook)}</code>.</em></p>")
-            continue
-        if entry["kind"] == "figure":
-            name = html.escape(entry["name"])
-            parts.append(f'<figure><img src="figures/{name}.png" alt="{caption}" style="max-width:100%">'
-                         f'<figcaption>{caption} (<a href="figures/{name}.pdf">PDF</a>)</figcaption></figure>')
-        else:
-            table = pd.read_csv(output_dir / "tables" / f"{entry['name']}.csv",
-                                index_col=0 if entry.get("index", True) else None)
-            parts.append(f"<h3>{caption}</h3>" + table.to_html(float_format=lambda v: f"{v:.2f}", na_rep="–",
-                                                               border=0, classes="table",
-                                                               index=entry.get("index", True)))
-            parts.append(f'<p><a href="tables/{html.escape(entry["name"])}.csv">CSV</a> · '
-                         f'<a href="tables/{html.escape(entry["name"])}.md">Markdown</a></p>')
-    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
-             "table{border-collapse:collapse;font-size:13px}td,th{padding:2px 8px;border-bottom:1px solid #ddd;"
-             "text-align:right}figure{margin:1.5em 0}figcaption{color:#444;font-size:14px}")
+    atomic_write_text(output_dir / INDEX_SETTINGS, json.dumps(
+        {"title": title, "settings": settings, "versions": versions}, indent=2, default=str) + "\n")
+    _render_notebooks(output_dir / "notebooks")
+    return refresh_index(output_dir)
+
+
+def refresh_index(output_dir: Path) -> Path:
+    """Rewrite ``index.html`` from ``artifacts.jsonl`` and ``index.json`` (reads no notebook)."""
+    output_dir = Path(output_dir)
+    recorded = output_dir / INDEX_SETTINGS
+    run = json.loads(recorded.read_text()) if recorded.exists() else {}
+    title = run.get("title", f"UnivFD replication — {output_dir.name}")
+    settings, versions = run.get("settings", {}), run.get("versions", {})
+    by_notebook = [(name, list(entries)) for name, entries in
+                   groupby(sorted(read_artifacts(output_dir), key=lambda e: e["notebook"]), key=lambda e: e["notebook"])]
+    parts = [f"<h1>{html.escape(title)}</h1>", _banner(settings),
+             f"<p>Page written {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}.</p>",
+             _contents(by_notebook)]
+    for notebook, entries in by_notebook:
+        parts.append(_notebook_section(output_dir, notebook, entries))
+    parts += ['<h2 id="settings">Settings</h2>', _key_values(settings),
+              '<h2 id="versions">Versions</h2>', _key_values(versions)]
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{style}</style></head><body>{''.join(parts)}</body></html>")
+            f"<style>{STYLE}</style></head><body>{''.join(parts)}</body></html>")
     path = output_dir / "index.html"
-    path.write_text(page)
+    atomic_write_text(path, page)
     return path
 
 
+def _render_notebooks(folder: Path) -> None:
+    if not folder.is_dir():
+        return
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    exporter = HTMLExporter()
+    for notebook in sorted(folder.glob("*.ipynb")):
+        target = notebook.with_suffix(".html")
+        if target.exists() and target.stat().st_mtime >= notebook.stat().st_mtime:
+            continue
+        body, _ = exporter.from_notebook_node(nbformat.read(notebook, as_version=4))
+        atomic_write_text(target, body)
+
+
+def _banner(settings: dict) -> str:
+    profile = settings.get("profile")
+    if profile is None:
+        return ('<div class="banner unknown"><strong>Profile not recorded.</strong> This page was refreshed by a '
+                "notebook run on its own; <code>ufd reproduce</code> records the profile and its settings.</div>")
+    description = html.escape(str(settings.get("description", "")))
+    if settings.get("compare_with_paper", profile == "paper"):
+        return (f'<div class="banner paper"><strong>Profile {html.escape(str(profile))}.</strong> {description} '
+                "The tables set these numbers beside the paper's where the paper reports them.</div>")
+    return (f'<div class="banner pipeline"><strong>Profile {html.escape(str(profile))}: a pipeline check.</strong> '
+            f"{description} These numbers show that every step runs end to end; they are not comparable to the "
+            "paper's.</div>")
+
+
+def _anchor(*parts: str) -> str:
+    return html.escape("-".join(parts).replace(" ", "-"), quote=True)
+
+
+def _contents(by_notebook: list[tuple[str, list[dict]]]) -> str:
+    items = []
+    for notebook, entries in by_notebook:
+        shown = "".join(f'<li><a href="#{_anchor(notebook, e["name"])}">{html.escape(e["caption"])}</a></li>'
+                        for e in entries if e["kind"] in ("table", "figure"))
+        items.append(f'<li><a href="#{_anchor(notebook)}">{html.escape(notebook)}</a>'
+                     + (f"<ul>{shown}</ul>" if shown else "") + "</li>")
+    items += ['<li><a href="#settings">Settings</a></li>', '<li><a href="#versions">Versions</a></li>']
+    return f"<nav><h2>Contents</h2><ol>{''.join(items)}</ol></nav>"
+
+
+def _notebook_section(output_dir: Path, notebook: str, entries: list[dict]) -> str:
+    name = html.escape(notebook)
+    links = [f'<a href="notebooks/{name}.{suffix}">{label}</a>'
+             for suffix, label in (("html", "executed notebook"), ("ipynb", ".ipynb"))
+             if (output_dir / "notebooks" / f"{notebook}.{suffix}").exists()]
+    parts = [f'<h2 id="{_anchor(notebook)}">{name}</h2>',
+             f"<p>{' · '.join(links)}</p>" if links else "<p><em>No executed copy of this notebook here.</em></p>"]
+    notices = [e["text"] for e in entries if e["kind"] == "notice"]
+    if notices:
+        parts.append('<div class="notices"><strong>Notices</strong><ul>'
+                     + "".join(f"<li>{html.escape(text)}</li>" for text in notices) + "</ul></div>")
+    for entry in entries:
+        if entry["kind"] in ("table", "figure"):
+            parts.append(_artifact(output_dir, notebook, entry))
+    return "".join(parts)
+
+
+def _artifact(output_dir: Path, notebook: str, entry: dict) -> str:
+    caption, name = html.escape(entry["caption"]), html.escape(entry["name"])
+    anchor = _anchor(notebook, entry["name"])
+    folder, suffix = ("figures", ".png") if entry["kind"] == "figure" else ("tables", ".csv")
+    if not (output_dir / folder / f"{entry['name']}{suffix}").exists():
+        return (f'<p id="{anchor}"><em>{caption}: {folder}/{name}{suffix} is missing; rerun '
+                f"<code>ufd reproduce --only {html.escape(notebook)}</code>.</em></p>")
+    if entry["kind"] == "figure":
+        return (f'<figure id="{anchor}"><img src="figures/{name}.png" alt="{caption}" style="max-width:100%">'
+                f'<figcaption>{caption} (<a href="figures/{name}.pdf">PDF</a>)</figcaption></figure>')
+    index = entry.get("index", True)
+    table = pd.read_csv(output_dir / "tables" / f"{entry['name']}.csv", index_col=0 if index else None,
+                        keep_default_na=False, na_values=[""])
+    note = f'<p class="note"><strong>About these numbers:</strong> {html.escape(entry["note"])}</p>' \
+        if entry.get("note") else ""
+    return (f'<h3 id="{anchor}">{caption}</h3>'
+            + display_table(table).to_html(border=0, index=index, na_rep="")
+            + note + f'<p><a href="tables/{name}.csv">CSV</a> · <a href="tables/{name}.md">Markdown</a></p>')
+
+
 def _key_values(values: dict) -> str:
-    rows = "".join(f"<tr><th style='text-align:left'>{html.escape(str(k))}</th><td style='text-align:left'>"
-                   f"{html.escape(str(v))}</td></tr>" for k, v in values.items())
-    return f"<table>{rows}</table>"
+    rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>"
+                   for k, v in values.items())
+    return f'<table class="keys">{rows}</table>'

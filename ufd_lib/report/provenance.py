@@ -2,12 +2,15 @@
 ``ufd evaluate`` run (metrics.csv, scores.csv, skipped.csv, run.json)."""
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 import platform
 import sys
 from importlib import metadata
 from pathlib import Path
 
+from ufd_lib.atomic_files import atomic_write_files
 from ufd_lib.evaluation.scoring import EvaluationResult
 from ufd_lib.features.encoders import Encoder
 from ufd_lib.features.extract import ExtractionReport
@@ -23,8 +26,26 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
+def json_ready(value):
+    """``value`` as JSON types only: dataclasses (an image set) become dicts of their fields,
+    paths strings, tuples and sets lists, NumPy scalars numbers; anything else its ``str``."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {field.name: json_ready(getattr(value, field.name)) for field in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {str(key): json_ready(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [json_ready(item) for item in value]
+    if hasattr(value, "item") and callable(value.item) and not isinstance(value, (bool, int, float, str)):
+        value = value.item()  # a NumPy scalar
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+
+
 def run_record(encoder: Encoder, report: ExtractionReport, settings: dict) -> dict:
-    """The provenance written to ``run.json``."""
+    """The provenance written to ``run.json`` (JSON types only, see :func:`json_ready`)."""
     return {
         "command": sys.argv,
         "encoder": encoder.name,
@@ -35,15 +56,20 @@ def run_record(encoder: Encoder, report: ExtractionReport, settings: dict) -> di
         "images_skipped": len(report.skipped),
         "encode_seconds": round(report.encode_seconds, 3),
         "images_per_second": report.images_per_second,
-        "settings": settings,
+        "settings": json_ready(settings),
         "versions": library_versions(),
     }
 
 
 def write_evaluation(result: EvaluationResult, record: dict, out_dir: Path) -> None:
-    """Write metrics.csv, scores.csv, skipped.csv and run.json into ``out_dir``."""
+    """Write metrics.csv, scores.csv, skipped.csv and run.json into ``out_dir``, all or nothing
+    (:func:`ufd_lib.atomic_files.atomic_write_files`), run.json last as the commit record: on a
+    full disk the OSError names the file and the results already there stay as they were."""
+    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    result.metrics.to_csv(out_dir / "metrics.csv", index=False, float_format="%.6f")
-    result.scores.to_csv(out_dir / "scores.csv", index=False, float_format="%.8g")
-    result.skipped[["path", "reason"]].to_csv(out_dir / "skipped.csv", index=False)
-    (out_dir / "run.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
+    atomic_write_files({
+        out_dir / "metrics.csv": result.metrics.to_csv(index=False, float_format="%.6f").encode(),
+        out_dir / "scores.csv": result.scores.to_csv(index=False, float_format="%.8g").encode(),
+        out_dir / "skipped.csv": result.skipped[["path", "reason"]].to_csv(index=False).encode(),
+        out_dir / "run.json": (json.dumps(json_ready(record), indent=2, allow_nan=False) + "\n").encode(),
+    })

@@ -136,13 +136,13 @@ def test_evaluate_on_a_full_disk_names_the_file_and_keeps_older_results(capsys, 
     assert {path.name: path.read_bytes() for path in out.iterdir()} == before  # no new file, no temporary
 
 
-def test_evaluate_refuses_nan_scores_naming_the_test_set(capsys, common, data, tmp_path):
+def test_evaluate_refuses_a_probe_with_nan_weights_before_scoring(capsys, common, data, tmp_path):
     probe_path = tmp_path / "nan.pth"
     torch.save({"weight": torch.full((1, 768), float("nan")), "bias": torch.zeros(1)}, probe_path)
     code, stdout, stderr = evaluate(capsys, common, data, tmp_path / "out", "--classifier", "linear",
                                     "--probe", probe_path)
-    assert code == 1 and stdout == ""
-    assert "test set progan: 8 of 8 scores are NaN or infinite" in stderr
+    assert code == 2 and stdout == ""
+    assert str(probe_path) in stderr and "weight" in stderr and len(stderr.strip().splitlines()) == 1
     assert not (tmp_path / "out" / "metrics.csv").exists()
 
 

@@ -6,6 +6,8 @@ regenerated exactly and t-SNE stays tractable on a 720k bank.
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 from sklearn.manifold import TSNE
@@ -47,8 +49,16 @@ def tsne_map(X: np.ndarray, seed: int = 0) -> np.ndarray:
 
 
 def umap_map(X: np.ndarray, seed: int = 0) -> np.ndarray:
-    """UMAP with cosine metric → (n, 2)."""
-    import umap
+    """UMAP with cosine metric → (n, 2).
 
-    n_neighbors = int(min(15, max(2, len(X) - 1)))
-    return umap.UMAP(n_neighbors=n_neighbors, metric="cosine", random_state=seed).fit_transform(X)
+    A fixed ``random_state`` makes the map reproducible and, as UMAP warns each time, single-
+    threaded; its import warns that the optional TensorFlow (ParametricUMAP, unused here) is
+    missing. Neither is something the reader can act on, so both are silenced here, and only them.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Tensorflow not installed", category=ImportWarning)
+        warnings.filterwarnings("ignore", message="n_jobs value .* overridden", category=UserWarning)
+        import umap
+
+        n_neighbors = int(min(15, max(2, len(X) - 1)))
+        return umap.UMAP(n_neighbors=n_neighbors, metric="cosine", random_state=seed).fit_transform(X)

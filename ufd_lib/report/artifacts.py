@@ -55,3 +55,10 @@ def read_artifacts(output_dir: Path) -> list[dict]:
         entry = json.loads(line)
         latest[(entry["kind"], entry["name"])] = entry
     return list(latest.values())
+
+
+def save_notice(output_dir: Path | str, notebook: str, text: str) -> None:
+    """Record a notice for the index page: which weights a notebook used, and what it replaced
+    or skipped and why. ``name`` (the notebook and the text) lets :func:`read_artifacts` keep one
+    copy of a notice that a rerun records again."""
+    _record(Path(output_dir), {"kind": "notice", "name": f"{notebook}: {text}", "notebook": notebook, "text": text})

@@ -356,3 +356,18 @@ def test_evaluate_help_shows_the_folder_layouts(capsys):
     assert code == 0
     for text in ("ROOT/0_real/*.png", "ROOT/airplane/1_fake/*.png", "NAME=REAL:FAKE", "share their reals"):
         assert text in stdout
+
+
+def test_train_probe_that_fails_to_write_keeps_the_previous_probe(capsys, common, data, tmp_path, monkeypatch):
+    out = tmp_path / "probe.pth"
+    out.write_bytes(b"previous probe")
+
+    def full_disk(self, handle):
+        handle.write(b"half a probe")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(LinearProbe, "save", full_disk)
+    code, _, stderr = ufd(capsys, "train-probe", *common, "--train", data["train"], "--epochs", "1", "--out", out)
+    assert code == 1 and str(out) in stderr
+    assert out.read_bytes() == b"previous probe"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []

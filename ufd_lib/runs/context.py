@@ -4,6 +4,7 @@ place to write what it shows (``run.save_table``, ``run.save_figure``, ``run.not
 own name."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -94,7 +95,8 @@ def weights_notice(encoder: Encoder) -> str:
     parts = [f"encoder {encoder.name}"]
     if path:
         parts.append(f"weights {path}")
-    parts.append(f"SHA-256 {encoder.checkpoint_sha256}")
+    identity = encoder.checkpoint_sha256
+    parts.append(f"SHA-256 {identity}" if re.fullmatch(r"[0-9a-f]{64}", identity) else f"no weights file ({identity})")
     if official is not None:
         parts.append("the official checkpoint" if official else "NOT the official checkpoint")
     return ", ".join(parts)

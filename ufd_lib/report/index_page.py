@@ -24,6 +24,9 @@ def write_index(output_dir: Path, title: str, settings: dict, versions: dict) ->
             notebook = entry["notebook"]
             parts.append(f'<h2>{html.escape(notebook)} <small>(<a href="notebooks/{html.escape(notebook)}.ipynb">'
                          "executed notebook</a>)</small></h2>")
+        if entry["kind"] == "notice":
+            parts.append(f"<p><strong>Note:</strong> {html.escape(entry['text'])}</p>")
+            continue
         caption = html.escape(entry["caption"])
         folder, suffix = ("figures", ".png") if entry["kind"] == "figure" else ("tables", ".csv")
         if not (output_dir / folder / f"{entry['name']}{suffix}").exists():

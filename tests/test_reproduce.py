@@ -47,6 +47,14 @@ def test_failing_cell_names_notebook_and_cell(tmp_path, monkeypatch, capsys):
         reproduce("smoke", tmp_path, ["02"], out, tmp_path / "cache")
 
 
+@pytest.mark.parametrize("spec", ["ViT-L/14", "nosuch:thing", "clip:"])
+def test_unknown_encoder_is_a_usage_error_before_any_notebook(tmp_path, capsys, spec):
+    out = tmp_path / "run"
+    status = main(["reproduce", "--profile", "smoke", "--encoder", spec, "--output-dir", str(out)])
+    assert status == 2 and f"--encoder {spec!r}" in capsys.readouterr().err
+    assert not (out / "notebooks").exists()
+
+
 def test_encoder_reaches_every_notebook_and_the_index_quietly(tmp_path, monkeypatch, capfd):
     notebooks = tmp_path / "notebooks"
     notebooks.mkdir()

@@ -50,6 +50,16 @@ def select_notebooks(only: list[str] | None) -> list[str]:
     return sorted(selected)
 
 
+def _check_encoder(spec: str) -> None:
+    """A usage error before any notebook runs when ``spec`` names no registered encoder."""
+    from ufd_lib.features.encoders import available_prefixes
+
+    prefix, sep, argument = spec.partition(":")
+    if not sep or not argument or prefix not in available_prefixes():
+        raise ValueError(f"--encoder {spec!r}: expected one of "
+                         + ", ".join(f"{p}:<...>" for p in available_prefixes()))
+
+
 def _ipc_kernel_config(socket_folder: str):
     """nbclient configuration: the kernel's sockets are files in ``socket_folder``."""
     from traitlets.config import Config
@@ -72,6 +82,8 @@ def reproduce(profile_name: str, data_root: Path | None = None, only: list[str] 
     data_root = Path(data_root).resolve() if data_root else default_data_root(profile, output_dir)
     if data_root is None:
         raise ValueError(f"--profile {profile.name} needs --data-root DIR (see data_manifests/ and `ufd data fetch`)")
+    if encoder is not None:
+        _check_encoder(encoder)
     cache_dir = Path(cache_dir or config.cache_dir()).resolve()
     (output_dir / "notebooks").mkdir(parents=True, exist_ok=True)
     if not only:

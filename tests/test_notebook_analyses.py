@@ -48,3 +48,15 @@ def test_probe_training_curve_plots_percent_per_epoch():
     x, y = axes.lines[0].get_data()
     assert list(x) == [0, 1, 2] and list(y) == pytest.approx([50, 75, 90])
     assert axes.get_ylabel() == "validation accuracy (%)" and axes.get_title() == "curve"
+
+
+def test_class_maps_one_panel_per_sample_with_real_and_fake_rows():
+    from ufd_lib.analyses.feature_space import class_maps
+
+    rng = np.random.default_rng(0)
+    samples = {"a": (rng.normal(size=(12, 5)).astype(np.float32), np.array([0, 1] * 6)),
+               "b": (rng.normal(size=(8, 3)).astype(np.float32), np.array([1] * 4 + [0] * 4))}
+    panels = class_maps(samples)
+    assert [title for _, _, title in panels] == ["a (5-d)", "b (3-d)"]
+    assert [coords.shape for coords, _, _ in panels] == [(12, 2), (8, 2)]
+    assert panels[1][1]["class"].tolist() == ["fake"] * 4 + ["real"] * 4

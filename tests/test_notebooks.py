@@ -55,7 +55,7 @@ def test_notebooks_only_call_ufd_lib_and_display(path: Path):
     code = "\n".join("".join(c["source"]) for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code")
     imports = re.findall(r"^(?:from (\S+) import|import (\S+))", code, flags=re.MULTILINE)
     modules = {a or b for a, b in imports}
-    assert {m for m in modules if not m.startswith("ufd_lib")} <= {"IPython.display", "pandas"}, modules
+    assert {m for m in modules if not m.startswith("ufd_lib")} <= {"IPython.display"}, modules
     assert "ufd_lib.report.artifacts" not in modules and "NOTEBOOK" not in code
     assert "plt." not in code
     assert re.findall(r"(?<!run\.)save_(?:table|figure)\(", code) == []

@@ -62,3 +62,17 @@ def umap_map(X: np.ndarray, seed: int = 0) -> np.ndarray:
 
         n_neighbors = int(min(15, max(2, len(X) - 1)))
         return umap.UMAP(n_neighbors=n_neighbors, metric="cosine", random_state=seed).fit_transform(X)
+
+
+def class_maps(samples: dict[str, tuple[np.ndarray, np.ndarray]], seed: int = 0) -> list[tuple[np.ndarray, pd.DataFrame, str]]:
+    """One t-SNE map per named sample of real and fake features (notebook 08: one per backbone).
+
+    samples: name → (features (n, d), labels (n,), 0 real / 1 fake). Returns, in order, panels
+    (coords (n, 2), meta with column ``class`` = "real"/"fake", title "name (d-d)") as
+    :func:`ufd_lib.report.figures.map_panels` takes them with ``hue="class"``.
+    """
+    return [
+        (tsne_map(X, seed), pd.DataFrame({"class": np.where(np.asarray(labels) == 1, "fake", "real")}),
+         f"{name} ({X.shape[1]}-d)")
+        for name, (X, labels) in samples.items()
+    ]

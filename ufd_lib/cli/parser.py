@@ -6,6 +6,7 @@ a ``run(args) -> exit status``) is imported only once its arguments have parsed.
 from __future__ import annotations
 
 import argparse
+import textwrap
 from pathlib import Path
 
 from ufd_lib import config
@@ -50,8 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = _command(
         subparsers, "evaluate", "evaluate", help="score test sets and compute AP and accuracies",
-        description="Score each --test set with nearest neighbour (banks from --train) or the linear probe "
-        "(--probe, or one trained on --train) and write metrics.csv, scores.csv, skipped.csv and run.json.",
+        description=textwrap.fill("Score each --test set with nearest neighbour (banks from --train) or the linear probe "
+        "(--probe, or one trained on --train) and write metrics.csv, scores.csv, skipped.csv and run.json."),
         epilog=LAYOUT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_extraction_flags(evaluate)
@@ -71,8 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     train_probe = _command(
         subparsers, "train-probe", "train_probe", help="train the linear probe on cached features",
-        description="Train the paper's linear probe (BCE, AdamW, learning rate divided by 10 after --patience "
-        "epochs without a validation gain) on the features of --train and save the best validation epoch.",
+        description=textwrap.fill("Train the paper's linear probe (BCE, AdamW, learning rate divided by 10 after --patience "
+        "epochs without a validation gain) on the features of --train and save the best validation epoch."),
         epilog=LAYOUT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_extraction_flags(train_probe)

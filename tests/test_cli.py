@@ -371,3 +371,9 @@ def test_train_probe_that_fails_to_write_keeps_the_previous_probe(capsys, common
     assert code == 1 and str(out) in stderr
     assert out.read_bytes() == b"previous probe"
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_predict_on_a_folder_without_images_exits_2_before_loading(capsys, tmp_path):
+    (tmp_path / "empty").mkdir()
+    code, stdout, stderr = ufd(capsys, "predict", tmp_path / "empty")  # default encoder: CLIP weights absent here
+    assert code == 2 and "no images in" in stderr and "empty" in stderr and stdout == ""

@@ -74,6 +74,8 @@ def _classifier(args, probe_path: Path | None, encoder, options):
 
 def run(args) -> int:
     paths = _predict_paths(args.images)
+    if not paths:
+        raise UsageError("no images in " + ", ".join(repr(str(item)) for item in args.images))
     probe_path = _probe_path(args)
     options = extraction_options(args)
     encoder = load_encoder(args.encoder, args.device)

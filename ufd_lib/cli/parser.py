@@ -100,7 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict = _command(
         subparsers, "predict", "predict", help="probability that each image is fake",
         description="Print, for every image, its path, the score and the label (real or fake): tab-separated "
-        "text (control characters and backslashes in paths escaped as \\n, \\t, \\\\, ...) or JSON lines. "
+        "text (control characters and backslashes in paths escaped as \\n, \\t, \\\\, ...) or JSON lines "
+        "(keys path, probability_fake or, with --bank, cosine_margin, and label). "
         "By default the released UnivFD probe scores CLIP ViT-L/14 features, so only the CLIP weights are needed.",
     )
     add_extraction_flags(predict)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -247,3 +248,167 @@ def test_python_dash_m_ufd_lib(data, tmp_path):
     assert list(metrics.columns) == METRIC_COLUMNS and metrics["test_set"].tolist() == ["ldm", "mean"]
     assert json.loads((out / "run.json").read_text())["images_encoded"] == N_TRAIN + N_LDM
     assert any((tmp_path / "env-cache").iterdir()), "UFD_CACHE_DIR was not used"
+
+
+def test_predict_defaults_to_the_released_probe(capsys, common, data, tiny_encoder, tmp_path):
+    from ufd_lib.classifiers.released import RELEASED_PROBE
+
+    one = data["root"] / "train" / "0_real" / "000.png"
+    code, stdout, stderr = ufd(capsys, "predict", *common, one)
+    assert code == 0, stderr
+    state = torch.load(RELEASED_PROBE, map_location="cpu", weights_only=True)
+    cache = open_cache(tiny_encoder, Perturbation(), tmp_path / "cache")
+    features, _, _ = extract_features(tiny_encoder, [one], cache, progress=False)
+    expected = sigmoid(features[0].astype(np.float64) @ state["weight"][0].double().numpy() + state["bias"].item())
+    path, probability, label = stdout.strip().split("\t")
+    assert path == str(one) and float(probability) == pytest.approx(expected, abs=2e-6)
+    assert label == ("fake" if expected > 0.5 else "real")
+
+
+def test_predict_with_a_bank_is_nearest_neighbour_on_cached_features(capsys, common, data, tiny_encoder, tmp_path):
+    from ufd_lib.classifiers.nearest_neighbour import NearestNeighbourClassifier
+    from ufd_lib.features.feature_sets import featurize
+    from ufd_lib.data.image_sets import parse_set_spec
+    from ufd_lib.features.feature_sets import ExtractionOptions
+
+    folder = data["root"] / "ldm"
+    code, stdout, stderr = ufd(capsys, "predict", *common, "--bank", data["train"], "--json", folder)
+    assert code == 0, stderr
+    lines = [json.loads(line) for line in stdout.splitlines()]
+    bank = featurize(tiny_encoder, parse_set_spec(data["train"]), ExtractionOptions(cache_root=tmp_path / "cache", progress=False))
+    cache = open_cache(tiny_encoder, Perturbation(), tmp_path / "cache")
+    features, _, _ = extract_features(tiny_encoder, [line["path"] for line in lines], cache, progress=False)
+    expected = NearestNeighbourClassifier(k=1).fit(bank.features, bank.labels).decision_function(features)
+    assert len(lines) == N_LDM // 2
+    for line, margin in zip(lines, expected):
+        assert line["cosine_margin"] == pytest.approx(margin, abs=1e-5)
+        assert line["label"] == ("fake" if margin > 0 else "real")
+
+    code, _, stderr = ufd(capsys, "predict", *common, "--bank", data["train"], "--probe", "released", folder)
+    assert code == 2 and "--bank" in stderr and "--probe" in stderr
+
+
+def test_predict_text_output_escapes_newlines_in_paths(capsys, common, tmp_path):
+    from conftest import write_image
+
+    odd = write_image(tmp_path / "two\nlines\tand\\slash.png", seed=3)
+    code, stdout, stderr = ufd(capsys, "predict", *common, odd)
+    assert code == 0, stderr
+    [line] = stdout.splitlines()
+    path, probability, label = line.split("\t")
+    assert path == str(tmp_path) + "/two\\nlines\\tand\\\\slash.png"
+    assert path.encode().decode("unicode_escape") == str(odd)
+
+
+def test_predict_released_probe_on_a_narrower_encoder_exits_2(capsys, data, tmp_path):
+    one = data["root"] / "train" / "0_real" / "000.png"
+    code, stdout, stderr = ufd(capsys, "predict", "--encoder", "random-torchvision:resnet18", "--device", "cpu",
+                               "--quiet", "--cache-dir", tmp_path / "cache", one)
+    assert code == 2 and "released probe" in stderr and "768-d" in stderr and stdout == ""
+
+
+def test_train_probe_flags_reach_the_probe_and_the_save_is_atomic(capsys, common, data, tmp_path, monkeypatch):
+    from ufd_lib.cli import train_probe
+
+    seen = {}
+    original = train_probe.LinearProbe.__init__
+
+    def spy(self, **kwargs):
+        seen.update(kwargs)
+        original(self, **kwargs)
+
+    monkeypatch.setattr(train_probe.LinearProbe, "__init__", spy)
+    out = tmp_path / "probe.pth"
+    code, stdout, stderr = ufd(capsys, "train-probe", *common, "--train", data["train"], "--lr", "0.002",
+                               "--epochs", "3", "--patience", "2", "--seed", "7", "--out", out)
+    assert code == 0, stderr
+    assert {k: seen[k] for k in ("lr", "max_epochs", "patience", "seed")} == {"lr": 0.002, "max_epochs": 3,
+                                                                             "patience": 2, "seed": 7}
+    epochs, accuracy = re.search(r"for (\d+) epochs; best validation accuracy ([\d.]+)% \(epoch", stdout).groups()
+    assert 1 <= int(epochs) <= 3 and 0 <= float(accuracy) <= 100
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".probe.pth")] == [], "temporary left behind"
+    assert LinearProbe.load(out).n_features_in_ == 768
+
+
+@pytest.mark.parametrize("flag, value", [("--lr", "0"), ("--lr", "nan"), ("--epochs", "0"), ("--patience", "-1")])
+def test_train_probe_bad_hyperparameters_exit_2(capsys, common, data, tmp_path, flag, value):
+    code, _, stderr = ufd(capsys, "train-probe", *common, "--train", data["train"], flag, value,
+                          "--out", tmp_path / "p.pth")
+    assert code == 2 and flag in stderr and not (tmp_path / "p.pth").exists()
+
+
+@pytest.mark.parametrize("history, chance, problem", [
+    ([{"epoch": 0, "val_acc": 0.5}, {"epoch": 1, "val_acc": 0.51}], 0.5, "at chance (50.0%)"),
+    ([{"epoch": 0, "val_acc": 0.75}, {"epoch": 1, "val_acc": 0.75}], 0.75, "at chance (75.0%)"),
+    ([{"epoch": 0, "val_acc": 0.9}, {"epoch": 1, "val_acc": 0.8}], 0.5, "came from epoch 0"),
+    ([{"epoch": 0, "val_acc": 0.6}, {"epoch": 1, "val_acc": 0.9}], 0.5, None),
+])
+def test_train_probe_warns_when_the_probe_learned_nothing(history, chance, problem):
+    from ufd_lib.cli.train_probe import training_warning
+
+    warning = training_warning(history, chance, lr=1e-4, epochs=100)
+    if problem is None:
+        assert warning is None
+    else:
+        assert problem in warning and "--lr 1e-3" in warning and "--epochs 200" in warning
+
+
+def test_train_probe_on_indistinguishable_images_warns(capsys, common, tmp_path):
+    """Real and fake folders holding the same pixels: nothing to learn, and the command says so."""
+    import shutil
+
+    from conftest import make_image_set
+
+    root = make_image_set(tmp_path / "same", 6, 0)
+    shutil.copytree(root / "0_real", root / "1_fake")
+    code, stdout, stderr = ufd(capsys, "train-probe", *common, "--train", f"same={root}", "--epochs", "3",
+                               "--out", tmp_path / "p.pth")
+    assert code == 0 and "warning:" in stderr and "at chance" in stderr
+    assert (tmp_path / "p.pth").exists()
+
+
+def _actions(parser):
+    import argparse
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from ((f"{name} {n}", a) for n, a in _actions(sub))
+        elif not isinstance(action, argparse._HelpAction):
+            yield (action.option_strings or [action.dest])[0], action
+
+
+def test_every_flag_and_positional_explains_itself():
+    from ufd_lib.cli.parser import build_parser
+
+    undocumented = [name for name, action in _actions(build_parser())
+                    if not action.help and not name.endswith("--batch-size")]  # --batch-size: cli/args.py
+    assert undocumented == []
+
+
+def test_evaluate_help_shows_the_folder_layouts(capsys):
+    code, stdout, _ = ufd(capsys, "evaluate", "--help")
+    assert code == 0
+    for text in ("ROOT/0_real/*.png", "ROOT/airplane/1_fake/*.png", "NAME=REAL:FAKE", "share their reals"):
+        assert text in stdout
+
+
+def test_train_probe_that_fails_to_write_keeps_the_previous_probe(capsys, common, data, tmp_path, monkeypatch):
+    out = tmp_path / "probe.pth"
+    out.write_bytes(b"previous probe")
+
+    def full_disk(self, handle):
+        handle.write(b"half a probe")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(LinearProbe, "save", full_disk)
+    code, _, stderr = ufd(capsys, "train-probe", *common, "--train", data["train"], "--epochs", "1", "--out", out)
+    assert code == 1 and str(out) in stderr
+    assert out.read_bytes() == b"previous probe"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_predict_on_a_folder_without_images_exits_2_before_loading(capsys, tmp_path):
+    (tmp_path / "empty").mkdir()
+    code, stdout, stderr = ufd(capsys, "predict", tmp_path / "empty")  # default encoder: CLIP weights absent here
+    assert code == 2 and "no images in" in stderr and "empty" in stderr and stdout == ""

@@ -1,5 +1,6 @@
 """Notebook hygiene: committed clean, parameterised the same way, runnable by papermill."""
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -34,3 +35,27 @@ def test_title_then_parameters_cell(path: Path):
     exec("".join(parameters["source"]), namespace)
     assert PARAMETERS <= set(namespace), f"{path.name}: parameters cell lacks {PARAMETERS - set(namespace)}"
     assert namespace["profile"] == "smoke"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_opens_its_run_under_its_own_name_with_the_encoder_parameter(path: Path):
+    cells = json.loads(path.read_text())["cells"]
+    namespace: dict = {}
+    exec("".join(cells[1]["source"]), namespace)
+    assert namespace["encoder"] is None, "encoder parameter: None means the profile's"
+    opening = "".join(cells[2]["source"])
+    assert "from ufd_lib import open_run" in opening
+    assert f'notebook="{path.stem}"' in opening and "encoder=encoder" in opening
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebooks_only_call_ufd_lib_and_display(path: Path):
+    """Tables, figures and notices go through the run (one name, no run.output_dir plumbing);
+    pictures come from ufd_lib.report.figures, not from matplotlib calls in a cell."""
+    code = "\n".join("".join(c["source"]) for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code")
+    imports = re.findall(r"^(?:from (\S+) import|import (\S+))", code, flags=re.MULTILINE)
+    modules = {a or b for a, b in imports}
+    assert {m for m in modules if not m.startswith("ufd_lib")} <= {"IPython.display"}, modules
+    assert "ufd_lib.report.artifacts" not in modules and "NOTEBOOK" not in code
+    assert "plt." not in code
+    assert re.findall(r"(?<!run\.)save_(?:table|figure)\(", code) == []

@@ -22,7 +22,8 @@ def test_select_by_number_and_name():
 def _notebook(path: Path, sources: list[str]) -> None:
     notebook = nbformat.v4.new_notebook()
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    parameters = nbformat.v4.new_code_cell('profile = "smoke"\ndata_root = None\noutput_dir = "x"\ncache_dir = None')
+    parameters = nbformat.v4.new_code_cell(
+        'profile = "smoke"\ndata_root = None\noutput_dir = "x"\ncache_dir = None\nencoder = None')
     parameters.metadata["tags"] = ["parameters"]
     notebook.cells = [nbformat.v4.new_markdown_cell("# t"), parameters] + [nbformat.v4.new_code_cell(s) for s in sources]
     nbformat.write(notebook, path)
@@ -45,6 +46,29 @@ def test_failing_cell_names_notebook_and_cell(tmp_path, monkeypatch, capsys):
     assert not (out / "never").exists()
     with pytest.raises(ReproduceError):
         reproduce("smoke", tmp_path, ["02"], out, tmp_path / "cache")
+
+
+@pytest.mark.parametrize("spec", ["ViT-L/14", "nosuch:thing", "clip:"])
+def test_unknown_encoder_is_a_usage_error_before_any_notebook(tmp_path, capsys, spec):
+    out = tmp_path / "run"
+    status = main(["reproduce", "--profile", "smoke", "--encoder", spec, "--output-dir", str(out)])
+    assert status == 2 and f"--encoder {spec!r}" in capsys.readouterr().err
+    assert not (out / "notebooks").exists()
+
+
+def test_encoder_reaches_every_notebook_and_the_index_quietly(tmp_path, monkeypatch, capfd):
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    for name in ("01_a", "02_b"):
+        _notebook(notebooks / f"{name}.ipynb",
+                  [f"from pathlib import Path\nPath(output_dir, '{name}').write_text(str(encoder))"])
+    monkeypatch.setattr(reproduce_module, "NOTEBOOK_DIR", notebooks)
+    out = tmp_path / "run"
+    assert main(["reproduce", "--profile", "smoke", "--encoder", "clip:/weights/ViT-L-14.pt", "--data-root",
+                 str(tmp_path), "--output-dir", str(out), "--cache-dir", str(tmp_path / "cache")]) == 0
+    assert (out / "01_a").read_text() == (out / "02_b").read_text() == "clip:/weights/ViT-L-14.pt"
+    assert "clip:/weights/ViT-L-14.pt" in (out / "index.html").read_text()
+    assert "without encryption" not in capfd.readouterr().err
 
 
 EXPECTED_TABLES = ["data_inventory", "feature_counts", "table2_average_precision", "table3_accuracy",
@@ -71,9 +95,21 @@ def test_smoke_reproduction_end_to_end(tmp_path):
     notebooks = {entry["notebook"] for entry in recorded}
     assert notebooks == {path.stem for path in (out / "notebooks").glob("*.ipynb")}, "a notebook saved nothing"
     for entry in recorded:
+        if entry["kind"] == "notice":
+            continue
         folder, suffixes = ("figures", (".png", ".pdf")) if entry["kind"] == "figure" else ("tables", (".csv", ".md"))
         for suffix in suffixes:
             assert (out / folder / f"{entry['name']}{suffix}").stat().st_size > 0, entry
+    notices = {(e["notebook"], e["text"]) for e in recorded if e["kind"] == "notice"}
+    assert any(n == "02_features" and t.startswith("encoder random-clip:small, no weights file") for n, t in notices)
+    assert any(n == "05_trained_detector" and t.startswith("trained detector") for n, t in notices)
+    assert any(n == "08_backbones" for n, _ in notices)
+    for executed in (out / "notebooks").glob("*.ipynb"):
+        shown = [o for c in json.loads(executed.read_text())["cells"] for o in c.get("outputs", [])]
+        texts = ["".join(o.get("text", "")) + "".join(o.get("data", {}).get("text/plain", "")) for o in shown]
+        assert not [t for t in texts if "PosixPath(" in t], f"{executed.name}: a cell shows a path object"
+        assert not [o for o in shown if o.get("name") == "stderr" and "Warning" in "".join(o.get("text", ""))], \
+            f"{executed.name}: a cell shows a warning"
     index = (out / "index.html").read_text()
     assert all(f"figures/{name}.png" in index for name in EXPECTED_FIGURES)
     ap = pd.read_csv(out / "tables" / "table2_average_precision.csv", index_col=0)

@@ -17,6 +17,11 @@ The names below are the surface a notebook or a script needs; they load on first
 ``import ufd_lib`` stays instant::
 
     from ufd_lib import load_encoder, featurize, LinearProbe, evaluate_sets
+
+A notebook starts with ``run = open_run(..., notebook="03_main_results")`` and writes what it
+shows through ``run.save_table``, ``run.save_figure`` and ``run.note``; the analyses it runs
+come from their modules, ``ufd_lib.analyses.<question>``, and its pictures from
+``ufd_lib.report.figures``.
 """
 from __future__ import annotations
 
@@ -39,8 +44,23 @@ _PUBLIC = {
     "fake_scores": "ufd_lib.evaluation.scoring",
     "average_precision": "ufd_lib.evaluation.metrics",
     "test_set_metrics": "ufd_lib.evaluation.metrics",
+    "feature_counts": "ufd_lib.features.feature_sets",
+    "featurize_views": "ufd_lib.features.augmentation",
+    "ExtractionReport": "ufd_lib.features.extract",
+    "open_cache": "ufd_lib.features.extract",
+    "find_test_set": "ufd_lib.data.benchmark",
+    "RELEASED_PROBE": "ufd_lib.classifiers.released",
+    "load_or_train_detector": "ufd_lib.classifiers.trained_detector",
+    "save_table": "ufd_lib.report.artifacts",
+    "save_figure": "ufd_lib.report.artifacts",
+    "save_notice": "ufd_lib.report.artifacts",
     "open_run": "ufd_lib.runs.context",
+    "RunContext": "ufd_lib.runs.context",
+    "data_inventory": "ufd_lib.runs.context",
+    "example_images": "ufd_lib.runs.context",
+    "family_table": "ufd_lib.runs.context",
     "get_profile": "ufd_lib.runs.profiles",
+    "reproduce": "ufd_lib.runs.reproduce",
 }
 
 __all__ = sorted(_PUBLIC)

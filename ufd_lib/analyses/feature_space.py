@@ -6,6 +6,8 @@ regenerated exactly and t-SNE stays tractable on a 720k bank.
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 from sklearn.manifold import TSNE
@@ -47,8 +49,30 @@ def tsne_map(X: np.ndarray, seed: int = 0) -> np.ndarray:
 
 
 def umap_map(X: np.ndarray, seed: int = 0) -> np.ndarray:
-    """UMAP with cosine metric → (n, 2)."""
-    import umap
+    """UMAP with cosine metric → (n, 2).
 
-    n_neighbors = int(min(15, max(2, len(X) - 1)))
-    return umap.UMAP(n_neighbors=n_neighbors, metric="cosine", random_state=seed).fit_transform(X)
+    A fixed ``random_state`` makes the map reproducible and, as UMAP warns each time, single-
+    threaded; its import warns that the optional TensorFlow (ParametricUMAP, unused here) is
+    missing. Neither is something the reader can act on, so both are silenced here, and only them.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Tensorflow not installed", category=ImportWarning)
+        warnings.filterwarnings("ignore", message="n_jobs value .* overridden", category=UserWarning)
+        import umap
+
+        n_neighbors = int(min(15, max(2, len(X) - 1)))
+        return umap.UMAP(n_neighbors=n_neighbors, metric="cosine", random_state=seed).fit_transform(X)
+
+
+def class_maps(samples: dict[str, tuple[np.ndarray, np.ndarray]], seed: int = 0) -> list[tuple[np.ndarray, pd.DataFrame, str]]:
+    """One t-SNE map per named sample of real and fake features (notebook 08: one per backbone).
+
+    samples: name → (features (n, d), labels (n,), 0 real / 1 fake). Returns, in order, panels
+    (coords (n, 2), meta with column ``class`` = "real"/"fake", title "name (d-d)") as
+    :func:`ufd_lib.report.figures.map_panels` takes them with ``hue="class"``.
+    """
+    return [
+        (tsne_map(X, seed), pd.DataFrame({"class": np.where(np.asarray(labels) == 1, "fake", "real")}),
+         f"{name} ({X.shape[1]}-d)")
+        for name, (X, labels) in samples.items()
+    ]

@@ -6,6 +6,7 @@ a ``run(args) -> exit status``) is imported only once its arguments have parsed.
 from __future__ import annotations
 
 import argparse
+import textwrap
 from pathlib import Path
 
 from ufd_lib import config
@@ -13,6 +14,29 @@ from ufd_lib.cli.args import (
     Parser, add_extraction_flags, argument_type, non_negative_int, positive_int, set_spec,
 )
 from ufd_lib.data.image_sets import existing_directory, existing_file, output_directory, output_file
+
+
+def _learning_rate(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number > 0")
+    return value
+
+
+LAYOUT_EPILOG = """\
+folder layouts (as the official validate.py reads them):
+  a set NAME=ROOT holds real images in folders named 0_real and fakes in 1_fake:
+    ROOT/0_real/*.png             ROOT/1_fake/*.png
+  with an optional category level in between (ProGAN's 20 classes):
+    ROOT/airplane/0_real/*.png    ROOT/airplane/1_fake/*.png    ROOT/bird/0_real/...
+  diffusion sets share their reals: NAME=REAL:FAKE takes the 0_real folders under REAL
+  and the 1_fake folders under FAKE, e.g.
+    ldm_200=diffusion_datasets/laion:diffusion_datasets/ldm_200
+"""
 
 
 def _command(subparsers, name: str, module: str, **kwargs) -> argparse.ArgumentParser:
@@ -25,33 +49,74 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="ufd", description="UnivFD replication: fake image detection in frozen CLIP feature space.")
     subparsers = parser.add_subparsers(dest="command", required=True)
 
-    evaluate = _command(subparsers, "evaluate", "evaluate", help="score test sets and compute AP and accuracies")
+    evaluate = _command(
+        subparsers, "evaluate", "evaluate", help="score test sets and compute AP and accuracies",
+        description=textwrap.fill("Score each --test set with nearest neighbour (banks from --train) or the linear probe "
+        "(--probe, or one trained on --train) and write metrics.csv, scores.csv, skipped.csv and run.json."),
+        epilog=LAYOUT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_extraction_flags(evaluate)
-    evaluate.add_argument("--classifier", choices=("knn", "linear"), required=True)
-    evaluate.add_argument("--train", type=set_spec, default=None, metavar="NAME=REAL[:FAKE]")
+    evaluate.add_argument("--classifier", choices=("knn", "linear"), required=True,
+                          help="knn: nearest neighbour to the real and fake banks of --train (cosine); "
+                          "linear: the linear probe")
+    evaluate.add_argument("--train", type=set_spec, default=None, metavar="NAME=REAL[:FAKE]",
+                          help="training images: the feature banks (knn) or the probe's training set (linear "
+                          "without --probe)")
     evaluate.add_argument("--k", type=positive_int, default=1, help="nearest neighbours averaged per bank (knn)")
-    evaluate.add_argument("--probe", type=argument_type(existing_file), default=None,
-                          help="linear probe in the official format (linear)")
-    evaluate.add_argument("--test", type=set_spec, action="append", required=True, metavar="NAME=REAL[:FAKE]")
+    evaluate.add_argument("--probe", type=argument_type(existing_file), default=None, metavar="PATH",
+                          help="a trained linear probe (.pth, the official {weight, bias} format, e.g. the "
+                          "released fc_weights.pth or `ufd train-probe --out`) (linear)")
+    evaluate.add_argument("--test", type=set_spec, action="append", required=True, metavar="NAME=REAL[:FAKE]",
+                          help="a test set (repeatable): one row of the results per set, then their mean")
     evaluate.add_argument("--out", type=argument_type(output_directory), required=True, help="output directory")
 
-    train_probe = _command(subparsers, "train-probe", "train_probe", help="train the linear probe on cached features")
+    train_probe = _command(
+        subparsers, "train-probe", "train_probe", help="train the linear probe on cached features",
+        description=textwrap.fill("Train the paper's linear probe (BCE, AdamW, learning rate divided by 10 after --patience "
+        "epochs without a validation gain) on the features of --train and save the best validation epoch."),
+        epilog=LAYOUT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_extraction_flags(train_probe)
-    train_probe.add_argument("--train", type=set_spec, required=True, metavar="NAME=REAL[:FAKE]")
+    train_probe.add_argument("--train", type=set_spec, required=True, metavar="NAME=REAL[:FAKE]",
+                             help="training images (the paper: ProGAN, 20 categories)")
     train_probe.add_argument("--val", type=set_spec, default=None, metavar="NAME=REAL[:FAKE]",
                              help="validation set for early stopping (default: 10%% of --train, stratified)")
     train_probe.add_argument("--augmented-views", type=non_negative_int, default=0, metavar="N",
                              help="train on N cached augmented views per image (the released blur, JPEG, crop "
                                   "and flip), one sampled per image each epoch; 0 (default): the unaugmented "
                                   "centre crop, encoding each image once")
+    train_probe.add_argument("--lr", type=_learning_rate, default=config.PROBE_LR,
+                             help=f"initial learning rate (default {config.PROBE_LR:g}, the paper's)")
+    train_probe.add_argument("--epochs", type=positive_int, default=config.PROBE_MAX_EPOCHS,
+                             help=f"at most this many epochs (default {config.PROBE_MAX_EPOCHS})")
+    train_probe.add_argument("--patience", type=positive_int, default=config.PROBE_PATIENCE,
+                             help="epochs without a validation gain before the learning rate is divided by 10 "
+                             f"(default {config.PROBE_PATIENCE})")
+    train_probe.add_argument("--seed", type=int, default=0,
+                             help="seed of the weight initialisation, batch order and validation split (default 0)")
     train_probe.add_argument("--out", type=argument_type(output_file), required=True,
                              help="where to save the probe (.pth)")
 
-    predict = _command(subparsers, "predict", "predict", help="probability that each image is fake")
+    predict = _command(
+        subparsers, "predict", "predict", help="probability that each image is fake",
+        description="Print, for every image, its path, the score and the label (real or fake): tab-separated "
+        "text (control characters and backslashes in paths escaped as \\n, \\t, \\\\, ...) or JSON lines "
+        "(keys path, probability_fake or, with --bank, cosine_margin, and label). "
+        "By default the released UnivFD probe scores CLIP ViT-L/14 features, so only the CLIP weights are needed.",
+    )
     add_extraction_flags(predict)
-    predict.add_argument("--probe", type=argument_type(existing_file), required=True)
+    predict.add_argument("--probe", default=None, metavar="PATH",
+                         help="the linear probe: 'released' (default, the authors' fc_weights.pth shipped with "
+                         "ufd, for clip:ViT-L/14) or a .pth file from `ufd train-probe`; the score is the "
+                         "probability of fake, label fake above 0.5")
+    predict.add_argument("--bank", type=set_spec, action="append", default=None, metavar="NAME=REAL[:FAKE]",
+                         help="use nearest neighbour instead of the probe, with these images as the real and fake "
+                         "banks (repeatable; encoded once, then read from the feature cache); the score is the "
+                         "cosine margin, label fake above 0")
+    predict.add_argument("--k", type=positive_int, default=1, help="nearest neighbours averaged per bank (--bank)")
     predict.add_argument("--json", action="store_true", help="JSON lines instead of tab-separated text")
-    predict.add_argument("images", type=Path, nargs="+", metavar="IMAGE_OR_DIR")
+    predict.add_argument("images", type=Path, nargs="+", metavar="IMAGE_OR_DIR",
+                         help="image files, or folders searched recursively for images")
 
     extract = _command(
         subparsers, "extract", "extract",
@@ -69,13 +134,19 @@ def build_parser() -> argparse.ArgumentParser:
                          help="directory for run.json (optional)")
 
     reproduce = _command(subparsers, "reproduce", "reproduce", help="run the numbered notebooks with papermill")
-    reproduce.add_argument("--profile", choices=("smoke", "paper"), required=True)
+    reproduce.add_argument("--profile", choices=("smoke", "paper"), required=True,
+                           help="smoke: synthetic data, random-weight encoder, minutes on a CPU; paper: the "
+                           "paper's datasets under --data-root with CLIP ViT-L/14")
     reproduce.add_argument("--data-root", type=argument_type(existing_directory), default=None,
                            help="datasets root (paper profile)")
+    reproduce.add_argument("--encoder", default=None, metavar="SPEC",
+                           help="encoder for every notebook instead of the profile's (clip:ViT-L/14 for paper), e.g. "
+                           "clip:/path/to/ViT-L-14.pt; recorded on the index page")
     reproduce.add_argument("--only", nargs="+", default=None, metavar="NAME", help="notebooks by name or number, e.g. 03")
     reproduce.add_argument("--output-dir", type=argument_type(output_directory), default=None,
                            help="default runs/<profile>")
-    reproduce.add_argument("--cache-dir", type=argument_type(output_directory), default=None)
+    reproduce.add_argument("--cache-dir", type=argument_type(output_directory), default=None,
+                           help="feature cache (default $UFD_CACHE_DIR or ~/.cache/ufd/features)")
 
     _add_data_commands(subparsers)
 
@@ -91,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
                            help="rounds of two concurrent extractions (default 3)")
     selfcheck.add_argument("--fuzz", type=positive_int, default=300,
                            help="mutated images, and malformed command lines, tried (default 300 each)")
-    selfcheck.add_argument("--seed", type=int, default=0)
+    selfcheck.add_argument("--seed", type=int, default=0, help="seed of the trials and mutations (default 0)")
     selfcheck.add_argument("--out", type=argument_type(output_file), default=None,
                            help="also write the report (Markdown) to this file")
     return parser

@@ -6,6 +6,6 @@ from ufd_lib.runs.reproduce import reproduce
 
 def run(args) -> int:
     index = reproduce(args.profile, args.data_root, args.only, args.output_dir, args.cache_dir,
-                      log=lambda message: print(message, flush=True))
+                      log=lambda message: print(message, flush=True), encoder=args.encoder)
     print(f"index page: {index}")
     return 0

@@ -20,7 +20,7 @@ from ufd_lib.report.artifact_log import ARTIFACTS, append_entry, read_artifacts
 from ufd_lib.report.index_page import refresh_index
 from ufd_lib.report.table_format import display_table, tidy_numbers
 
-__all__ = ["ARTIFACTS", "read_artifacts", "save_figure", "save_table"]
+__all__ = ["ARTIFACTS", "read_artifacts", "save_figure", "save_notice", "save_table"]
 
 
 def _record(output_dir: Path, entry: dict) -> None:
@@ -61,3 +61,9 @@ def save_figure(figure: plt.Figure, output_dir: Path | str, name: str, caption: 
         atomic_write_bytes(target, buffer.getvalue())
     _record(output_dir, {"kind": "figure", "name": name, "caption": caption, "notebook": notebook})
     return path
+
+
+def save_notice(output_dir: Path | str, notebook: str, text: str) -> None:
+    """Record a notice for the index page: which weights a notebook used, and what it replaced
+    or skipped and why (kept once per notebook and text when a rerun records it again)."""
+    _record(Path(output_dir), {"kind": "notice", "notebook": notebook, "text": text})

@@ -224,3 +224,17 @@ def spectra_grid(spectra: list[Spectrum], title: str, columns: int = 5) -> plt.F
         bar.set_label("mean log |FFT| of the high-pass residual")
     figure.suptitle(title)
     return figure
+
+
+def probe_training_curve(history: pd.DataFrame, title: str) -> plt.Figure:
+    """Validation accuracy per epoch of a linear probe; history: columns ``epoch`` and
+    ``val_acc`` (a fraction), as ``LinearProbe.history_``. Plotted in percent, chance dashed."""
+    figure, axes = plt.subplots(figsize=(6, 3.5))
+    axes.plot(history["epoch"], history["val_acc"] * 100, marker="o", label="validation accuracy")
+    axes.axhline(50, color="grey", lw=0.8, ls="--", label="chance (balanced)")
+    axes.set_xlabel("epoch")
+    axes.set_ylabel("validation accuracy (%)")
+    axes.set_title(title)
+    axes.legend()
+    figure.tight_layout()
+    return figure

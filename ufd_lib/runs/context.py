@@ -1,42 +1,123 @@
-"""What a notebook needs to start: its profile, image sets, output folder and cache, from the
-four papermill parameters (profile, data_root, output_dir, cache_dir)."""
+"""What a notebook needs to start: its profile, image sets, encoder, output folder and cache,
+from the papermill parameters (profile, data_root, output_dir, cache_dir, encoder), and one
+place to write what it shows (``run.save_table``, ``run.save_figure``, ``run.note``) under its
+own name."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import pandas as pd
 
-from ufd_lib import config
+from ufd_lib.classifiers.released import RELEASED_PROBE
 from ufd_lib.data.benchmark import Benchmark
 from ufd_lib.data.discovery import collect_images
 from ufd_lib.features.encoders import Encoder, load_encoder
 from ufd_lib.features.feature_sets import ExtractionOptions
+from ufd_lib.hashing import file_sha256
+from ufd_lib.report import artifacts
 from ufd_lib.runs.profiles import Profile, default_data_root, get_profile, load_benchmark
 
 
 @dataclass
 class RunContext:
+    """One notebook's run. notebook: its name (``03_main_results``), which labels every table,
+    figure and notice it records; encoder_spec: the encoder registry string it uses (the
+    profile's unless ``ufd reproduce --encoder`` chose another)."""
+
     profile: Profile
     benchmark: Benchmark
     output_dir: Path
     options: ExtractionOptions
+    notebook: str
+    encoder_spec: str
     _encoder: Encoder | None = field(default=None, repr=False)
 
     @property
     def encoder(self) -> Encoder:
-        """The profile's encoder, loaded on first use."""
+        """The run's encoder, loaded on first use; the weights it loaded are noted for the index page."""
         if self._encoder is None:
-            self._encoder = load_encoder(self.profile.encoder)
+            self._encoder = load_encoder(self.encoder_spec)
+            self.note(weights_notice(self._encoder))
         return self._encoder
 
+    def save_table(self, table: pd.DataFrame, name: str, caption: str, index: bool = True) -> None:
+        """``tables/<name>.csv`` and ``.md`` in the run folder, listed on the index page under this notebook."""
+        artifacts.save_table(table, self.output_dir, name, caption, self.notebook, index=index)
 
-def open_run(profile: str, data_root: str | None, output_dir: str, cache_dir: str | None) -> RunContext:
+    def save_figure(self, figure: plt.Figure, name: str, caption: str) -> None:
+        """``figures/<name>.png`` and ``.pdf`` in the run folder, listed on the index page under this notebook."""
+        artifacts.save_figure(figure, self.output_dir, name, caption, self.notebook)
+
+    def note(self, text: str) -> None:
+        """Print ``text`` and state it on the index page under this notebook: which weights were
+        used, what was replaced or skipped, and why."""
+        print(text)
+        artifacts.save_notice(self.output_dir, self.notebook, text)
+
+    def released_probe(self) -> Path | None:
+        """The official probe shipped with the package, when the profile compares with it and it
+        fits the encoder's features; noted either way."""
+        if not self.profile.released_probe:
+            self.note(f"released probe not compared: the {self.profile.name} profile does not use it")
+            return None
+        from ufd_lib.classifiers.linear_probe import LinearProbe
+
+        width = LinearProbe.load(RELEASED_PROBE).n_features_in_
+        if width != self.encoder.embed_dim:
+            self.note(f"released probe skipped: it takes {width}-d CLIP ViT-L/14 features, "
+                      f"{self.encoder.name} gives {self.encoder.embed_dim}-d")
+            return None
+        self.note(f"released probe: {RELEASED_PROBE.name} from the authors' UniversalFakeDetect release, "
+                  f"SHA-256 {file_sha256(RELEASED_PROBE)}")
+        return RELEASED_PROBE
+
+
+def open_run(profile: str, data_root: str | None, output_dir: str, cache_dir: str | None, *,
+             notebook: str, encoder: str | None = None) -> RunContext:
+    """The run of ``notebook`` (its file name without ``.ipynb``) for the papermill parameters;
+    ``encoder`` None means the profile's."""
     chosen = get_profile(profile)
     output = Path(output_dir)
     output.mkdir(parents=True, exist_ok=True)
     benchmark = load_benchmark(chosen, data_root or default_data_root(chosen, output))
-    return RunContext(chosen, benchmark, output, extraction_options(chosen, cache_dir))
+    return RunContext(chosen, benchmark, output, extraction_options(chosen, cache_dir), notebook,
+                      encoder or chosen.encoder)
+
+
+def weights_notice(encoder: Encoder) -> str:
+    """Which weights an encoder runs on: its registry string, weights file, SHA-256 and whether
+    they are the official ones (as far as the encoder knows)."""
+    path = getattr(encoder, "checkpoint_path", None)
+    official = getattr(encoder, "checkpoint_official", None)
+    parts = [f"encoder {encoder.name}"]
+    if path:
+        parts.append(f"weights {path}")
+    identity = encoder.checkpoint_sha256
+    parts.append(f"SHA-256 {identity}" if re.fullmatch(r"[0-9a-f]{64}", identity) else f"no weights file ({identity})")
+    if official is not None:
+        parts.append("the official checkpoint" if official else "NOT the official checkpoint")
+    return ", ".join(parts)
+
+
+def family_table(benchmark: Benchmark) -> pd.DataFrame:
+    """One row per test set: its generator family and what that family is."""
+    return pd.DataFrame([
+        {"test set": name, "family": family, "what it is": benchmark.family_descriptions.get(family, "")}
+        for name, family in benchmark.families.items()
+    ])
+
+
+def example_images(benchmark: Benchmark, per_class: int = 3) -> dict[str, tuple[list[Path], list[Path]]]:
+    """The first ``per_class`` real and fake image paths of every test set, by set name."""
+    examples = {}
+    for spec in benchmark.test_sets:
+        images = collect_images(spec)
+        examples[spec.name] = ([i.path for i in images if i.label == 0][:per_class],
+                               [i.path for i in images if i.label == 1][:per_class])
+    return examples
 
 
 def data_inventory(benchmark: Benchmark, sampling: str = "all") -> pd.DataFrame:
@@ -65,7 +146,3 @@ def extraction_options(profile: Profile, cache_dir: Path | str | None, progress:
         batch_size=profile.batch_size, num_workers=profile.num_workers,
         cache_root=Path(cache_dir) if cache_dir else None, progress=progress,
     )
-
-
-def released_probe_path(profile: Profile) -> Path | None:
-    return config.weights_dir() / profile.released_probe if profile.released_probe else None

@@ -3,11 +3,16 @@
 Outputs go to ``<output>/`` (default ``runs/<profile>``): executed notebooks in ``notebooks/``,
 ``tables/``, ``figures/``, and ``index.html`` showing all of them with the settings and
 versions that produced them. The feature cache is shared between runs, so a second run
-encodes nothing.
+encodes nothing. ``encoder`` replaces the profile's encoder (any registry string, e.g.
+``clip:/path/to/ViT-L-14.pt``) in every notebook.
+
+The kernel talks to papermill over local IPC sockets in a private temporary folder rather than
+TCP: nothing leaves the machine, and the kernel has no unencrypted-TCP warning to print.
 """
 from __future__ import annotations
 
 import sys
+import tempfile
 import time
 from importlib import resources
 from pathlib import Path
@@ -45,8 +50,29 @@ def select_notebooks(only: list[str] | None) -> list[str]:
     return sorted(selected)
 
 
+def _check_encoder(spec: str) -> None:
+    """A usage error before any notebook runs when ``spec`` names no registered encoder."""
+    from ufd_lib.features.encoders import available_prefixes
+
+    prefix, sep, argument = spec.partition(":")
+    if not sep or not argument or prefix not in available_prefixes():
+        raise ValueError(f"--encoder {spec!r}: expected one of "
+                         + ", ".join(f"{p}:<...>" for p in available_prefixes()))
+
+
+def _ipc_kernel_config(socket_folder: str):
+    """nbclient configuration: the kernel's sockets are files in ``socket_folder``."""
+    from traitlets.config import Config
+
+    kernel = Config()
+    kernel.KernelManager.transport = "ipc"
+    kernel.KernelManager.ip = str(Path(socket_folder) / "kernel")
+    return kernel
+
+
 def reproduce(profile_name: str, data_root: Path | None = None, only: list[str] | None = None,
-              output_dir: Path | None = None, cache_dir: Path | None = None, log=print) -> Path:
+              output_dir: Path | None = None, cache_dir: Path | None = None, log=print,
+              encoder: str | None = None) -> Path:
     """Execute the selected notebooks for a profile; returns the index page's path."""
     import papermill
 
@@ -56,26 +82,34 @@ def reproduce(profile_name: str, data_root: Path | None = None, only: list[str] 
     data_root = Path(data_root).resolve() if data_root else default_data_root(profile, output_dir)
     if data_root is None:
         raise ValueError(f"--profile {profile.name} needs --data-root DIR (see data_manifests/ and `ufd data fetch`)")
+    if encoder is not None:
+        _check_encoder(encoder)
     cache_dir = Path(cache_dir or config.cache_dir()).resolve()
     (output_dir / "notebooks").mkdir(parents=True, exist_ok=True)
     if not only:
         (output_dir / ARTIFACTS).unlink(missing_ok=True)
     parameters = {"profile": profile.name, "data_root": str(data_root), "output_dir": str(output_dir),
-                  "cache_dir": str(cache_dir)}
-    for name in notebooks:
-        started = time.perf_counter()
-        log(f"[{profile.name}] running {name} ...")
-        try:
-            papermill.execute_notebook(
-                NOTEBOOK_DIR / f"{name}.ipynb", output_dir / "notebooks" / f"{name}.ipynb",
-                parameters=parameters, kernel_name="python3", cwd=str(NOTEBOOK_DIR), progress_bar=False,
-            )
-        except papermill.PapermillExecutionError as error:
-            raise ReproduceError(
-                f"notebook {name} failed in cell {error.exec_count}: {error.ename}: {error.evalue} "
-                f"(executed copy: {output_dir / 'notebooks' / f'{name}.ipynb'})"
-            ) from None
-        log(f"[{profile.name}] {name} done in {time.perf_counter() - started:.0f} s")
-    settings = {"profile": profile.name, "description": profile.description, "encoder": profile.encoder,
-                **parameters, "notebooks": ", ".join(notebooks), "command": " ".join(sys.argv)}
+                  "cache_dir": str(cache_dir), "encoder": encoder or profile.encoder}
+    with tempfile.TemporaryDirectory(prefix="ufd-kernel-") as socket_folder:
+        for name in notebooks:
+            _execute(papermill, name, parameters, output_dir, _ipc_kernel_config(socket_folder), profile.name, log)
+    settings = {"profile": profile.name, "description": profile.description, **parameters,
+                "notebooks": ", ".join(notebooks), "command": " ".join(sys.argv)}
     return write_index(output_dir, f"UnivFD replication — profile {profile.name}", settings, library_versions())
+
+
+def _execute(papermill, name: str, parameters: dict, output_dir: Path, kernel_config, profile: str, log) -> None:
+    started = time.perf_counter()
+    log(f"[{profile}] running {name} ...")
+    try:
+        papermill.execute_notebook(
+            NOTEBOOK_DIR / f"{name}.ipynb", output_dir / "notebooks" / f"{name}.ipynb",
+            parameters=parameters, kernel_name="python3", cwd=str(NOTEBOOK_DIR),
+            progress_bar=False, config=kernel_config,
+        )
+    except papermill.PapermillExecutionError as error:
+        raise ReproduceError(
+            f"notebook {name} failed in cell {error.exec_count}: {error.ename}: {error.evalue} "
+            f"(executed copy: {output_dir / 'notebooks' / f'{name}.ipynb'})"
+        ) from None
+    log(f"[{profile}] {name} done in {time.perf_counter() - started:.0f} s")

@@ -381,8 +381,7 @@ def _actions(parser):
 def test_every_flag_and_positional_explains_itself():
     from ufd_lib.cli.parser import build_parser
 
-    undocumented = [name for name, action in _actions(build_parser())
-                    if not action.help and not name.endswith("--batch-size")]  # --batch-size: cli/args.py
+    undocumented = [name for name, action in _actions(build_parser()) if not action.help]
     assert undocumented == []
 
 

@@ -101,7 +101,7 @@ def test_smoke_reproduction_end_to_end(tmp_path):
         for suffix in suffixes:
             assert (out / folder / f"{entry['name']}{suffix}").stat().st_size > 0, entry
     notices = {(e["notebook"], e["text"]) for e in recorded if e["kind"] == "notice"}
-    assert any(n == "02_features" and t.startswith("encoder random-clip:small, no weights file") for n, t in notices)
+    assert any(n == "02_features" and t.startswith("encoder random-clip:small: RANDOM weights") for n, t in notices)
     assert any(n == "05_trained_detector" and t.startswith("trained detector") for n, t in notices)
     assert any(n == "08_backbones" for n, _ in notices)
     for executed in (out / "notebooks").glob("*.ipynb"):

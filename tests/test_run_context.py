@@ -63,14 +63,14 @@ def test_loading_the_encoder_notes_its_name_and_checkpoint(tmp_path, capsys):
     assert run.encoder is encoder, "loaded once"
     notices = [e["text"] for e in _entries(tmp_path) if e["kind"] == "notice"]
     assert notices == [weights_notice(encoder)]
-    assert notices[0] == f"encoder {TINY_ENCODER}, no weights file ({encoder.checkpoint_sha256})"
+    assert notices[0] == f"encoder {TINY_ENCODER}: RANDOM weights, no weights file (id {encoder.checkpoint_sha256})"
 
 
 def test_weights_notice_names_path_and_officialness_when_the_encoder_knows_them():
     encoder = SimpleNamespace(name="clip:/w/ViT-L-14.pt", checkpoint_sha256="ab" * 32,
                               checkpoint_path="/w/ViT-L-14.pt", checkpoint_official=False)
     assert weights_notice(encoder) == (f"encoder clip:/w/ViT-L-14.pt, weights /w/ViT-L-14.pt, SHA-256 {'ab' * 32}, "
-                                       "NOT the official checkpoint")
+                                       "NOT one of OpenAI's published checkpoints")
 
 
 @pytest.mark.parametrize("profile, embed_dim, expected", [("paper", 768, RELEASED_PROBE), ("paper", 512, None),

@@ -50,7 +50,7 @@ _PUBLIC = {
     "open_cache": "ufd_lib.features.extract",
     "find_test_set": "ufd_lib.data.benchmark",
     "RELEASED_PROBE": "ufd_lib.classifiers.released",
-    "load_or_train_detector": "ufd_lib.classifiers.trained_detector",
+    "detector_or_notice": "ufd_lib.classifiers.trained_detector",
     "save_table": "ufd_lib.report.artifacts",
     "save_figure": "ufd_lib.report.artifacts",
     "save_notice": "ufd_lib.report.artifacts",

@@ -12,7 +12,6 @@ from ufd_lib.classifiers.trained_detector import TrainedDetector
 from ufd_lib.data.image_sets import ImageSetSpec
 from ufd_lib.evaluation.scoring import EvaluationResult, evaluate_sets
 from ufd_lib.features.feature_sets import ExtractionOptions, featurize
-from ufd_lib.hashing import file_sha256
 
 
 def evaluate_detector(detector: TrainedDetector, test_sets: list[ImageSetSpec],
@@ -26,9 +25,3 @@ def real_fake_table(result: EvaluationResult) -> pd.DataFrame:
     at the detector's threshold and ``AP``, all in percent."""
     accuracy = accuracy_table({"detector": result})["detector"]
     return accuracy.assign(AP=metric_table({"detector": result}, "ap")["detector"])
-
-
-def detector_notice(detector: TrainedDetector) -> str:
-    """Which detector weights notebook 05 used (released, reused or trained here), for the index page."""
-    return (f"trained detector ({detector.source}): {detector.description}; weights {detector.path}, "
-            f"SHA-256 {file_sha256(detector.path)}")

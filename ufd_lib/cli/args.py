@@ -124,7 +124,7 @@ def add_extraction_flags(parser: argparse.ArgumentParser) -> None:
                         help="all images (default) or the released code's cap of 1000 per class (100 if fewer), seed 0")
     parser.add_argument("--strict", action="store_true", help="stop at the first undecodable image instead of skipping it")
     parser.add_argument("--device", type=device_argument, default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
-    parser.add_argument("--batch-size", type=positive_int, default=64)
+    parser.add_argument("--batch-size", type=positive_int, default=64, help="images encoded per forward pass (default 64)")
     parser.add_argument("--workers", type=non_negative_int, default=0,
                         help="DataLoader decoding processes (default 0: decode in the main process)")
     parser.add_argument("--max-pixels", type=positive_int, default=config.MAX_IMAGE_PIXELS,

@@ -96,4 +96,5 @@ def _load_detector(argument: str, device: torch.device) -> Encoder:
     network.fc = nn.Identity()
     model = PenultimateFeatures(network).to(device)
     return Encoder(model=model, name=f"detector:{path}", checkpoint_sha256=file_sha256(path), device=device,
-                   embed_dim=dimension, mean=config.IMAGENET_MEAN, std=config.IMAGENET_STD)
+                   embed_dim=dimension, mean=config.IMAGENET_MEAN, std=config.IMAGENET_STD,
+                   checkpoint_path=str(path))

@@ -67,7 +67,8 @@ class Encoder:
     checkpoint_sha256: SHA-256 of the weights file (or a deterministic id for random weights).
     mean, std: per-channel input normalisation the encoder expects.
     checkpoint_official: whether the weights file is one of OpenAI's published CLIP checkpoints
-    (its SHA-256 is one OpenAI publishes).
+    (its SHA-256 is one OpenAI publishes). checkpoint_path: the weights file read (None for
+    random weights).
     """
 
     model: nn.Module
@@ -78,6 +79,7 @@ class Encoder:
     mean: tuple[float, float, float] = config.CLIP_MEAN
     std: tuple[float, float, float] = config.CLIP_STD
     checkpoint_official: bool = False
+    checkpoint_path: str | None = None
 
     @property
     def dtype(self) -> torch.dtype:
@@ -149,10 +151,11 @@ def _finish_clip(model: nn.Module, device: torch.device) -> nn.Module:
     return model
 
 
-def _clip_encoder(model: nn.Module, name: str, sha256: str, device: torch.device, official: bool = False) -> Encoder:
+def _clip_encoder(model: nn.Module, name: str, sha256: str, device: torch.device, path: Path | None = None) -> Encoder:
     embed_dim = model.visual.output_dim
     return Encoder(model=model, name=name, checkpoint_sha256=sha256, device=device, embed_dim=embed_dim,
-                   checkpoint_official=official)
+                   checkpoint_official=path is not None and is_official_sha256(sha256),
+                   checkpoint_path=None if path is None else str(path))
 
 
 def official_clip_checkpoints() -> dict[str, tuple[str, str]]:
@@ -227,7 +230,7 @@ def build_clip(state: dict[str, torch.Tensor], path: Path) -> nn.Module:
 def _clip_from_file(path: Path, sha256: str, name: str, device: torch.device) -> Encoder:
     """The one path from a CLIP checkpoint file to an Encoder, official name or local path."""
     model = build_clip(load_clip_state_dict(path, sha256), path)
-    return _clip_encoder(_finish_clip(model, device), name, sha256, device, is_official_sha256(sha256))
+    return _clip_encoder(_finish_clip(model, device), name, sha256, device, path)
 
 
 def _download_blocks(url: str):

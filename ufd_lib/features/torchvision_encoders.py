@@ -145,18 +145,19 @@ def build_network(architecture: str, checkpoint: Path | None, seed: int = RANDOM
     return network
 
 
-def _encoder(network: nn.Module, name: str, identity: str, device: torch.device) -> Encoder:
+def _encoder(network: nn.Module, name: str, identity: str, device: torch.device, path: Path | None = None) -> Encoder:
     dimension = strip_classifier(network)
     model = PenultimateFeatures(network).to(device)
     return Encoder(model=model, name=name, checkpoint_sha256=identity, device=device, embed_dim=dimension,
-                   mean=config.IMAGENET_MEAN, std=config.IMAGENET_STD)
+                   mean=config.IMAGENET_MEAN, std=config.IMAGENET_STD,
+                   checkpoint_path=None if path is None else str(path))
 
 
 @register("torchvision", stand_in=lambda architecture: f"random-torchvision:{architecture}")
 def _load_torchvision(architecture: str, device: torch.device) -> Encoder:
     checkpoint = find_or_fetch_imagenet_checkpoint(architecture)
     network = build_network(architecture, checkpoint)
-    return _encoder(network, f"torchvision:{architecture}", file_sha256(checkpoint), device)
+    return _encoder(network, f"torchvision:{architecture}", file_sha256(checkpoint), device, checkpoint)
 
 
 @register("random-torchvision")

@@ -732,12 +732,17 @@ def check_full_disk_evaluate(main: Callable[[list[str]], int], work: Path) -> Ch
                  f"exit 1 naming the file, older results intact; e.g. {messages[1].split('] ', 1)[-1]}")
 
 
-def check_non_finite_scores(work: Path) -> Check:
-    """NaN scores (a broken probe) and NaN features (which a nearest-neighbour search turns into
-    finite scores) are refused with a MetricError naming the test set."""
-    import torch
+class _NaNScores:
+    """A scikit-learn-style classifier whose scores are NaN (a broken third-party model)."""
 
-    from ufd_lib.classifiers.linear_probe import LinearProbe
+    def decision_function(self, features: np.ndarray) -> np.ndarray:
+        return np.full(len(features), np.nan)
+
+
+def check_non_finite_scores(work: Path) -> Check:
+    """NaN scores (a broken classifier) and NaN features (which a nearest-neighbour search turns
+    into finite scores) are refused with a MetricError naming the test set. (A probe file with NaN
+    weights never gets this far: it is refused at load, see :func:`check_non_finite_weights`.)"""
     from ufd_lib.classifiers.nearest_neighbour import NearestNeighbourClassifier
     from ufd_lib.evaluation.metrics import MetricError
     from ufd_lib.evaluation.scoring import evaluate_sets
@@ -746,10 +751,9 @@ def check_non_finite_scores(work: Path) -> Check:
     rng = np.random.default_rng(0)
     features = rng.normal(size=(6, 8)).astype(np.float32)
     labels = np.array([0, 0, 0, 1, 1, 1])
-    torch.save({"weight": torch.full((1, 8), float("nan")), "bias": torch.zeros(1)}, work / "nan_probe.pth")
     broken = features.copy()
     broken[1, 3] = np.nan
-    cases = [(LinearProbe.load(work / "nan_probe.pth"), features, "6 of 6 scores"),
+    cases = [(_NaNScores(), features, "6 of 6 scores"),
              (NearestNeighbourClassifier(k=1).fit(features, labels), broken, "1 of 6 feature vectors")]
     fine, details = 0, []
     for classifier, test_features, expected in cases:
@@ -760,7 +764,7 @@ def check_non_finite_scores(work: Path) -> Check:
         except MetricError as error:
             fine += str(error).startswith(f"test set ldm_200: {expected}")
             details.append(str(error).split(":")[1].strip())
-    return Check("NaN probe output and NaN features at evaluation", len(cases), fine, None,
+    return Check("NaN scores and NaN features at evaluation", len(cases), fine, None,
                  "refused naming the test set: " + "; ".join(details))
 
 

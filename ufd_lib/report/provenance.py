@@ -50,6 +50,8 @@ def run_record(encoder: Encoder, report: ExtractionReport, settings: dict) -> di
         "command": sys.argv,
         "encoder": encoder.name,
         "checkpoint_sha256": encoder.checkpoint_sha256,
+        "checkpoint_path": encoder.checkpoint_path,
+        "checkpoint_official": encoder.checkpoint_official,
         "device": str(encoder.device),
         "images_encoded": report.images_encoded,
         "images_from_cache": report.images_from_cache,

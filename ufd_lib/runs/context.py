@@ -4,7 +4,6 @@ place to write what it shows (``run.save_table``, ``run.save_figure``, ``run.not
 own name."""
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,7 +12,8 @@ import pandas as pd
 
 from ufd_lib.classifiers.released import RELEASED_PROBE
 from ufd_lib.data.benchmark import Benchmark
-from ufd_lib.data.discovery import collect_images
+from ufd_lib.data.discovery import EmptyImageSetError, LabelledImage, collect_images
+from ufd_lib.data.image_sets import ImageSetSpec
 from ufd_lib.features.encoders import Encoder, load_encoder
 from ufd_lib.features.feature_sets import ExtractionOptions
 from ufd_lib.hashing import file_sha256
@@ -43,9 +43,10 @@ class RunContext:
             self.note(weights_notice(self._encoder))
         return self._encoder
 
-    def save_table(self, table: pd.DataFrame, name: str, caption: str, index: bool = True) -> None:
-        """``tables/<name>.csv`` and ``.md`` in the run folder, listed on the index page under this notebook."""
-        artifacts.save_table(table, self.output_dir, name, caption, self.notebook, index=index)
+    def save_table(self, table: pd.DataFrame, name: str, caption: str, index: bool = True, note: str | None = None) -> None:
+        """``tables/<name>.csv`` and ``.md`` in the run folder, listed on the index page under this
+        notebook; ``note``: what a reader must know about its columns ("about these numbers")."""
+        artifacts.save_table(table, self.output_dir, name, caption, self.notebook, index=index, note=note)
 
     def save_figure(self, figure: plt.Figure, name: str, caption: str) -> None:
         """``figures/<name>.png`` and ``.pdf`` in the run folder, listed on the index page under this notebook."""
@@ -60,7 +61,7 @@ class RunContext:
     def released_probe(self) -> Path | None:
         """The official probe shipped with the package, when the profile compares with it and it
         fits the encoder's features; noted either way."""
-        if not self.profile.released_probe:
+        if not self.profile.use_released_probe:
             self.note(f"released probe not compared: the {self.profile.name} profile does not use it")
             return None
         from ufd_lib.classifiers.linear_probe import LinearProbe
@@ -90,15 +91,13 @@ def open_run(profile: str, data_root: str | None, output_dir: str, cache_dir: st
 def weights_notice(encoder: Encoder) -> str:
     """Which weights an encoder runs on: its registry string, weights file, SHA-256 and whether
     they are the official ones (as far as the encoder knows)."""
-    path = getattr(encoder, "checkpoint_path", None)
-    official = getattr(encoder, "checkpoint_official", None)
     parts = [f"encoder {encoder.name}"]
-    if path:
-        parts.append(f"weights {path}")
-    identity = encoder.checkpoint_sha256
-    parts.append(f"SHA-256 {identity}" if re.fullmatch(r"[0-9a-f]{64}", identity) else f"no weights file ({identity})")
-    if official is not None:
-        parts.append("the official checkpoint" if official else "NOT the official checkpoint")
+    if encoder.checkpoint_path is None:
+        return f"encoder {encoder.name}: RANDOM weights, no weights file (id {encoder.checkpoint_sha256})"
+    parts += [f"weights {encoder.checkpoint_path}", f"SHA-256 {encoder.checkpoint_sha256}"]
+    if encoder.name.startswith("clip:"):
+        parts.append("OpenAI's published checkpoint" if encoder.checkpoint_official
+                     else "NOT one of OpenAI's published checkpoints")
     return ", ".join(parts)
 
 
@@ -120,12 +119,23 @@ def example_images(benchmark: Benchmark, per_class: int = 3) -> dict[str, tuple[
     return examples
 
 
+def _images_or_none(spec: ImageSetSpec, sampling: str) -> list[LabelledImage]:
+    """The set's images; none when its folders are missing or hold no image (the inventory's
+    "missing" rows, where evaluating the set would be a usage error)."""
+    if not (spec.real_root.exists() and spec.fake_root.exists()):
+        return []
+    try:
+        return collect_images(spec, sampling)
+    except EmptyImageSetError:
+        return []
+
+
 def data_inventory(benchmark: Benchmark, sampling: str = "all") -> pd.DataFrame:
     """Images found per set and class, against the expected counts of the test sets where known."""
     rows = []
     for role, specs in (("train", [benchmark.train]), ("val", [benchmark.val]), ("test", benchmark.test_sets)):
         for spec in specs:
-            images = collect_images(spec, sampling) if spec.real_root.exists() and spec.fake_root.exists() else []
+            images = _images_or_none(spec, sampling)
             found_real = sum(1 for image in images if image.label == 0)
             found_fake = len(images) - found_real
             expected = benchmark.expected_counts.get(spec.name) if role == "test" else None

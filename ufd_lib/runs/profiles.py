@@ -25,7 +25,8 @@ class Profile:
 
     k_values: nearest-neighbour pool sizes reported in the main tables.
     embedding_points_per_group: images per (family, class) group in t-SNE/UMAP plots.
-    released_probe: file name of the official probe, looked for in the weights directory.
+    use_released_probe: whether notebooks 03 and 07 evaluate the official probe shipped with the
+    package (``ufd_lib/classifiers/released/fc_weights.pth``) next to the probe trained here.
     compare_with_paper: whether the test sets are the paper's, so differences are meaningful.
     probe_lr: learning rate of the linear probe (the paper's 1e-4; the smoke training set is
     about 2000× smaller, two optimiser steps an epoch, so it uses 1e-3 to converge at all).
@@ -63,7 +64,7 @@ class Profile:
     batch_size: int = 64
     num_workers: int = 0
     embedding_points_per_group: int = 200
-    released_probe: str | None = None
+    use_released_probe: bool = False
     compare_with_paper: bool = False
     smoke_images_per_class: int = 40
     probe_lr: float = config.PROBE_LR
@@ -122,7 +123,7 @@ PROFILES = {
         batch_size=128,
         num_workers=4,
         embedding_points_per_group=1000,
-        released_probe="fc_weights.pth",
+        use_released_probe=True,
         compare_with_paper=True,
         released_detector="blur_jpg_prob0.5.pth",
     ),

@@ -93,7 +93,8 @@ def reproduce(profile_name: str, data_root: Path | None = None, only: list[str] 
     with tempfile.TemporaryDirectory(prefix="ufd-kernel-") as socket_folder:
         for name in notebooks:
             _execute(papermill, name, parameters, output_dir, _ipc_kernel_config(socket_folder), profile.name, log)
-    settings = {"profile": profile.name, "description": profile.description, **parameters,
+    settings = {"profile": profile.name, "description": profile.description,
+                "compare_with_paper": profile.compare_with_paper, **parameters,
                 "notebooks": ", ".join(notebooks), "command": " ".join(sys.argv)}
     return write_index(output_dir, f"UnivFD replication — profile {profile.name}", settings, library_versions())
 

@@ -31,11 +31,7 @@ def run(args) -> int:
     options = extraction_options(args)
     encoder = load_encoder(args.encoder, args.device)
     cache = open_cache(encoder, options.perturbation, options.cache_root)
-    features, kept, report = extract_features(
-        encoder, paths, cache, perturbation=options.perturbation, batch_size=options.batch_size,
-        num_workers=options.num_workers, strict=options.strict, max_pixels=options.max_pixels,
-        progress=options.progress,
-    )
+    features, kept, report = extract_features(encoder, paths, cache, options)
     probabilities, threshold = fake_scores(probe, features)
     kept_paths = [p for p, keep in zip(paths, kept) if keep]
     for path, probability in zip(kept_paths, probabilities):

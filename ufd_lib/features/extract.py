@@ -67,7 +67,7 @@ from ufd_lib.devices import torch_threads
 from ufd_lib.features.digest_memo import DigestMemo, identity_of, memo_key
 from ufd_lib.features.encoders import Encoder
 from ufd_lib.features.feature_cache import FeatureCache
-from ufd_lib.features.preprocess import ImageRejected, Perturbation, load_pixels, preprocess_settings, to_model_input
+from ufd_lib.features.preprocess import CHANGED_SINCE_HASHED, ImageRejected, Perturbation, load_pixels, preprocess_settings, to_model_input
 from ufd_lib.features.sharding import World, even_slice
 from ufd_lib.features.work_claims import GroupClaims, group_id
 from ufd_lib.hashing import FileRefused, regular_file_sha256
@@ -374,7 +374,8 @@ def fill_cache(
     for i in readable:
         if digests[i] in rejected:
             report.skipped.append((str(paths[i]), rejected[digests[i]]))
-            forget.append(memo_key(paths[i]))
+            if rejected[digests[i]] == CHANGED_SINCE_HASHED:
+                forget.append(memo_key(paths[i]))
         else:
             kept[i] = True
     if forget and world.is_main:  # a changed file must be hashed again next time

@@ -39,6 +39,10 @@ from ufd_lib.hashing import FileRefused, read_regular_file
 PREPROCESS_VERSION = 1
 
 
+# The reason given for a file whose bytes differ from the digest extraction planned with.
+CHANGED_SINCE_HASHED = "changed since it was hashed (its bytes no longer match the planned SHA-256); run again to include it"
+
+
 class ImageRejected(ValueError):
     """An image file that cannot be used; the message is the reason."""
 
@@ -248,8 +252,7 @@ def load_pixels(
     except FileRefused as error:
         raise ImageRejected(str(error)) from None
     if expected_sha256 is not None and hashlib.sha256(data).digest() != expected_sha256:
-        raise ImageRejected("changed since it was hashed (its bytes no longer match the planned SHA-256); "
-                            "run again to include it")
+        raise ImageRejected(CHANGED_SINCE_HASHED)
     crop = (config.CROP_SIZE, config.CROP_SIZE)
     image = perturbation.apply(decode_image(data, max_pixels, crop if perturbation.is_identity else None))
     return torch.from_numpy(centre_crop_pixels(image, crop)).permute(2, 0, 1)

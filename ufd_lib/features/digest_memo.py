@@ -11,17 +11,17 @@ cannot be set back by a user) makes it be hashed again.
 Storage: one SQLite database (the standard library's ``sqlite3``),
 ``<feature cache root>/file-digests.sqlite3``. SQLite makes every write atomic and serialises
 concurrent writers, so processes sharing a cache share the memo. Each row carries a check (a
-SHA-256 prefix over the row's other fields); a row whose check fails is ignored, and a
+CRC-32 over the row's other fields); a row whose check fails is ignored, and a
 database SQLite reports as damaged is set aside (``.corrupt-<time>``) and rebuilt empty: a
 damaged memo costs hashing, never a wrong digest. A memo that cannot be written (a read-only
 cache) is read if it can be, and otherwise left out: files are then hashed, as without one.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import sqlite3
 import time
+import zlib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -38,12 +38,15 @@ def identity_of(result: os.stat_result) -> Identity:
 
 
 def memo_key(path: Path | str) -> str:
-    """The memo's name for a file: its absolute path (no filesystem access)."""
-    return os.path.abspath(path)
+    """The memo's name for a file: its absolute path (no filesystem access; not normalised,
+    so ``a/./b`` and ``a/b`` are two names of one identity: a miss, never a wrong digest)."""
+    path = os.fspath(path)
+    return path if os.path.isabs(path) else os.path.abspath(path)
 
 
-def _row_check(key: str, identity: Identity, digest: bytes) -> bytes:
-    return hashlib.sha256(f"{key}\0{identity}".encode(errors="surrogateescape") + digest).digest()[:8]
+def _row_check(key: str, identity: Identity, digest: bytes) -> int:
+    """CRC-32 of a row's other fields: catches damage (bit flips, torn or edited rows), cheaply."""
+    return zlib.crc32(f"{key}\0{identity}".encode(errors="surrogateescape") + digest)
 
 
 class DigestMemo:
@@ -76,7 +79,7 @@ class DigestMemo:
         try:
             connection.execute("CREATE TABLE IF NOT EXISTS digests (path TEXT PRIMARY KEY, size INTEGER, "
                                "mtime_ns INTEGER, ctime_ns INTEGER, inode INTEGER, device INTEGER, "
-                               "digest BLOB, row_check BLOB)")
+                               "digest BLOB, row_check INTEGER)")
         except sqlite3.OperationalError as error:
             if "readonly" not in str(error) and "read-only" not in str(error):
                 connection.close()

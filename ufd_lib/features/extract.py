@@ -482,7 +482,11 @@ def _encode_pass(encoder, dataset: _ImageFiles, groups, cache, claims, report, r
                 raise ExtractionError(f"{paths[i]}: {reason}")
             rejected[digests[i]] = reason
         if batch is not None:
-            rows = encoder.encode(to_model_input(batch, encoder.mean, encoder.std, encoder.device, dtype)).numpy()
+            # One elementwise pass over the batch: on a busy CPU one thread is several times faster
+            # than two (0.5 vs 3 ms per image measured on this project's 2-core machine).
+            with torch_threads(1 if encoder.device.type == "cpu" else None):
+                inputs = to_model_input(batch, encoder.mean, encoder.std, encoder.device, dtype)
+            rows = encoder.encode(inputs).numpy()
             finite = np.isfinite(rows).all(axis=1)
             for i in np.asarray(indices)[~finite]:
                 reason = f"the encoder {encoder.name} gave non-finite features (NaN or infinity)"

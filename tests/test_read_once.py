@@ -200,3 +200,21 @@ def test_default_workers_rule():
     assert default_workers("cuda", cores=1) == 0
     assert default_workers("cuda", cores=4) == 3
     assert default_workers("cuda", cores=64) == 8
+
+
+@pytest.mark.parametrize("offset_fraction", [0.3, 0.6, 0.9])
+def test_a_memo_damaged_inside_never_yields_a_wrong_digest(tmp_path, offset_fraction):
+    keys = [f"/images/{i:05d}.png" for i in range(3000)]
+    identities = [(i, i, i, i, 1) for i in range(3000)]
+    truth = [hashlib.sha256(key.encode()).digest() for key in keys]
+    memo = DigestMemo(tmp_path)
+    memo.remember(zip(keys, identities, truth))
+    memo.close()
+    path = tmp_path / MEMO_NAME
+    data = bytearray(path.read_bytes())
+    start = int(len(data) * offset_fraction)
+    data[start : start + 64] = bytes(b ^ 0x5A for b in data[start : start + 64])
+    path.write_bytes(bytes(data))
+    found = DigestMemo(tmp_path).lookup(keys, identities)
+    assert all(digest in (None, expected) for digest, expected in zip(found, truth))
+    assert sum(digest is None for digest in found) > 0, "the damage went unnoticed"

@@ -75,7 +75,7 @@ def mean_spectrum(name: str, images, size: int = config.CROP_SIZE, median_size: 
         else:
             try:
                 # Decoding only the window keeps huge images cheap; it is the same pixels.
-                grey = greyscale(decode_image(read_regular_file(item), centre_crop=(size, size)))
+                grey = greyscale(decode_image(read_regular_file(item, config.max_image_bytes()), centre_crop=(size, size)))
             except (ImageRejected, FileRefused):
                 skipped += 1
                 continue

@@ -63,8 +63,10 @@ class DigestMemo:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._connection = self._open()
-        except sqlite3.DatabaseError as error:
-            if not self._set_aside(error):
+        except sqlite3.OperationalError:  # locked past the timeout, cannot be opened: do without
+            return None
+        except sqlite3.DatabaseError:  # not a database, or corrupt
+            if not self._set_aside():
                 return None
             try:
                 self._connection = self._open()
@@ -88,12 +90,19 @@ class DigestMemo:
         connection.execute("SELECT count(*) FROM digests WHERE rowid = 1").fetchone()  # damaged headers fail here
         return connection
 
-    def _set_aside(self, error: Exception) -> bool:
-        """Move a damaged database out of the way; False when that is impossible."""
+    def _set_aside(self) -> bool:
+        """Move a damaged database out of the way, with its journal (which SQLite would otherwise
+        replay into the new one); False when that is impossible."""
+        stamp = time.time_ns()
         try:
-            os.replace(self.path, self.path.with_name(f"{self.path.name}.corrupt-{time.time_ns()}"))
+            os.replace(self.path, self.path.with_name(f"{self.path.name}.corrupt-{stamp}"))
         except OSError:
             return False
+        for suffix in ("-journal", "-wal", "-shm"):
+            try:
+                os.replace(f"{self.path}{suffix}", self.path.with_name(f"{self.path.name}.corrupt-{stamp}{suffix}"))
+            except OSError:
+                pass
         return True
 
     def lookup(self, keys: Sequence[str], identities: Sequence[Identity | None]) -> list[bytes | None]:
@@ -109,9 +118,11 @@ class DigestMemo:
                         f"SELECT path, size, mtime_ns, ctime_ns, inode, device, digest, row_check FROM digests "
                         f"WHERE path IN ({','.join('?' * len(part))})", part)
                     found.update((row[0], row[1:]) for row in rows)
-            except sqlite3.DatabaseError as error:
+            except sqlite3.OperationalError:
+                found = {}
+            except sqlite3.DatabaseError:
                 self.close()
-                self._set_aside(error)
+                self._set_aside()
                 found = {}
         digests: list[bytes | None] = []
         for key, identity in zip(keys, identities):
@@ -136,9 +147,9 @@ class DigestMemo:
                 connection.executemany("INSERT OR REPLACE INTO digests VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
         except sqlite3.OperationalError:
             pass  # locked past the timeout, read-only, disk full: the memo only saves work
-        except sqlite3.DatabaseError as error:
+        except sqlite3.DatabaseError:
             self.close()
-            self._set_aside(error)
+            self._set_aside()
 
     def forget(self, keys: Iterable[str]) -> None:
         """Drop the rows of ``keys`` (files seen to differ from their remembered digest)."""

@@ -12,6 +12,13 @@ PNG: peak +81 MB, 1.00× its 81 MB of pixels (converting the whole image first: 
 6000×4000 RGB JPEG: +98 MB, 1.36× its 72 MB (whole image first: +193 MB, 2.7×); see
 tests/test_hostile_images.py. A perturbation needs the whole RGB image and costs that much more.
 
+Extraction reads each file once (:func:`load_pixels`: a regular file under the byte limit,
+its bytes checked against the digest the cache will key them by), decodes it, crops it with
+the project's one centre crop (:func:`centre_window` / :func:`centre_crop_pixels`) and hands
+on uint8 (3, 224, 224); :func:`to_model_input` makes the normalised float tensor on the
+encoder's device, bit for bit what torchvision's ``ToTensor`` + ``Normalize`` give
+(:func:`load_tensor`, the reference, kept for the checks that compare against it).
+
 Hostile files: images above ``max_pixels`` are refused from their header before any pixel is
 decoded. PIL keeps a limit of its own (``Image.MAX_IMAGE_PIXELS``, the same default), which it also checks
 while decoding some formats (GIF frames, ICO and ICNS sizes, TIFF tiles); a ``max_pixels`` above it

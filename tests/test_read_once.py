@@ -80,9 +80,9 @@ def test_a_file_changed_after_planning_is_skipped_not_cached_under_the_old_key(t
     planned = extract_module.plan_digests
 
     def plan_then_swap(files, memo, max_bytes):
-        digests, hashed = planned(files, memo, max_bytes)
+        plan = planned(files, memo, max_bytes)
         write_image(paths[3], seed=999)  # swapped in after hashing, before decoding
-        return digests, hashed
+        return plan
 
     monkeypatch.setattr(extract_module, "plan_digests", plan_then_swap)
     old_digest = hashlib.sha256(paths[3].read_bytes()).digest()
@@ -111,6 +111,7 @@ def test_fifo_device_and_dangling_link_are_skipped_with_reasons(tiny_encoder, pa
     assert reasons[str(fifo)] == "not a regular file (a FIFO)"
     assert reasons[str(device)] == "not a regular file (a character device)"
     assert reasons[str(dangling)] == "dangling symbolic link"
+    assert (report.files_hashed, report.files_recognised) == (6, 0), "refused inputs counted as hashed"
 
 
 def test_files_over_the_byte_limit_are_refused_unread(tiny_encoder, paths, tmp_path, monkeypatch):

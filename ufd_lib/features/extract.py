@@ -201,8 +201,8 @@ def open_cache(encoder: Encoder, perturbation: Perturbation, cache_root: Path | 
     return FeatureCache(cache_root or config.cache_dir(), cache_setting(encoder, perturbation, precision))
 
 
-def plan_digests(paths: Sequence[Path], memo: DigestMemo | None, max_bytes: int) -> tuple[list[bytes | str], int]:
-    """SHA-256 (32 bytes) of each file, or the reason it is not read; and how many were hashed.
+def plan_digests(paths: Sequence[Path], memo: DigestMemo | None, max_bytes: int) -> tuple[list[bytes | str], int, int]:
+    """(SHA-256 (32 bytes) of each file or the reason it is not read, files hashed, files recognised).
 
     A regular file whose identity the memo knows is recognised from one ``stat``; the others
     are hashed (:func:`ufd_lib.hashing.regular_file_sha256`, in threads) and, if they stayed
@@ -234,7 +234,8 @@ def plan_digests(paths: Sequence[Path], memo: DigestMemo | None, max_bytes: int)
             learned.append((keys[index], identity_of(identity), digest))
     if memo is not None:
         memo.remember(learned)
-    return digests, len(to_hash)
+    hashed_count = sum(isinstance(digest, bytes) for digest, _ in hashed)
+    return digests, hashed_count, len(paths) - len(to_hash)
 
 
 class _ImageFiles(Dataset):
@@ -312,13 +313,13 @@ def fill_cache(
     # Each rank identifies a contiguous slice; everyone gets every digest.
     mine = even_slice(len(paths), world.rank, world.world_size)
     try:
-        my_digests, my_hashed = plan_digests([paths[i] for i in mine], memo, max_bytes)
+        planned = plan_digests([paths[i] for i in mine], memo, max_bytes)
     finally:
         memo.close()
-    gathered = world.all_gather((my_digests, my_hashed))
-    digests = [d for part, _ in gathered for d in part]
-    report.files_hashed = sum(hashed for _, hashed in gathered)
-    report.files_recognised = len(paths) - report.files_hashed
+    gathered = world.all_gather(planned)
+    digests = [d for part, _, _ in gathered for d in part]
+    report.files_hashed = sum(hashed for _, hashed, _ in gathered)
+    report.files_recognised = sum(recognised for _, _, recognised in gathered)
     unreadable = {i: d for i, d in enumerate(digests) if isinstance(d, str)}
     for i, reason in unreadable.items():
         if options.strict:

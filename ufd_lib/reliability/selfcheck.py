@@ -297,9 +297,9 @@ def check_files_changed_after_planning(work: Path) -> Check:
         source = replacement(paths)
 
         def plan_then_replace(files, memo, max_bytes, source=source, victim=victim):
-            digests = planned(files, memo, max_bytes)
+            plan = planned(files, memo, max_bytes)
             victim.write_bytes(source.read_bytes())
-            return digests
+            return plan
 
         cache = extraction.open_cache(encoder, Perturbation(), work / f"cache-{number}")
         with mock.patch.object(extraction, "plan_digests", plan_then_replace):

@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/run.py            # full run (about 11 minutes on 2 busy CPU cores)
     .venv/bin/python benchmarks/run.py --quick    # smaller sizes, about 2 minutes
     .venv/bin/python benchmarks/run.py --json results.json
+    .venv/bin/python benchmarks/run.py --only reading   # section 8 alone, about 4 minutes
 
 What is measured (``benchmarks/README.md`` explains each ratio and records our numbers):
 
@@ -25,7 +26,12 @@ What is measured (``benchmarks/README.md`` explains each ratio and records our n
 5. linear-probe training on 720k cached 768-d features: seconds per epoch, with torch's
    default intra-op threads and with one;
 6. bf16 vs fp32 extraction on CPU: speed ratio (model only, same tensors), minimum and mean
-   cosine between the two features, and the change in the smoke metrics.
+   cosine between the two features, and the change in the smoke metrics;
+8. issue 13 side by side (``--only reading``): a repeat evaluation of a 20,000-file tree
+   (image files opened, kernel I/O counters, wall time vs ``os.walk`` + ``stat``), the host
+   pipeline with a null model vs the bare decode+crop floor per core (256×256 PNG and JPEG,
+   1024×768 JPEG; in-process and with workers), ``ufd --help`` vs ``import argparse``, and the
+   peak memory of ``fake_bank_similarity`` on a 720k × 768 float16 memory-mapped bank.
 
 No timing here is asserted anywhere; tests check behaviour only.
 """
@@ -57,9 +63,9 @@ from ufd_lib.features.preprocess import Perturbation, evaluation_transform, load
 
 SIZES = {
     "full": {"jpegs": 200, "rounds": 2, "smoke_per_class": 40, "bank": 720_000, "queries": 2_000,
-             "probe_rows": 720_000},
+             "probe_rows": 720_000, "tree_files": 20_000, "host_images": 200, "similarity_queries": 200},
     "quick": {"jpegs": 48, "rounds": 1, "smoke_per_class": 8, "bank": 72_000, "queries": 500,
-              "probe_rows": 72_000},
+              "probe_rows": 72_000, "tree_files": 2_000, "host_images": 48, "similarity_queries": 100},
 }
 EXTRACTION_ENCODER = "random-clip:ViT-B/32"
 SMOKE_ENCODER = "random-clip:small"
@@ -336,6 +342,262 @@ def nn_benchmarks(work: Path, size: dict, with_torch: bool = False) -> dict:
         summary["ours_torch_over_faiss_time"] = results["ours-torch"]["seconds"] / reference["seconds"]
     bank_path.unlink()
     return summary
+
+
+# --- 8: issue 13 side by side: repeat evaluation, host pipeline, --help, bank memory ---------
+
+class NullEncoder(Encoder):
+    """A model that costs nothing: features are the first ``embed_dim`` input values. The
+    pipeline around it (hashing, reading, decoding, cropping, normalising, cache) is the real one."""
+
+    @torch.inference_mode()
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        return images.flatten(1)[:, : self.embed_dim].float()
+
+
+def null_encoder() -> NullEncoder:
+    return NullEncoder(model=torch.nn.Linear(1, 1), name="null", checkpoint_sha256="null", device=torch.device("cpu"),
+                       embed_dim=DIM)
+
+
+def _write_tree_part(args) -> None:
+    """Worker: ``count`` 16×16 PNGs (distinct noise) into ``folder``."""
+    from PIL import Image
+
+    folder, start, count = args
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(start)
+    for index in range(start, start + count):
+        Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(Path(folder) / f"{index:06d}.png",
+                                                                               compress_level=1)
+
+
+def write_tree(root: Path, files: int, per_folder: int = 1000) -> None:
+    """``files`` small PNGs in ``root``/{0_real,1_fake}/<part>/, written by one process per core."""
+    from multiprocessing import Pool
+
+    jobs = [(str(root / ("0_real" if start < files // 2 else "1_fake") / f"{start // per_folder:03d}"), start,
+             min(per_folder, files - start)) for start in range(0, files, per_folder)]
+    with Pool(os.cpu_count()) as pool:
+        pool.map(_write_tree_part, jobs)
+
+
+def io_counters() -> dict[str, int]:
+    """This process's kernel I/O counters (``/proc/self/io``): rchar (bytes returned by read
+    calls, page cache included) and read_bytes (bytes fetched from storage)."""
+    with open("/proc/self/io") as handle:
+        return {key: int(value) for key, value in (line.split(": ") for line in handle)}
+
+
+def walk_and_stat(root: Path) -> int:
+    count = 0
+    for folder, _, names in os.walk(root):
+        for name in names:
+            os.stat(os.path.join(folder, name))
+            count += 1
+    return count
+
+
+def repeat_evaluation(work: Path, files: int, rounds: int) -> dict:
+    """Second ``ufd evaluate``-style pass (discovery + extraction through the cache) over a tree
+    of ``files`` images: image files opened (audit hook), I/O counters, time vs os.walk + stat."""
+    from ufd_lib.data.image_sets import parse_set_spec
+    from ufd_lib.features.digest_memo import MEMO_NAME
+
+    root = work / "tree"
+    log(f"repeat evaluation: writing {files} PNGs")
+    write_tree(root, files)
+    spec = parse_set_spec(f"tree={root}")
+    encoder = null_encoder()
+    log("repeat evaluation: first run (hashes and encodes everything)")
+    started = time.perf_counter()
+    paths = [image.path for image in collect_images(spec)]
+    _, kept, first = extract_features(encoder, paths, open_cache(encoder, Perturbation(), work / "tree-cache"),
+                                      batch_size=BATCH_SIZE, progress=False)
+    first_seconds = time.perf_counter() - started
+    assert kept.all() and first.files_hashed == files
+
+    image_root = str(root) + os.sep
+    opened: list[str] = []
+    watching = [False]
+
+    def audit(event, args):
+        if watching[0] and event == "open" and isinstance(args[0], (str, bytes, os.PathLike)) \
+                and os.fsdecode(args[0]).startswith(image_root):
+            opened.append(os.fsdecode(args[0]))
+
+    sys.addaudithook(audit)
+    times = {"walk_stat": [], "discovery": [], "extraction": []}
+    for _ in range(rounds):
+        started = time.perf_counter()
+        assert walk_and_stat(root) == files
+        times["walk_stat"].append(time.perf_counter() - started)
+        before = io_counters()
+        watching[0] = True
+        started = time.perf_counter()
+        paths = [image.path for image in collect_images(spec)]
+        middle = time.perf_counter()
+        _, kept, again = extract_features(encoder, paths, open_cache(encoder, Perturbation(), work / "tree-cache"),
+                                          batch_size=BATCH_SIZE, progress=False)
+        ended = time.perf_counter()
+        watching[0] = False
+        after = io_counters()
+        times["discovery"].append(middle - started)
+        times["extraction"].append(ended - middle)
+        assert kept.all() and again.images_encoded == 0
+    cache_files = sum(p.stat().st_size for p in (work / "tree-cache").rglob("*") if p.is_file())
+    memo_bytes = (work / "tree-cache" / MEMO_NAME).stat().st_size
+    best = {key: min(values) for key, values in times.items()}
+    second = best["discovery"] + best["extraction"]
+    return {
+        "files": files, "rounds": rounds, "first_run_seconds": first_seconds,
+        "second_files_hashed": again.files_hashed, "second_files_recognised": again.files_recognised,
+        "second_images_encoded": again.images_encoded,
+        "second_image_files_opened": len(opened) // rounds,
+        "second_rchar": after["rchar"] - before["rchar"], "second_read_bytes": after["read_bytes"] - before["read_bytes"],
+        "cache_folder_bytes": cache_files, "memo_bytes": memo_bytes,
+        "image_tree_bytes": sum(p.stat().st_size for p in paths),
+        "walk_stat_seconds": best["walk_stat"], "discovery_seconds": best["discovery"],
+        "extraction_seconds": best["extraction"], "second_run_seconds": second,
+        "second_over_walk_stat": second / best["walk_stat"], "raw_seconds": times,
+    }
+
+
+def _write_photo(args) -> None:
+    """Worker: one smooth random RGB image of ``size`` (width, height) in ``fmt``."""
+    from PIL import Image
+    from scipy import ndimage
+
+    path, size, fmt, seed = args
+    width, height = size
+    rng = np.random.default_rng(seed)
+    coarse = rng.integers(0, 256, (height // 8, width // 8, 3)).astype(np.float32)
+    image = ndimage.zoom(coarse, (8, 8, 1), order=1) + rng.normal(0, 8, (height, width, 3))
+    Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).save(path, format=fmt, **({"quality": 90} if fmt == "JPEG" else {}))
+
+
+def decode_crop_floor(paths: list[Path]) -> float:
+    """The bare floor, images/s in this process: read the file, decode, centre-crop 224 as uint8."""
+    import io
+
+    from PIL import Image
+
+    from ufd_lib.features.preprocess import centre_crop_pixels
+
+    started = time.perf_counter()
+    for path in paths:
+        with Image.open(io.BytesIO(path.read_bytes())) as image:
+            image.load()
+            centre_crop_pixels(image.convert("RGB"))
+    return len(paths) / (time.perf_counter() - started)
+
+
+def host_pipeline(work: Path, images: int, rounds: int) -> dict:
+    """Null-model extraction into an empty cache (hash, read, check, decode, crop, normalise,
+    write) vs the bare decode+crop floor, per core, decoding in-process and in workers."""
+    from multiprocessing import Pool
+
+    from ufd_lib.features.extract import default_workers
+
+    cases = {"png_256x256": ((256, 256), "PNG"), "jpeg_256x256": ((256, 256), "JPEG"),
+             "jpeg_1024x768": ((1024, 768), "JPEG")}
+    cores = len(os.sched_getaffinity(0))
+    workers = max(1, min(cores, 2))
+    encoder = null_encoder()
+    results = {"cores": cores, "workers": workers, "default_workers_cpu": default_workers("cpu"), "cases": {}}
+    for name, (size, fmt) in cases.items():
+        folder = work / "host" / name
+        folder.mkdir(parents=True, exist_ok=True)
+        jobs = [(folder / f"{i:05d}.{fmt.lower()}", size, fmt, i) for i in range(images)]
+        with Pool(os.cpu_count()) as pool:
+            pool.map(_write_photo, jobs)
+        paths = [job[0] for job in jobs]
+        decode_crop_floor(paths[:8])  # warm-up
+        measured = {"floor": [], "in_process": [], "workers": []}
+        for round_ in range(rounds):
+            measured["floor"].append(decode_crop_floor(paths))
+            for mode, count in (("in_process", 0), ("workers", workers)):
+                cache = open_cache(encoder, Perturbation(), work / "host-cache" / f"{name}-{mode}-{round_}")
+                started = time.perf_counter()
+                _, kept, _ = extract_features(encoder, paths, cache, batch_size=BATCH_SIZE, num_workers=count,
+                                              progress=False)
+                measured[mode].append(len(paths) / (time.perf_counter() - started))
+                assert kept.all()
+        best = {key: max(values) for key, values in measured.items()}
+        per_core = {"floor": best["floor"], "in_process": best["in_process"],
+                    "workers": best["workers"] / min(cores, workers + 1)}
+        log(f"host pipeline {name}: floor {best['floor']:.0f} img/s, in-process {best['in_process']:.0f}, "
+            f"{workers} workers {best['workers']:.0f}")
+        results["cases"][name] = {"images": images, "images_per_s": best, "per_core": per_core,
+                                  "in_process_over_floor": per_core["in_process"] / per_core["floor"],
+                                  "workers_over_floor": per_core["workers"] / per_core["floor"], "raw": measured}
+    return results
+
+
+def help_startup(rounds: int = 7) -> dict:
+    """Wall time of ``ufd --help`` over that of ``python -c "import argparse"``, best of ``rounds``."""
+    environment = {**os.environ, "PYTHONPATH": str(REPO)}
+
+    def best(argv: list[str]) -> float:
+        times = []
+        for _ in range(rounds):
+            started = time.perf_counter()
+            subprocess.run(argv, env=environment, check=True, stdout=subprocess.DEVNULL)
+            times.append(time.perf_counter() - started)
+        return min(times)
+
+    help_seconds = best([sys.executable, "-m", "ufd_lib", "--help"])
+    argparse_seconds = best([sys.executable, "-c", "import argparse"])
+    return {"help_seconds": help_seconds, "import_argparse_seconds": argparse_seconds,
+            "ratio": help_seconds / argparse_seconds}
+
+
+def bank_similarity_worker(bank_path: Path, queries: int, out_path: Path) -> None:
+    """``fake_bank_similarity`` in this (fresh) process on a memory-mapped float16 bank whose
+    first half is real and second half fake; writes seconds and peak RSS increase."""
+    from ufd_lib.analyses.unseen_fakes import fake_bank_similarity
+    from ufd_lib.features.feature_sets import FeatureSet
+
+    features = np.load(bank_path, mmap_mode="r")
+    rows = len(features)
+    labels = (np.arange(rows) >= rows // 2).astype(int)
+    bank = FeatureSet("bank", features, labels, [])
+    rng = np.random.default_rng(2)
+    query_set = FeatureSet("queries", rng.standard_normal((queries, DIM), dtype=np.float32),
+                           np.ones(queries, dtype=int), [f"q{i}" for i in range(queries)])
+    fake_bank_similarity(FeatureSet("warm", features[:2048], labels[:2048] * 0 + (np.arange(2048) >= 1024), []),
+                         query_set)
+    reset_peak_rss()
+    rss_before = current_rss()
+    started = time.perf_counter()
+    table = fake_bank_similarity(bank, query_set, device="cpu")
+    seconds = time.perf_counter() - started
+    out_path.write_text(json.dumps({"seconds": seconds, "peak_rss_increase_bytes": peak_rss() - rss_before,
+                                    "ranked_queries": len(table)}))
+
+
+def bank_memory(work: Path, rows: int, queries: int) -> dict:
+    bank_path = work / "similarity-bank.npy"
+    log(f"nearest/farthest analysis: writing a {rows} × {DIM} float16 bank, {queries} fake queries")
+    write_bank(bank_path, rows)
+    out = work / "similarity.json"
+    subprocess.run([sys.executable, __file__, "--bank-worker", str(bank_path), str(queries), str(out)], check=True)
+    result = json.loads(out.read_text())
+    bank_path.unlink()
+    float32_bytes = rows * DIM * 4
+    return {"rows": rows, "queries": queries, "bank_float32_bytes": float32_bytes, **result,
+            "peak_over_bank_float32": result["peak_rss_increase_bytes"] / float32_bytes}
+
+
+def reading_benchmarks(work: Path, size: dict) -> dict:
+    """Issue 13, side by side in one run."""
+    results = {"repeat_evaluation": repeat_evaluation(work, size["tree_files"], size["rounds"] + 1)}
+    log(f"host pipeline: {size['host_images']} images per case")
+    results["host_pipeline"] = host_pipeline(work, size["host_images"], size["rounds"])
+    log("ufd --help start-up")
+    results["help"] = help_startup()
+    results["bank_similarity"] = bank_memory(work, size["bank"], size["similarity_queries"])
+    return results
 
 
 # --- 4: forward passes, ours vs the released procedure ----------------------------------------
@@ -673,7 +935,39 @@ def report(results: dict) -> str:
             f"(max |sim diff| vs CPU {g['nn_max_abs_similarity_difference_vs_cpu']:.1e}); "
             f"linear probe epoch on {g['probe_rows']:,} rows: {g['probe_seconds_per_epoch']:.2f} s",
         ]
+    r = results.get("reading")
+    if r:
+        lines += reading_report(r)
     return "\n".join(lines)
+
+
+def reading_report(r: dict) -> list[str]:
+    e, h, u, b = r["repeat_evaluation"], r["host_pipeline"], r["help"], r["bank_similarity"]
+    lines = [
+        f"8. issue 13, side by side ({h['cores']} cores):",
+        f"   repeat evaluation of {e['files']:,} files (null model; first run {e['first_run_seconds']:.1f} s): "
+        f"{e['second_files_hashed']} hashed, {e['second_files_recognised']:,} recognised, "
+        f"{e['second_images_encoded']} encoded, image files opened {e['second_image_files_opened']}   [target 0]",
+        f"   kernel counters of the repeat: rchar {e['second_rchar'] / 2**20:.1f} MiB (the cache folder, chunks and "
+        f"memo, is {e['cache_folder_bytes'] / 2**20:.1f} MiB; the images {e['image_tree_bytes'] / 2**20:.1f} MiB), "
+        f"read_bytes {e['second_read_bytes'] / 2**20:.1f} MiB",
+        f"   repeat {e['second_run_seconds']:.3f} s (discovery {e['discovery_seconds']:.3f} + extraction "
+        f"{e['extraction_seconds']:.3f}) vs os.walk + stat {e['walk_stat_seconds']:.3f} s "
+        f"= {e['second_over_walk_stat']:.2f}x   [target <= 2]",
+    ]
+    for name, case in h["cases"].items():
+        p = case["per_core"]
+        lines.append(f"   host pipeline {name} ({case['images']} images, null model), per core: floor "
+                     f"{p['floor']:.0f} img/s; in-process {p['in_process']:.0f} ({case['in_process_over_floor']:.2f}x); "
+                     f"{h['workers']} workers {p['workers']:.0f} ({case['workers_over_floor']:.2f}x)   [target >= 0.8]")
+    lines += [
+        f"   ufd --help {u['help_seconds'] * 1000:.0f} ms / python -c 'import argparse' "
+        f"{u['import_argparse_seconds'] * 1000:.0f} ms = {u['ratio']:.2f}   [target <= 3]",
+        f"   fake_bank_similarity, {b['rows']:,} x {DIM} float16 memmap bank, {b['queries']} queries: "
+        f"{b['seconds']:.1f} s, peak RSS +{gib(b['peak_rss_increase_bytes'])} = {b['peak_over_bank_float32']:.2f}x "
+        f"the bank's float32 size {gib(b['bank_float32_bytes'])}   [target <= 1]",
+    ]
+    return lines
 
 
 def to_jsonable(value):
@@ -694,10 +988,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nn-torch", action="store_true",
                         help="also time nn_search's torch backend on CPU (one more full search)")
     parser.add_argument("--only", nargs="+", default=None,
-                        choices=("extraction", "evaluate", "nn", "forward_passes", "probe", "gpu"),
+                        choices=("extraction", "evaluate", "nn", "forward_passes", "probe", "reading", "gpu"),
                         help="sections to run (default: all but gpu; gpu needs CUDA)")
     parser.add_argument("--nn-worker", nargs=4, metavar=("METHOD", "BANK", "QUERIES", "OUT"), help=argparse.SUPPRESS)
+    parser.add_argument("--bank-worker", nargs=3, metavar=("BANK", "QUERIES", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.bank_worker:
+        bank, queries, out = args.bank_worker
+        bank_similarity_worker(Path(bank), int(queries), Path(out))
+        return 0
     if args.nn_worker:
         method, bank, queries, out = args.nn_worker
         nn_worker(method, Path(bank), Path(queries), Path(out))
@@ -708,7 +1007,7 @@ def main(argv: list[str] | None = None) -> int:
 
     mode = "quick" if args.quick else "full"
     size = SIZES[mode]
-    selected = set(args.only or ("extraction", "evaluate", "nn", "forward_passes", "probe"))
+    selected = set(args.only or ("extraction", "evaluate", "nn", "forward_passes", "probe", "reading"))
     if "gpu" in selected and not torch.cuda.is_available():
         parser.error("--only gpu needs a CUDA GPU; none is visible to torch")
     work = args.workdir or Path(tempfile.mkdtemp(prefix="ufd-bench-"))
@@ -736,6 +1035,8 @@ def main(argv: list[str] | None = None) -> int:
             results["probe"] = probe_benchmark(size)
         if "nn" in selected:
             results["nn"] = nn_benchmarks(work, size, args.nn_torch)
+        if "reading" in selected:
+            results["reading"] = reading_benchmarks(work, size)
         if "gpu" in selected:
             results["gpu"] = gpu_benchmarks(work, mode)
     finally:

@@ -37,6 +37,13 @@ def test_extract_writes_a_run_record_and_a_rerun_encodes_nothing(capsys, sets, t
     assert main(extract_argv(sets, tmp_path, "--out", str(tmp_path / "again"))) == 0
     record = json.loads((tmp_path / "again" / "run.json").read_text())
     assert (record["images_encoded"], record["images_from_cache"]) == (0, 20)
+    assert (record["files_hashed"], record["files_recognised"]) == (0, 21), "unchanged files were read again"
+
+
+def test_the_first_run_record_counts_every_file_hashed(capsys, sets, tmp_path):
+    assert main(extract_argv(sets, tmp_path, "--out", str(tmp_path / "run"))) == 0
+    record = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert (record["files_hashed"], record["files_recognised"]) == (21, 0)
 
 
 def test_evaluate_after_extract_reads_the_cache(capsys, sets, tmp_path):
@@ -87,3 +94,27 @@ def test_max_pixels_above_pils_own_limit_is_honoured(capsys, tmp_path, monkeypat
     assert "encoded 0 images" in out and "decompression bomb" in err
     assert main([*argv, "--max-pixels", "100000"]) == 0
     assert "encoded 1 images" in capsys.readouterr().out
+
+
+def test_max_bytes_refuses_larger_files_unread(capsys, tmp_path):
+    from conftest import write_image
+
+    small = write_image(tmp_path / "s" / "0_real" / "small.png", seed=1, size=(8, 8))
+    write_image(tmp_path / "s" / "0_real" / "large.png", seed=2, size=(64, 64))
+    argv = ["extract", "--encoder", TINY_ENCODER, "--set", f"s={tmp_path / 's'}", "--cache-dir",
+            str(tmp_path / "cache"), "--device", "cpu", "--quiet", "--max-bytes", str(small.stat().st_size)]
+    assert main(argv) == 0
+    out, err = capsys.readouterr()
+    assert "encoded 1 images" in out and "large.png" in err and "exceeds the limit" in err
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["evaluate", "--help"], ["evaluate", "--no-such-flag"]])
+def test_help_and_usage_errors_import_no_heavy_library(argv):
+    """``ufd --help`` and usage errors stay fast: torch, pandas and sklearn are not imported."""
+    import subprocess
+    import sys
+
+    probe = ("import sys\nfrom ufd_lib.cli.main import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n"
+             "    pass\nprint(sorted({'torch', 'pandas', 'sklearn'} & {m.split('.')[0] for m in sys.modules}))")
+    done = subprocess.run([sys.executable, "-c", probe, *argv], capture_output=True, text=True, check=True)
+    assert done.stdout.strip().splitlines()[-1] == "[]"

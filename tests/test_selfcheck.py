@@ -51,6 +51,13 @@ def test_fifo_and_dangling_link_do_not_stop_verify(tmp_path):
     assert check.passed, check.detail
 
 
+@pytest.mark.parametrize("check", ["check_files_changed_after_planning", "check_inputs_that_are_not_images",
+                                   "check_non_finite_encoder_output"])
+def test_reading_checks_pass(check, tmp_path):
+    result = getattr(selfcheck, check)(tmp_path)
+    assert result.passed and result.cases >= 3, result
+
+
 @pytest.mark.slow
 def test_full_selfcheck_passes(tmp_path):
     checks = selfcheck.run_selfcheck(main, tmp_path, trials=4, rounds=1, fuzz=60, seed=1)

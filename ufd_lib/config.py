@@ -8,6 +8,8 @@ line all agree without passing flags around:
 - ``UFD_OFFLINE=1``: never try to download weights.
 - ``UFD_CACHE_CHUNK_IMAGES``: images per cache chunk, the unit of work that extraction
   claims, commits and, when interrupted, loses (default 1024).
+- ``UFD_MAX_IMAGE_BYTES``: image files larger than this many bytes are refused before they
+  are read (default 256 MiB; ``--max-bytes`` overrides it).
 """
 from __future__ import annotations
 
@@ -44,6 +46,12 @@ OFFICIAL_SAMPLING_SEED = 0
 
 # Images above this many pixels are refused as decompression bombs (PIL's own default).
 MAX_IMAGE_PIXELS = 89_478_485
+
+# Image files above this many bytes are refused unread (a 24-bit 8K TIFF is about 100 MiB).
+MAX_IMAGE_BYTES = 256 * 2**20
+
+# Most DataLoader decoding processes chosen by default (extract.default_workers).
+MAX_DEFAULT_WORKERS = 8
 
 # Features are stored as float16: half the disk of float32, within fp16 model precision.
 FEATURE_STORE_DTYPE = "float16"
@@ -94,6 +102,16 @@ def cache_chunk_images() -> int:
         return CACHE_CHUNK_IMAGES
     if not text.isdigit() or int(text) < 1:
         raise ValueError(f"UFD_CACHE_CHUNK_IMAGES must be a positive integer, got {text!r}")
+    return int(text)
+
+
+def max_image_bytes() -> int:
+    """Largest image file read, in bytes (``UFD_MAX_IMAGE_BYTES``, default :data:`MAX_IMAGE_BYTES`)."""
+    text = os.environ.get("UFD_MAX_IMAGE_BYTES", "")
+    if not text:
+        return MAX_IMAGE_BYTES
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"UFD_MAX_IMAGE_BYTES must be a positive integer, got {text!r}")
     return int(text)
 
 

@@ -1,14 +1,99 @@
-"""SHA-256 of files, read in 1 MiB blocks (checkpoints and cache chunks can be large)."""
+"""SHA-256 of files, and the one guarded way an input file is read.
+
+:func:`file_sha256` hashes files we made or were given on purpose (checkpoints, cache chunks,
+downloads), read in 1 MiB blocks. Image inputs go through :func:`open_regular_file` instead:
+only a regular file is ever read (a FIFO, device or socket named ``x.png`` is refused after a
+non-blocking open, so it cannot hang the reader), its size is checked against a byte limit
+before anything is read, and a dangling symbolic link is reported as such.
+"""
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
+import stat
 from pathlib import Path
+
+BLOCK_BYTES = 1 << 20
+
+
+class FileRefused(OSError):
+    """An input file that is not read; the message is the reason (one line)."""
+
+
+def _hash_blocks(handle, digest) -> None:
+    for block in iter(lambda: handle.read(BLOCK_BYTES), b""):
+        digest.update(block)
 
 
 def file_sha256(path: Path | str) -> str:
     """Hex SHA-256 of a file's bytes."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
+        _hash_blocks(handle, digest)
     return digest.hexdigest()
+
+
+_KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+          (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a directory"))
+
+
+@contextlib.contextmanager
+def open_regular_file(path: Path | str, max_bytes: int | None = None):
+    """Open ``path`` for reading if it is a regular file of at most ``max_bytes`` bytes.
+
+    Yields (binary file object, ``os.stat_result`` of the opened file). Raises
+    :class:`FileRefused` with the reason otherwise; nothing has been read by then. The open is
+    non-blocking (a FIFO would otherwise wait for a writer) and follows symbolic links.
+    """
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise FileRefused("dangling symbolic link" if os.path.islink(path) else "unreadable: no such file") from None
+    except OSError as error:
+        raise FileRefused(f"unreadable: {error.strerror or error}") from None
+    with os.fdopen(descriptor, "rb") as handle:
+        identity = os.fstat(descriptor)
+        if not stat.S_ISREG(identity.st_mode):
+            kind = next((name for test, name in _KINDS if test(identity.st_mode)), "not a regular file")
+            raise FileRefused(f"not a regular file ({kind})")
+        if max_bytes is not None and identity.st_size > max_bytes:
+            raise FileRefused(f"{identity.st_size} bytes exceeds the limit of {max_bytes} "
+                              "(--max-bytes, UFD_MAX_IMAGE_BYTES)")
+        yield handle, identity
+
+
+def read_regular_file(path: Path | str, max_bytes: int | None = None) -> bytes:
+    """The bytes of a regular file of at most ``max_bytes`` bytes (:func:`open_regular_file`),
+    read once; a file that grows past the limit while being read is refused too."""
+    try:
+        with open_regular_file(path, max_bytes) as (handle, _):
+            data = handle.read() if max_bytes is None else handle.read(max_bytes + 1)
+    except FileRefused:
+        raise
+    except OSError as error:
+        raise FileRefused(f"unreadable: {error.strerror or error}") from None
+    if max_bytes is not None and len(data) > max_bytes:
+        raise FileRefused(f"grew past the limit of {max_bytes} bytes while being read")
+    return data
+
+
+def regular_file_sha256(path: Path | str, max_bytes: int | None = None) -> tuple[bytes, os.stat_result | None]:
+    """(SHA-256 digest, 32 bytes; identity) of a regular file, read once in blocks.
+
+    identity: ``os.stat_result`` of the file if it did not change while it was hashed
+    (size, mtime and ctime the same before and after), else None: the digest then describes
+    bytes that may not be the file's, and must not be remembered. Raises :class:`FileRefused`.
+    """
+    digest = hashlib.sha256()
+    try:
+        with open_regular_file(path, max_bytes) as (handle, before):
+            _hash_blocks(handle, digest)
+            after = os.fstat(handle.fileno())
+    except FileRefused:
+        raise
+    except OSError as error:
+        raise FileRefused(f"unreadable: {error.strerror or error}") from None
+    steady = (before.st_size, before.st_mtime_ns, before.st_ctime_ns) == (after.st_size, after.st_mtime_ns,
+                                                                          after.st_ctime_ns)
+    return digest.digest(), after if steady else None

@@ -1,8 +1,8 @@
 """Average frequency spectra of high-pass residuals, per generator and per real source (the
 paper's spectrum figure, in the manner of Zhang et al. 2019 and Wang et al. 2020).
 
-For each image: centre crop ``size`` × ``size`` (no resize; smaller images are left out and
-counted), greyscale (PIL's ITU-R 601-2 luma, scaled to [0, 1]), residual = image −
+For each image: centre crop ``size`` × ``size`` (no resize; the evaluation's crop,
+:func:`ufd_lib.features.preprocess.centre_window`; smaller images are left out and counted), greyscale (PIL's ITU-R 601-2 luma, scaled to [0, 1]), residual = image −
 ``scipy.ndimage.median_filter(image, median_size)``, then the log-magnitude of its 2-D FFT,
 centred (zero frequency in the middle). The group's spectrum is the mean of these
 log-magnitudes. Frequencies are in cycles per pixel, from −0.5 to 0.5: the periodic trace of a
@@ -20,7 +20,8 @@ from scipy.ndimage import median_filter
 
 from ufd_lib import config
 from ufd_lib.data.discovery import sample_images
-from ufd_lib.features.preprocess import ImageRejected, decode_image
+from ufd_lib.features.preprocess import ImageRejected, centre_window, decode_image
+from ufd_lib.hashing import FileRefused, read_regular_file
 
 LOG_EPS = 1e-6
 
@@ -31,12 +32,13 @@ def greyscale(image) -> np.ndarray:
 
 
 def centre_crop(array: np.ndarray, size: int) -> np.ndarray | None:
-    """The central size × size window of an (H, W) array, or None when it is smaller."""
+    """The central size × size window of an (H, W) array, where the evaluation's centre crop
+    takes it (:func:`~ufd_lib.features.preprocess.centre_window`), or None when it is smaller."""
     height, width = array.shape
     if height < size or width < size:
         return None
-    top, left = (height - size) // 2, (width - size) // 2
-    return array[top : top + size, left : left + size]
+    left, top, right, bottom = centre_window((width, height), (size, size))
+    return array[top:bottom, left:right]
 
 
 def high_pass_residual(grey: np.ndarray, median_size: int = 3) -> np.ndarray:
@@ -72,8 +74,9 @@ def mean_spectrum(name: str, images, size: int = config.CROP_SIZE, median_size: 
             grey = item.astype(np.float64)
         else:
             try:
-                grey = greyscale(decode_image(Path(item).read_bytes()))
-            except (ImageRejected, OSError):
+                # Decoding only the window keeps huge images cheap; it is the same pixels.
+                grey = greyscale(decode_image(read_regular_file(item, config.max_image_bytes()), centre_crop=(size, size)))
+            except (ImageRejected, FileRefused):
                 skipped += 1
                 continue
         crop = centre_crop(grey, size)

@@ -125,10 +125,14 @@ def add_extraction_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--strict", action="store_true", help="stop at the first undecodable image instead of skipping it")
     parser.add_argument("--device", type=device_argument, default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
     parser.add_argument("--batch-size", type=positive_int, default=64, help="images encoded per forward pass (default 64)")
-    parser.add_argument("--workers", type=non_negative_int, default=0,
-                        help="DataLoader decoding processes (default 0: decode in the main process)")
+    parser.add_argument("--workers", type=non_negative_int, default=None,
+                        help="DataLoader decoding processes (default: none on CPU; on CUDA one per core but one, "
+                        "at most 8)")
     parser.add_argument("--max-pixels", type=positive_int, default=config.MAX_IMAGE_PIXELS,
                         help="refuse images with more pixels than this (decompression bombs)")
+    parser.add_argument("--max-bytes", type=positive_int, default=None,
+                        help="refuse image files larger than this many bytes, unread "
+                        "(default $UFD_MAX_IMAGE_BYTES or 256 MiB)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--allow-pickled-lists", action="store_true",
                         help="accept a released-style .pickle file list as a REAL or FAKE root (read as plain "
@@ -150,7 +154,7 @@ def extraction_options(args: argparse.Namespace):
     return ExtractionOptions(
         perturbation=Perturbation(args.blur_sigma, args.jpeg_quality),
         sampling=args.sampling, batch_size=args.batch_size, num_workers=args.workers,
-        strict=args.strict, max_pixels=args.max_pixels, cache_root=args.cache_dir, progress=not args.quiet,
+        strict=args.strict, max_pixels=args.max_pixels, max_bytes=args.max_bytes, cache_root=args.cache_dir, progress=not args.quiet,
     )
 
 

@@ -56,11 +56,8 @@ def run(args) -> int:
             per_set[spec.name] = len(images)
             paths += [image.path for image in images]
         cache = open_cache(encoder, options.perturbation, options.cache_root, args.precision)
-        _, _, report = fill_cache(
-            encoder, paths, cache, perturbation=options.perturbation, batch_size=options.batch_size,
-            num_workers=options.num_workers, strict=options.strict, max_pixels=options.max_pixels,
-            progress=options.progress, description="+".join(per_set), precision=args.precision, world=world,
-        )
+        _, _, report = fill_cache(encoder, paths, cache, options, description="+".join(per_set),
+                                  precision=args.precision, world=world)
     finally:
         sharding.close_world(world)
     if not world.is_main:

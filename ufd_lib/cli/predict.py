@@ -81,11 +81,7 @@ def run(args) -> int:
     encoder = load_encoder(args.encoder, args.device)
     classifier = _classifier(args, probe_path, encoder, options)
     cache = open_cache(encoder, options.perturbation, options.cache_root)
-    features, kept, report = extract_features(
-        encoder, paths, cache, perturbation=options.perturbation, batch_size=options.batch_size,
-        num_workers=options.num_workers, strict=options.strict, max_pixels=options.max_pixels,
-        progress=options.progress,
-    )
+    features, kept, report = extract_features(encoder, paths, cache, options)
     scores, threshold = fake_scores(classifier, features)
     kept_paths = [p for p, keep in zip(paths, kept) if keep]
     score_name = "cosine_margin" if args.bank else "probability_fake"

@@ -1,3 +1,3 @@
 """Stage 2, images → features: the encoder registry (add a backbone with one ``@register``
-entry), preprocessing and augmentation, batched extraction with sharding and claims, and the
-content-addressed feature cache."""
+entry), preprocessing and augmentation, batched extraction with sharding and claims, the
+file-identity memo (``digest_memo``) and the content-addressed feature cache."""

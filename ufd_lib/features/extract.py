@@ -1,6 +1,8 @@
 """Feature extraction through the cache: each image is encoded once per setting.
 
-Files are first identified by the SHA-256 of their bytes; the sorted unique digests are cut
+Files are first identified by the SHA-256 of their bytes, taken from the file-identity memo
+(:mod:`ufd_lib.features.digest_memo`: one ``stat`` per unchanged file, no bytes read) or, for new
+and changed files, by hashing them; the sorted unique digests are cut
 into fixed groups of whole batches (:func:`encoding_groups`), and only groups the cache lacks
 are decoded and encoded, in batches from a DataLoader (decoding in worker processes with
 prefetching when ``num_workers > 0``, pinned memory and non-blocking copies on CUDA), each
@@ -15,6 +17,19 @@ end with the cache bit for bit equal to an uninterrupted run's, with no image en
 (``tests/test_fault_injection.py``, ``ufd selfcheck``). Before decoding a group a process
 claims it (:mod:`ufd_lib.features.work_claims`); groups another live process holds are waited for.
 Not tested on CUDA.
+
+Reading: each image is read once for decoding, through :func:`ufd_lib.hashing.open_regular_file`
+(regular files only, at most ``max_bytes``), and those very bytes are hashed again and compared
+with the digest the plan used: a file that changed after it was hashed is skipped with a reason,
+never cached under the other content's key. Workers return uint8 crops (3, 224, 224); float
+conversion, normalisation and the cast to the weights' dtype happen once, on the encoder's
+device (:func:`ufd_lib.features.preprocess.to_model_input`). Features with a NaN or an infinity
+are refused (skipped, naming the encoder) before they reach the cache.
+
+Decoding processes (``num_workers=None``, the default, :func:`default_workers`): none on CPU,
+where the model needs every core and decoding a 224 crop costs a few per cent of one forward
+pass; on CUDA one per available core but one (the main process feeds the GPU), at most
+:data:`ufd_lib.config.MAX_DEFAULT_WORKERS`.
 
 Numerical precision (``precision``), measured on this project's 2-core CPU machine
 (``benchmarks/README.md``):
@@ -33,7 +48,9 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import hashlib
+import dataclasses
+import os
+import stat
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -46,12 +63,14 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from ufd_lib import config
+from ufd_lib.devices import torch_threads
+from ufd_lib.features.digest_memo import DigestMemo, identity_of, memo_key
 from ufd_lib.features.encoders import Encoder
 from ufd_lib.features.feature_cache import FeatureCache
-from ufd_lib.features.preprocess import ImageRejected, Perturbation, evaluation_transform, load_tensor, preprocess_settings
-from ufd_lib.devices import torch_threads
+from ufd_lib.features.preprocess import CHANGED_SINCE_HASHED, ImageRejected, Perturbation, load_pixels, preprocess_settings, to_model_input
 from ufd_lib.features.sharding import World, even_slice
 from ufd_lib.features.work_claims import GroupClaims, group_id
+from ufd_lib.hashing import FileRefused, regular_file_sha256
 
 _WEIGHT_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.float32}
 _DTYPE_NAMES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
@@ -59,10 +78,33 @@ _DTYPE_NAMES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "b
 PREFETCH_BATCHES_PER_WORKER = 4
 # Seconds between looks at groups that another process is encoding.
 CLAIM_POLL_SECONDS = 0.2
+# Threads hashing new files (reading is I/O bound; hashlib releases the GIL).
+HASH_THREADS = 4
 
 
 class ExtractionError(RuntimeError):
     """Raised in strict mode for the first image that cannot be used."""
+
+
+@dataclass
+class ExtractionOptions:
+    """How features are produced; everything but the encoder, the images and the precision.
+
+    num_workers: DataLoader decoding processes (None: :func:`default_workers`). max_pixels:
+    images with more pixels are refused from their header. max_bytes: files with more bytes are
+    refused unread (None: :func:`ufd_lib.config.max_image_bytes`). sampling and cache_root are
+    read by the callers that discover images and open the cache.
+    """
+
+    perturbation: Perturbation = field(default_factory=Perturbation)
+    sampling: str = "all"
+    batch_size: int = 64
+    num_workers: int | None = None
+    strict: bool = False
+    max_pixels: int = config.MAX_IMAGE_PIXELS
+    max_bytes: int | None = None
+    cache_root: Path | None = None
+    progress: bool = True
 
 
 @dataclass
@@ -71,6 +113,8 @@ class ExtractionReport:
 
     encode_seconds: wall time of decoding, encoding and writing (the slowest rank when
     sharded). precision: the resolved compute precision; world_size: processes that encoded.
+    files_hashed: files whose bytes were read to hash them; files_recognised: files whose
+    digest came from the file-identity memo, unread.
     """
 
     images_encoded: int = 0
@@ -79,6 +123,8 @@ class ExtractionReport:
     encode_seconds: float = 0.0
     precision: str | None = None
     world_size: int = 1
+    files_hashed: int = 0
+    files_recognised: int = 0
 
     @property
     def images_per_second(self) -> float | None:
@@ -91,6 +137,18 @@ class ExtractionReport:
         self.encode_seconds += other.encode_seconds
         self.precision = self.precision or other.precision
         self.world_size = max(self.world_size, other.world_size)
+        self.files_hashed += other.files_hashed
+        self.files_recognised += other.files_recognised
+
+
+def default_workers(device: torch.device | str, cores: int | None = None) -> int:
+    """DataLoader decoding processes when none are asked for: 0 on CPU (the model needs the
+    cores); on CUDA ``cores - 1`` (the main process feeds the device), at most
+    :data:`ufd_lib.config.MAX_DEFAULT_WORKERS`. cores: those this process may run on."""
+    cores = len(os.sched_getaffinity(0)) if cores is None else cores
+    if torch.device(device).type != "cuda":
+        return 0
+    return max(0, min(config.MAX_DEFAULT_WORKERS, cores - 1))
 
 
 def resolve_precision(encoder: Encoder, precision: str = "auto") -> str:
@@ -140,32 +198,62 @@ def cache_setting(encoder: Encoder, perturbation: Perturbation, precision: str =
 
 def open_cache(encoder: Encoder, perturbation: Perturbation, cache_root: Path | None = None,
                precision: str = "auto") -> FeatureCache:
-    return FeatureCache(cache_root or config.cache_dir(), cache_setting(encoder, perturbation, precision))
+    return FeatureCache(cache_root or config.cache_dir(), cache_setting(encoder, perturbation, precision),
+                        dim=encoder.embed_dim)
 
 
-def file_digest(path: Path) -> bytes | str:
-    """SHA-256 (32 bytes) of a file's content, or the reason it cannot be read."""
-    try:
-        return hashlib.sha256(Path(path).read_bytes()).digest()
-    except OSError as error:
-        return f"unreadable: {error.strerror or error}"
+def plan_digests(paths: Sequence[Path], memo: DigestMemo | None, max_bytes: int) -> tuple[list[bytes | str], int, int]:
+    """(SHA-256 (32 bytes) of each file or the reason it is not read, files hashed, files recognised).
+
+    A regular file whose identity the memo knows is recognised from one ``stat``; the others
+    are hashed (:func:`ufd_lib.hashing.regular_file_sha256`, in threads) and, if they stayed
+    unchanged while being read, remembered.
+    """
+    keys = [memo_key(path) for path in paths]
+    identities = []
+    for path in paths:
+        try:
+            found = os.stat(path)
+        except OSError:
+            found = None
+        identities.append(identity_of(found) if found is not None and stat.S_ISREG(found.st_mode) else None)
+    digests: list[bytes | str | None] = memo.lookup(keys, identities) if memo is not None else [None] * len(paths)
+    to_hash = [i for i, digest in enumerate(digests) if digest is None]
+
+    def digest_of(index: int):
+        try:
+            return regular_file_sha256(paths[index], max_bytes)
+        except FileRefused as error:
+            return str(error), None
+
+    with ThreadPoolExecutor(max_workers=HASH_THREADS) as pool:
+        hashed = list(pool.map(digest_of, to_hash))
+    learned = []
+    for index, (digest, identity) in zip(to_hash, hashed):
+        digests[index] = digest
+        if identity is not None:
+            learned.append((keys[index], identity_of(identity), digest))
+    if memo is not None:
+        memo.remember(learned)
+    hashed_count = sum(isinstance(digest, bytes) for digest, _ in hashed)
+    return digests, hashed_count, len(paths) - len(to_hash)
 
 
 class _ImageFiles(Dataset):
-    """Decodes one file per item → (index, tensor or None, reason or None)."""
+    """Reads, checks and decodes one file per item → (index, uint8 (3, 224, 224) or None, reason or None)."""
 
-    def __init__(self, paths: Sequence[Path], transform, perturbation: Perturbation, max_pixels: int):
-        self.paths = paths
-        self.transform = transform
-        self.perturbation = perturbation
-        self.max_pixels = max_pixels
+    def __init__(self, paths: Sequence[Path], digests: Sequence[bytes | str], options: ExtractionOptions,
+                 max_bytes: int):
+        self.paths, self.digests, self.options, self.max_bytes = paths, digests, options, max_bytes
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, index: int):
         try:
-            return index, load_tensor(self.paths[index], self.transform, self.perturbation, self.max_pixels), None
+            pixels = load_pixels(self.paths[index], self.options.perturbation, self.options.max_pixels, self.max_bytes,
+                                 expected_sha256=self.digests[index])
+            return index, pixels, None
         except ImageRejected as error:
             return index, None, str(error)
 
@@ -178,61 +266,64 @@ def _collate(items):
     return indices, batch, bad
 
 
-def extract_features(
-    encoder: Encoder, paths: Sequence[Path], cache: FeatureCache, **options
-) -> tuple[np.ndarray, np.ndarray, ExtractionReport]:
-    """Features for ``paths``, encoding only what ``cache`` lacks (keyword ``options`` as in
-    :func:`fill_cache`: perturbation, batch_size, num_workers, strict, max_pixels, progress,
-    description, precision, world).
+def _options(options: ExtractionOptions | None, overrides: dict) -> ExtractionOptions:
+    """``options`` (default: :class:`ExtractionOptions`()) with some fields replaced by keyword."""
+    return dataclasses.replace(options or ExtractionOptions(), **overrides)
 
-    Returns (features float32 (n_ok, d), kept bool mask (len(paths),), report); rows of
-    ``features`` follow the order of the kept paths. Unusable files are skipped and listed in
-    ``report.skipped`` with their reason, or raise :class:`ExtractionError` when ``strict``.
-    ``cache`` must have been opened for the same ``precision`` (:func:`open_cache`). With a
-    sharded ``world`` every rank must call this with the same arguments; each returns the
-    whole result.
+
+def extract_features(
+    encoder: Encoder, paths: Sequence[Path], cache: FeatureCache, options: ExtractionOptions | None = None,
+    *, description: str = "encoding", precision: str = "auto", world: World | None = None, **overrides,
+) -> tuple[np.ndarray, np.ndarray, ExtractionReport]:
+    """Features for ``paths``, encoding only what ``cache`` lacks.
+
+    options: :class:`ExtractionOptions` (its fields may also be given as keywords, which
+    replace the object's: ``batch_size=4, progress=False``). Returns (features float32
+    (n_ok, d), kept bool mask (len(paths),), report); rows of ``features`` follow the order of
+    the kept paths. Unusable files are skipped and listed in ``report.skipped`` with their
+    reason, or raise :class:`ExtractionError` when ``strict``. ``cache`` must have been opened
+    for the same ``precision`` (:func:`open_cache`). With a sharded ``world`` every rank must
+    call this with the same arguments; each returns the whole result.
     """
-    kept, digests, report = fill_cache(encoder, paths, cache, **options)
+    kept, digests, report = fill_cache(encoder, paths, cache, options, description=description, precision=precision,
+                                       world=world, **overrides)
     features = cache.load([digests[i] for i in np.flatnonzero(kept)])
     return features, kept, report
 
 
 def fill_cache(
-    encoder: Encoder,
-    paths: Sequence[Path],
-    cache: FeatureCache,
-    *,
-    perturbation: Perturbation = Perturbation(),
-    batch_size: int = 64,
-    num_workers: int = 0,
-    strict: bool = False,
-    max_pixels: int = config.MAX_IMAGE_PIXELS,
-    progress: bool = True,
-    description: str = "encoding",
-    precision: str = "auto",
-    world: World | None = None,
+    encoder: Encoder, paths: Sequence[Path], cache: FeatureCache, options: ExtractionOptions | None = None,
+    *, description: str = "encoding", precision: str = "auto", world: World | None = None, **overrides,
 ) -> tuple[np.ndarray, list[bytes | str], ExtractionReport]:
     """Encode into ``cache`` every image of ``paths`` it lacks, without loading features.
 
     Returns (kept bool mask (len(paths),), digests (32-byte SHA-256, or the reason a file is
-    unreadable), report). Arguments as in :func:`extract_features`. When sharded, the report
+    not read), report). Arguments as in :func:`extract_features`. When sharded, the report
     (identical on every rank) counts the work of all ranks.
     """
+    options = _options(options, overrides)
     world = world or World()
     resolved = resolve_precision(encoder, precision)
-    if cache.setting.get("precision") != cache_setting(encoder, perturbation, resolved).get("precision"):
+    if cache.setting.get("precision") != cache_setting(encoder, options.perturbation, resolved).get("precision"):
         raise ValueError(f"the cache {cache.directory} was opened for another precision than {resolved}; "
                          "open it with open_cache(..., precision=...)")
     report = ExtractionReport(precision=resolved, world_size=world.world_size)
+    max_bytes = config.max_image_bytes() if options.max_bytes is None else options.max_bytes
+    memo = DigestMemo(cache.directory.parent)
 
-    # Each rank hashes a contiguous slice; everyone gets every digest.
+    # Each rank identifies a contiguous slice; everyone gets every digest.
     mine = even_slice(len(paths), world.rank, world.world_size)
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        my_digests = list(pool.map(file_digest, [paths[i] for i in mine]))
-    digests = [d for part in world.all_gather(my_digests) for d in part]
+    try:
+        planned = plan_digests([paths[i] for i in mine], memo, max_bytes)
+    finally:
+        memo.close()
+    gathered = world.all_gather(planned)
+    digests = [d for part, _, _ in gathered for d in part]
+    report.files_hashed = sum(hashed for _, hashed, _ in gathered)
+    report.files_recognised = sum(recognised for _, _, recognised in gathered)
     unreadable = {i: d for i, d in enumerate(digests) if isinstance(d, str)}
     for i, reason in unreadable.items():
-        if strict:
+        if options.strict:
             raise ExtractionError(f"{paths[i]}: {reason}")
         report.skipped.append((str(paths[i]), reason))
 
@@ -245,7 +336,7 @@ def fill_cache(
         for i in readable:
             first_of_digest.setdefault(digests[i], i)
         done = {digests[i] for i, hit in zip(readable, cached) if hit}
-        groups = encoding_groups(sorted(first_of_digest), batch_size)
+        groups = encoding_groups(sorted(first_of_digest), options.batch_size)
         plan = (int(cached.sum()), [[first_of_digest[d] for d in group] for group in groups
                                     if not done.issuperset(group)])
     report.images_from_cache, pending = world.broadcast(plan)
@@ -256,10 +347,10 @@ def fill_cache(
     failure: Exception | None = None
     try:
         if share:
+            workers = default_workers(encoder.device) if options.num_workers is None else options.num_workers
             rejected = _encode_groups(
-                encoder, paths, digests, share, cache, local,
-                perturbation=perturbation, batch_size=batch_size, num_workers=num_workers, strict=strict,
-                max_pixels=max_pixels, progress=progress and world.is_main,
+                encoder, paths, digests, share, cache, local, options, max_bytes=max_bytes, num_workers=workers,
+                progress=options.progress and world.is_main,
                 description=description if world.world_size == 1 else f"{description} (rank 0's share)",
                 precision=resolved,
             )
@@ -281,11 +372,17 @@ def fill_cache(
         rejected.update(rank_rejected)
 
     kept = np.zeros(len(paths), dtype=bool)
+    forget = []
     for i in readable:
         if digests[i] in rejected:
             report.skipped.append((str(paths[i]), rejected[digests[i]]))
+            if rejected[digests[i]] == CHANGED_SINCE_HASHED:
+                forget.append(memo_key(paths[i]))
         else:
             kept[i] = True
+    if forget and world.is_main:  # a changed file must be hashed again next time
+        memo.forget(forget)
+        memo.close()
     return kept, digests, report
 
 
@@ -336,23 +433,24 @@ class _ClaimedBatches:
             yield from batches
 
 
-def _encode_groups(encoder, paths, digests, groups, cache, report, *, perturbation, batch_size, num_workers,
-                   strict, max_pixels, progress, description, precision) -> dict[bytes, str]:
+def _encode_groups(encoder, paths, digests, groups, cache, report, options: ExtractionOptions, *, max_bytes,
+                   num_workers, progress, description, precision) -> dict[bytes, str]:
     """Encode into ``cache`` the images of ``groups`` (lists of indices into ``paths``) it lacks,
     one chunk per group, waiting for groups that other processes hold until they are committed
-    or their holder dies. Returns {digest: reason} for files that failed to decode."""
+    or their holder dies. Returns {digest: reason} for files that failed to decode or encode."""
     claims = GroupClaims(cache.directory)
     rejected: dict[bytes, str] = {}
     started = time.perf_counter()
     total = int(sum((~cache.contains([digests[i] for i in group])).sum() for group in groups))
+    dataset = _ImageFiles(paths, digests, options, max_bytes)
     try:
         with tqdm(total=total, desc=description, unit="img", disable=not progress) as bar, \
                 compute_precision(encoder, precision):
             remaining = groups
             while remaining:
-                remaining = _encode_pass(encoder, paths, digests, remaining, cache, claims, report, rejected, bar,
-                                         perturbation=perturbation, batch_size=batch_size, num_workers=num_workers,
-                                         strict=strict, max_pixels=max_pixels)
+                remaining = _encode_pass(encoder, dataset, remaining, cache, claims, report, rejected, bar,
+                                         batch_size=options.batch_size, num_workers=num_workers,
+                                         strict=options.strict, dtype=_WEIGHT_DTYPES[precision])
                 if remaining:
                     time.sleep(CLAIM_POLL_SECONDS)
     finally:
@@ -361,11 +459,11 @@ def _encode_groups(encoder, paths, digests, groups, cache, report, *, perturbati
     return rejected
 
 
-def _encode_pass(encoder, paths, digests, groups, cache, claims, report, rejected, bar, *, perturbation, batch_size,
-                 num_workers, strict, max_pixels) -> list[list[int]]:
+def _encode_pass(encoder, dataset: _ImageFiles, groups, cache, claims, report, rejected, bar, *, batch_size,
+                 num_workers, strict, dtype) -> list[list[int]]:
     """One pass over ``groups`` through one DataLoader; returns the groups other processes held."""
+    paths, digests = dataset.paths, dataset.digests
     sampler = _ClaimedBatches(groups, digests, cache, claims, batch_size)
-    dataset = _ImageFiles(paths, evaluation_transform(encoder.mean, encoder.std), perturbation, max_pixels)
     overlap = {"prefetch_factor": PREFETCH_BATCHES_PER_WORKER} if num_workers > 0 else {}
     # One pass per loader, so persistent_workers would only keep idle processes alive.
     loader = DataLoader(
@@ -386,9 +484,20 @@ def _encode_pass(encoder, paths, digests, groups, cache, claims, report, rejecte
                 raise ExtractionError(f"{paths[i]}: {reason}")
             rejected[digests[i]] = reason
         if batch is not None:
-            features.append(encoder.encode(batch).numpy())
-            keys.extend(digests[i] for i in indices)
-            report.images_encoded += len(indices)
+            # One elementwise pass over the batch: on a busy CPU one thread is several times faster
+            # than two (0.5 vs 3 ms per image measured on this project's 2-core machine).
+            with torch_threads(1 if encoder.device.type == "cpu" else None):
+                inputs = to_model_input(batch, encoder.mean, encoder.std, encoder.device, dtype)
+            rows = encoder.encode(inputs).numpy()
+            finite = np.isfinite(rows).all(axis=1)
+            for i in np.asarray(indices)[~finite]:
+                reason = f"the encoder {encoder.name} gave non-finite features (NaN or infinity)"
+                if strict:
+                    raise ExtractionError(f"{paths[i]}: {reason}")
+                rejected[digests[i]] = reason
+            features.append(rows[finite])
+            keys.extend(digests[i] for i, ok in zip(indices, finite) if ok)
+            report.images_encoded += int(finite.sum())
         bar.update(len(indices) + len(bad))
         group = sampler.in_flight[0]
         group[1] -= 1

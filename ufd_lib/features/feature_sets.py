@@ -7,18 +7,15 @@ command line and every analysis obtain features here.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ufd_lib import config
 from ufd_lib.data.benchmark import Benchmark
 from ufd_lib.data.discovery import LabelledImage, discover_images
 from ufd_lib.data.image_sets import ImageSetSpec
 from ufd_lib.features.encoders import Encoder
-from ufd_lib.features.extract import ExtractionReport, extract_features, open_cache
-from ufd_lib.features.preprocess import Perturbation
+from ufd_lib.features.extract import ExtractionOptions, ExtractionReport, extract_features, open_cache
 
 
 @dataclass
@@ -31,20 +28,6 @@ class FeatureSet:
     labels: np.ndarray
     paths: list[str]
     skipped: list[tuple[str, str]] = field(default_factory=list)
-
-
-@dataclass
-class ExtractionOptions:
-    """How features are produced; everything but the encoder and the image set."""
-
-    perturbation: Perturbation = field(default_factory=Perturbation)
-    sampling: str = "all"
-    batch_size: int = 64
-    num_workers: int = 0
-    strict: bool = False
-    max_pixels: int = config.MAX_IMAGE_PIXELS
-    cache_root: Path | None = None
-    progress: bool = True
 
 
 def featurize(
@@ -68,11 +51,8 @@ def featurize_images(
 ) -> FeatureSet:
     """Features of an explicit list of labelled images, through the feature cache."""
     cache = open_cache(encoder, options.perturbation, options.cache_root)
-    features, kept, this_report = extract_features(
-        encoder, [image.path for image in images], cache,
-        perturbation=options.perturbation, batch_size=options.batch_size, num_workers=options.num_workers,
-        strict=options.strict, max_pixels=options.max_pixels, progress=options.progress, description=name,
-    )
+    features, kept, this_report = extract_features(encoder, [image.path for image in images], cache, options,
+                                                   description=name)
     if report is not None:
         report.merge(this_report)
     labels = np.array([image.label for image, keep in zip(images, kept) if keep], dtype=int)

@@ -12,6 +12,13 @@ PNG: peak +81 MB, 1.00× its 81 MB of pixels (converting the whole image first: 
 6000×4000 RGB JPEG: +98 MB, 1.36× its 72 MB (whole image first: +193 MB, 2.7×); see
 tests/test_hostile_images.py. A perturbation needs the whole RGB image and costs that much more.
 
+Extraction reads each file once (:func:`load_pixels`: a regular file under the byte limit,
+its bytes checked against the digest the cache will key them by), decodes it, crops it with
+the project's one centre crop (:func:`centre_window` / :func:`centre_crop_pixels`) and hands
+on uint8 (3, 224, 224); :func:`to_model_input` makes the normalised float tensor on the
+encoder's device, bit for bit what torchvision's ``ToTensor`` + ``Normalize`` give
+(:func:`load_tensor`, the reference, kept for the checks that compare against it).
+
 Hostile files: images above ``max_pixels`` are refused from their header before any pixel is
 decoded. PIL keeps a limit of its own (``Image.MAX_IMAGE_PIXELS``, the same default), which it also checks
 while decoding some formats (GIF frames, ICO and ICNS sizes, TIFF tiles); a ``max_pixels`` above it
@@ -21,6 +28,7 @@ or XMP metadata is never interpreted beyond what PIL reads while opening the fil
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import warnings
 from dataclasses import asdict, dataclass
@@ -33,8 +41,13 @@ from scipy.ndimage import gaussian_filter
 from torchvision import transforms
 
 from ufd_lib import config
+from ufd_lib.hashing import FileRefused, read_regular_file
 
 PREPROCESS_VERSION = 1
+
+
+# The reason given for a file whose bytes differ from the digest extraction planned with.
+CHANGED_SINCE_HASHED = "changed since it was hashed (its bytes no longer match the planned SHA-256); run again to include it"
 
 
 class ImageRejected(ValueError):
@@ -130,6 +143,28 @@ def centre_window(size: tuple[int, int], crop: tuple[int, int]) -> tuple[int, in
     return left, top, left + min(width, crop_width), top + min(height, crop_height)
 
 
+def centre_crop_pixels(image: Image.Image, crop: tuple[int, int] = (config.CROP_SIZE, config.CROP_SIZE)) -> np.ndarray:
+    """torchvision's ``CenterCrop(crop)`` of an RGB image, as uint8 (height, width, 3) pixels.
+
+    The one centre crop of the project (evaluation, spectra, trained detectors): the window of
+    :func:`centre_window`, sides shorter than the crop zero-padded with the image at offset
+    ``(crop - side) // 2``, as torchvision pads. An image that already is its window (what
+    :func:`decode_image` returns with ``centre_crop``) is not cut again.
+    """
+    crop_height, crop_width = crop
+    window = centre_window(image.size, crop)
+    if window != (0, 0, *image.size):
+        image = image.crop(window)
+    pixels = np.asarray(image, dtype=np.uint8)
+    height, width = pixels.shape[:2]
+    if (height, width) == (crop_height, crop_width):
+        return pixels
+    padded = np.zeros((crop_height, crop_width, 3), dtype=np.uint8)
+    top, left = (crop_height - height) // 2, (crop_width - width) // 2
+    padded[top : top + height, left : left + width] = pixels
+    return padded
+
+
 def decode_image(
     data: bytes, max_pixels: int = config.MAX_IMAGE_PIXELS, centre_crop: tuple[int, int] | None = None
 ) -> Image.Image:
@@ -205,20 +240,60 @@ def preprocess_settings(mean, std, perturbation: Perturbation) -> dict:
     }
 
 
+def load_pixels(
+    path: Path,
+    perturbation: Perturbation = Perturbation(),
+    max_pixels: int = config.MAX_IMAGE_PIXELS,
+    max_bytes: int | None = None,
+    expected_sha256: bytes | None = None,
+) -> torch.Tensor:
+    """Read one file once, check its bytes, decode, perturb, centre-crop → uint8 (3, 224, 224).
+
+    expected_sha256: the digest the caller planned with; the bytes read here are hashed and an
+    image whose content differs (the file changed since it was hashed) is rejected, so that its
+    pixels are never stored under another image's key. Float conversion and normalisation are
+    left to :func:`to_model_input`, on the encoder's device. Raises :class:`ImageRejected`.
+    """
+    try:
+        data = read_regular_file(path, max_bytes)
+    except FileRefused as error:
+        raise ImageRejected(str(error)) from None
+    if expected_sha256 is not None and hashlib.sha256(data).digest() != expected_sha256:
+        raise ImageRejected(CHANGED_SINCE_HASHED)
+    crop = (config.CROP_SIZE, config.CROP_SIZE)
+    image = perturbation.apply(decode_image(data, max_pixels, crop if perturbation.is_identity else None))
+    # Channels first here, in numpy: torch's strided uint8 copy is several times slower.
+    return torch.from_numpy(np.ascontiguousarray(centre_crop_pixels(image, crop).transpose(2, 0, 1)))
+
+
+def to_model_input(images: torch.Tensor, mean, std, device: torch.device | str, dtype: torch.dtype) -> torch.Tensor:
+    """uint8 (n, 3, h, w) pixels → normalised (n, 3, h, w) of ``dtype`` on ``device``.
+
+    The one place where pixels become model input: copied to the device as uint8 (a quarter of
+    float32's bytes), then ``/ 255``, ``(x - mean) / std`` in float32, exactly torchvision's
+    ``ToTensor`` + ``Normalize`` (bit for bit on CPU), then cast to the weights' dtype.
+    """
+    images = images.to(device, non_blocking=True).to(torch.float32).div_(255)
+    mean = torch.as_tensor(mean, dtype=torch.float32, device=images.device).view(1, -1, 1, 1)
+    std = torch.as_tensor(std, dtype=torch.float32, device=images.device).view(1, -1, 1, 1)
+    return images.sub_(mean).div_(std).to(dtype)
+
+
 def load_tensor(
     path: Path,
     transform: transforms.Compose,
     perturbation: Perturbation = Perturbation(),
     max_pixels: int = config.MAX_IMAGE_PIXELS,
 ) -> torch.Tensor:
-    """Read, decode, perturb and transform one file → float32 (3, 224, 224).
+    """Read, decode, perturb and transform one file with a torchvision ``transform`` → float32
+    (3, 224, 224): the reference that :func:`load_pixels` + :func:`to_model_input` reproduce.
 
     Without a perturbation, a transform that starts with a CenterCrop sees only the window that
     crop reads, so the peak memory is the decoded image, not its RGB conversion (module docstring).
     """
     try:
-        data = Path(path).read_bytes()
-    except OSError as error:
-        raise ImageRejected(f"unreadable: {error.strerror or error}") from error
+        data = read_regular_file(path)
+    except FileRefused as error:
+        raise ImageRejected(str(error)) from None
     centre_crop = centre_crop_size(transform) if perturbation.is_identity else None
     return transform(perturbation.apply(decode_image(data, max_pixels, centre_crop)))

@@ -768,6 +768,138 @@ def check_non_finite_scores(work: Path) -> Check:
                  "refused naming the test set: " + "; ".join(details))
 
 
+def check_files_changed_after_planning(work: Path) -> Check:
+    """A file replaced between hashing and decoding (by another valid image, a copy of another
+    input, a broken file): skipped with the reason, never cached under the digest planned for
+    it; the next run takes it up and ends bit for bit equal to a clean run on the final files."""
+    from unittest import mock
+
+    from ufd_lib.features import extract as extraction
+    from ufd_lib.features.encoders import load_encoder
+    from ufd_lib.features.preprocess import CHANGED_SINCE_HASHED, Perturbation
+
+    encoder = load_encoder(faults.ENCODER, "cpu")
+    planned = extraction.plan_digests
+    replacements = {"another image": lambda paths: faults.make_workload(work / "other", 1, 0, seed=7).paths[0],
+                    "a copy of another input": lambda paths: paths[0],
+                    "a broken file": lambda paths: paths[-1]}
+    fine = differences = 0
+    for number, (name, replacement) in enumerate(replacements.items()):
+        images = faults.make_workload(work / f"images-{number}", decodable=6, broken=1, seed=number)
+        paths, victim = list(images.paths), images.paths[2]
+        source = replacement(paths)
+
+        def plan_then_replace(files, memo, max_bytes, source=source, victim=victim):
+            plan = planned(files, memo, max_bytes)
+            victim.write_bytes(source.read_bytes())
+            return plan
+
+        cache = extraction.open_cache(encoder, Perturbation(), work / f"cache-{number}")
+        with mock.patch.object(extraction, "plan_digests", plan_then_replace):
+            kept, digests, report = extraction.fill_cache(encoder, paths, cache, batch_size=4, progress=False)
+        old_digest = digests[2]
+        refused = dict(report.skipped).get(str(victim)) == CHANGED_SINCE_HASHED and not kept[2]
+        clean_key = not extraction.open_cache(encoder, Perturbation(), work / f"cache-{number}").contains([old_digest])[0]
+        features, kept, _ = extraction.extract_features(encoder, paths, cache, batch_size=4, progress=False)
+        reference, kept_ref, _ = extraction.extract_features(
+            encoder, paths, extraction.open_cache(encoder, Perturbation(), work / f"clean-{number}"),
+            batch_size=4, progress=False)
+        same = np.array_equal(kept, kept_ref) and np.array_equal(features, reference)
+        fine += int(refused and clean_key)
+        differences += int(not same)
+    return Check("image file replaced between hashing and decoding", len(replacements), fine, differences,
+                 "skipped as changed, nothing cached under its planned digest; the rerun equals a clean run")
+
+
+def check_inputs_that_are_not_images(work: Path) -> Check:
+    """A FIFO, a character device and a dangling link named like images, and a file over the
+    byte limit, among the inputs: each skipped with its reason, the rest encoded, no hang."""
+    import os
+    import threading
+
+    from ufd_lib.features.encoders import load_encoder
+    from ufd_lib.features.extract import extract_features, open_cache
+    from ufd_lib.features.preprocess import Perturbation
+
+    images = faults.make_workload(work / "images", decodable=4, broken=0)
+    folder = images.paths[0].parent
+    fifo, device, dangling, large = (folder / name for name in ("fifo.png", "zero.png", "gone.png", "large.png"))
+    os.mkfifo(fifo)
+    device.symlink_to("/dev/zero")
+    dangling.symlink_to(work / "nowhere.png")
+    limit = max(path.stat().st_size for path in images.paths)
+    large.write_bytes(images.paths[0].read_bytes() + b"\0" * (limit + 1))
+    expected = {fifo: "not a regular file (a FIFO)", device: "not a regular file (a character device)",
+                dangling: "dangling symbolic link", large: "exceeds the limit"}
+    encoder = load_encoder(faults.ENCODER, "cpu")
+    outcome: dict = {}
+
+    def extract():
+        outcome["result"] = extract_features(encoder, [*images.paths, *expected],
+                                             open_cache(encoder, Perturbation(), work / "cache"),
+                                             max_bytes=limit, progress=False)
+
+    worker = threading.Thread(target=extract, daemon=True)
+    worker.start()
+    worker.join(timeout=120)
+    if "result" not in outcome:
+        return Check("FIFO, device, dangling link, over-size file among the inputs", len(expected), 0, None,
+                     "extraction did not return within 120 s (hung)")
+    _, kept, report = outcome["result"]
+    reasons = dict(report.skipped)
+    fine = sum(reason in reasons.get(str(path), "") for path, reason in expected.items())
+    fine -= 0 if kept[: len(images.paths)].all() else len(expected)
+    return Check("FIFO, device, dangling link, over-size file among the inputs", len(expected), max(fine, 0), None,
+                 "each skipped with its reason, the images encoded, no hang")
+
+
+def check_non_finite_encoder_output(work: Path) -> Check:
+    """An encoder that returns NaN or infinity for some images: those are skipped naming the
+    image and the encoder, the cache holds only finite features, strict mode raises."""
+    import dataclasses
+
+    import torch
+
+    from ufd_lib.features.encoders import load_encoder
+    from ufd_lib.features.extract import ExtractionError, extract_features, open_cache
+    from ufd_lib.features.preprocess import Perturbation
+
+    class Poisoned(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def encode_image(self, images):
+            features = self.inner.encode_image(images)
+            features[0, 0], features[-1, -1] = float("nan"), float("inf")  # first and last of each batch
+            return features
+
+    images = faults.make_workload(work / "images", decodable=8, broken=0)
+    encoder = load_encoder(faults.ENCODER, "cpu")
+    poisoned = dataclasses.replace(encoder, model=Poisoned(encoder.model))
+    cache = open_cache(poisoned, Perturbation(), work / "cache")
+    features, kept, report = extract_features(poisoned, list(images.paths), cache, batch_size=4, progress=False)
+    named = sum(f"the encoder {encoder.name} gave non-finite features" in reason for _, reason in report.skipped)
+    stored = open_cache(poisoned, Perturbation(), work / "cache")
+    finite_cache = len(stored) == int(kept.sum()) and np.isfinite(stored.load(
+        [d for d, k in zip(_digests(images.paths), kept) if k])).all()
+    try:
+        extract_features(poisoned, list(images.paths), open_cache(poisoned, Perturbation(), work / "strict"),
+                         batch_size=4, progress=False, strict=True)
+        strict = False
+    except ExtractionError as error:
+        strict = encoder.name in str(error) and any(str(error).startswith(f"{path}: ") for path in images.paths)
+    cases = (named == 4 and kept.sum() == 4, finite_cache and np.isfinite(features).all(), strict)
+    return Check("encoder returning NaN or infinity", len(cases), int(sum(map(bool, cases))), None,
+                 "skipped naming image and encoder, never cached; strict mode raises")
+
+
+def _digests(paths) -> list[bytes]:
+    import hashlib
+
+    return [hashlib.sha256(Path(path).read_bytes()).digest() for path in paths]
+
+
 def run_selfcheck(command_line: Callable[[list[str]], int], work: Path | None = None, *, trials: int = 20, rounds: int = 3, fuzz: int = 300,
                   seed: int = 0) -> list[Check]:
     """Run every check in ``work`` (a temporary folder, removed afterwards, when None).
@@ -789,22 +921,23 @@ def run_selfcheck(command_line: Callable[[list[str]], int], work: Path | None = 
             _timed(lambda: check_symlinked_chunks(workload, _fresh(scratch / "links"),
                                                   scratch / "reference" / "cache", reference)),
             _timed(lambda: check_orphans_removed(workload, scratch / "orphans", reference)),
-            _timed(lambda: check_non_finite_features(workload, _fresh(scratch / "non-finite"),
+            _timed(lambda: check_non_finite_features(workload, _fresh(scratch / "non-finite-cache"),
                                                      scratch / "reference" / "cache", reference)),
             _timed(lambda: check_unwritable_cache(_fresh(scratch / "unwritable"))),
             _timed(lambda: check_pickle_payloads(_fresh(scratch / "pickles"))),
             _timed(lambda: check_torchscript_payload(_fresh(scratch / "torchscript"))),
-            _timed(lambda: check_non_finite_weights(_fresh(scratch / "non-finite"))),
+            _timed(lambda: check_non_finite_weights(_fresh(scratch / "non-finite-weights"))),
             _timed(lambda: check_mismatched_state_dicts(_fresh(scratch / "mismatched"))),
             _timed(lambda: check_hostile_images(_fresh(scratch / "images"), fuzz, seed)),
             _timed(lambda: check_command_lines(command_line, _fresh(scratch / "cli"), fuzz, seed)),
             _timed(check_metric_edge_cases),
             _timed(lambda: check_hostile_archives(_fresh(scratch / "archives"))),
             _timed(lambda: check_hostile_data_root(_fresh(scratch / "data-root"))),
-
-
             _timed(lambda: check_full_disk_evaluate(command_line, _fresh(scratch / "full-disk"))),
-            _timed(lambda: check_non_finite_scores(_fresh(scratch / "non-finite"))),
+            _timed(lambda: check_non_finite_scores(_fresh(scratch / "non-finite-scores"))),
+            _timed(lambda: check_files_changed_after_planning(_fresh(scratch / "changed-files"))),
+            _timed(lambda: check_inputs_that_are_not_images(_fresh(scratch / "not-images"))),
+            _timed(lambda: check_non_finite_encoder_output(_fresh(scratch / "non-finite-output"))),
         ]
     finally:
         if work is None:

@@ -56,6 +56,8 @@ def run_record(encoder: Encoder, report: ExtractionReport, settings: dict) -> di
         "images_encoded": report.images_encoded,
         "images_from_cache": report.images_from_cache,
         "images_skipped": len(report.skipped),
+        "files_hashed": report.files_hashed,
+        "files_recognised": report.files_recognised,
         "encode_seconds": round(report.encode_seconds, 3),
         "images_per_second": report.images_per_second,
         "settings": json_ready(settings),

@@ -411,3 +411,16 @@ def test_predict_on_a_folder_without_images_exits_2_before_loading(capsys, tmp_p
     (tmp_path / "empty").mkdir()
     code, stdout, stderr = ufd(capsys, "predict", tmp_path / "empty")  # default encoder: CLIP weights absent here
     assert code == 2 and "no images in" in stderr and "empty" in stderr and stdout == ""
+
+
+@pytest.mark.timeout(60)
+def test_evaluate_lists_a_fifo_and_a_dangling_link_in_skipped_csv(capsys, common, data, tmp_path):
+    fake_folder = data["root"] / "ldm" / "1_fake"
+    os.mkfifo(fake_folder / "pipe.png")  # opening it for reading would block for ever
+    (fake_folder / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    out = tmp_path / "out"
+    code, stdout, stderr = evaluate(capsys, common, data, out, "--classifier", "knn", "--train", data["train"])
+    assert code == 0, stderr
+    reasons = dict(pd.read_csv(out / "skipped.csv")[["path", "reason"]].itertuples(index=False))
+    assert reasons[str(fake_folder / "pipe.png")] == "not a regular file (a FIFO)"
+    assert reasons[str(fake_folder / "gone.png")] == "dangling symbolic link"

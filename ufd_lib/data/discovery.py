@@ -85,22 +85,29 @@ def _release_walk(root: Path) -> Iterator[tuple[Path, bool]]:
                 yield from ((path, True) for path in image_files_under(Path(directory, name)))
 
 
+def _image_entries_under(directory: Path) -> list[Path]:
+    """The entries below ``directory`` whose name passes :func:`ufd_lib.config.is_image_name`,
+    sorted by their string form; listed from the directories alone, with no ``stat`` of each."""
+    return sorted((path for path in _walk_files(Path(directory)) if config.is_image_name(path.name)), key=str)
+
+
 def image_files_under(directory: Path) -> list[Path]:
-    """The image files below ``directory`` (regular files, or links to them, whose name passes
-    :func:`ufd_lib.config.is_image_name`), sorted by their string form."""
-    return sorted((path for path in _walk_files(Path(directory))
-                   if config.is_image_name(path.name) and path.is_file()), key=str)
+    """The image files below ``directory``: regular files, or links to them, whose name passes
+    :func:`ufd_lib.config.is_image_name`, sorted by their string form."""
+    return [path for path in _image_entries_under(directory) if path.is_file()]
 
 
 def find_class_images(root: Path, class_dir: str) -> list[Path]:
     """Image files under ``root`` that sit inside a directory named ``class_dir``.
 
     Follows directory symlinks but visits each real directory once, so symlink loops end.
-    Extensions are matched case-insensitively. Returns paths sorted by their string form.
+    Extensions are matched case-insensitively. Returns paths sorted by their string form. What
+    each entry is (a regular file, a FIFO, a dangling link) is not looked at here but when it is
+    read: extraction skips what is not a regular file, with the reason, in ``skipped.csv``.
     """
     root = Path(root)
     root_counts = class_dir in root.resolve().parts or class_dir in root.parts
-    return [path for path in image_files_under(root)
+    return [path for path in _image_entries_under(root)
             if root_counts or class_dir in path.parent.relative_to(root).parts]
 
 

@@ -266,19 +266,15 @@ class FeatureCache:
         self.refresh()
         if not digests:
             return np.zeros((0, self._dim or 0), dtype=np.float32)
-        locations = []
-        for digest in digests:
-            if digest not in self._index:
-                raise KeyError(f"no cached features for image digest {digest.hex()}")
-            locations.append(self._index[digest])
+        try:
+            locations = np.array([self._index[digest] for digest in digests], dtype=np.int64)
+        except KeyError as missing:
+            raise KeyError(f"no cached features for image digest {missing.args[0].hex()}") from None
+        chunks, rows = locations[:, 0], locations[:, 1]
         out = np.empty((len(digests), self._dim), dtype=np.float32)
-        by_chunk: dict[int, list[tuple[int, int]]] = {}
-        for position, (chunk, row) in enumerate(locations):
-            by_chunk.setdefault(chunk, []).append((position, row))
-        for chunk, pairs in by_chunk.items():
-            positions, rows = map(np.array, zip(*pairs))
-            order = np.argsort(rows)
-            out[positions[order]] = self._chunks[chunk][rows[order]]
+        order = np.lexsort((rows, chunks))  # by chunk, rows ascending within it: sequential reads
+        for group in np.split(order, np.flatnonzero(np.diff(chunks[order])) + 1):
+            out[group] = self._chunks[int(chunks[group[0]])][rows[group]]
         return out
 
     @property

@@ -90,17 +90,15 @@ def test_smoke_reproduction_end_to_end(tmp_path):
     for name in EXPECTED_FIGURES:
         for suffix in (".png", ".pdf"):
             assert (out / "figures" / f"{name}{suffix}").stat().st_size > 1000, name
-    recorded = [json.loads(line) for line in (out / "artifacts.jsonl").read_text().splitlines()]
-    recorded = [entry for entry in recorded if entry["kind"] != "notice"]
+    entries = [json.loads(line) for line in (out / "artifacts.jsonl").read_text().splitlines()]
+    recorded = [entry for entry in entries if entry["kind"] != "notice"]
     notebooks = {entry["notebook"] for entry in recorded}
     assert notebooks == {path.stem for path in (out / "notebooks").glob("*.ipynb")}, "a notebook saved nothing"
     for entry in recorded:
-        if entry["kind"] == "notice":
-            continue
         folder, suffixes = ("figures", (".png", ".pdf")) if entry["kind"] == "figure" else ("tables", (".csv", ".md"))
         for suffix in suffixes:
             assert (out / folder / f"{entry['name']}{suffix}").stat().st_size > 0, entry
-    notices = {(e["notebook"], e["text"]) for e in recorded if e["kind"] == "notice"}
+    notices = {(e["notebook"], e["text"]) for e in entries if e["kind"] == "notice"}
     assert any(n == "02_features" and t.startswith("encoder random-clip:small: RANDOM weights") for n, t in notices)
     assert any(n == "05_trained_detector" and t.startswith("trained detector") for n, t in notices)
     assert any(n == "08_backbones" for n, _ in notices)

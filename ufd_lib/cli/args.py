@@ -13,6 +13,7 @@ from typing import TypeVar
 
 from ufd_lib import config
 from ufd_lib.data.image_sets import PathArgumentError, output_directory, parse_set_spec
+from ufd_lib.messages import escape_control
 
 T = TypeVar("T")
 
@@ -25,7 +26,7 @@ class Parser(argparse.ArgumentParser):
     """argparse with a one-line error (no usage dump): ``ufd evaluate: error: ... (see --help)``."""
 
     def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+        self.exit(2, f"{self.prog}: error: {escape_control(message)} (see `{self.prog} --help`)\n")
 
 
 def argument_type(check: Callable[[str], T]) -> Callable[[str], T]:

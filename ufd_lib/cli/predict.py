@@ -32,12 +32,15 @@ def text_field(text: str) -> str:
 def _predict_paths(inputs: list[Path]) -> list[Path]:
     paths = []
     for item in inputs:
-        if item.is_dir():
-            paths += image_files_under(item)
-        elif item.is_file():
-            paths.append(item)
-        else:
-            raise UsageError(f"{str(item)!r}: no such file or directory")
+        try:
+            if item.is_dir():
+                paths += image_files_under(item)
+            elif item.is_file():
+                paths.append(item)
+            else:
+                raise UsageError(f"{str(item)!r}: no such file or directory")
+        except OSError as error:  # a name too long for the file system, a folder we may not read
+            raise UsageError(f"{str(item)!r}: {error.strerror or error}") from None
     return paths
 
 

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Sequence
 import yaml
 
 from ufd_lib.data.image_sets import ImageSetSpec
+from ufd_lib.messages import escape_control
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -164,10 +165,10 @@ def list_manifests() -> list[str]:
     directory = manifest_dir()
     where = f"{directory} (from ${MANIFEST_DIR_ENV})" if os.environ.get(MANIFEST_DIR_ENV) else str(directory)
     if not directory.is_dir():
-        raise ManifestError(_one_line(f"manifest directory {where} does not exist or is not a directory"))
+        raise ManifestError(escape_control(f"manifest directory {where} does not exist or is not a directory"))
     names = sorted(path.stem for path in directory.glob("*.yaml"))
     if not names:
-        raise ManifestError(_one_line(f"manifest directory {where} holds no *.yaml manifest"))
+        raise ManifestError(escape_control(f"manifest directory {where} holds no *.yaml manifest"))
     return names
 
 
@@ -192,23 +193,17 @@ def load_manifest(name: str) -> Manifest:
     try:
         info = path.stat()
         if not stat.S_ISREG(info.st_mode):  # a directory named x.yaml; a FIFO or /dev/zero would never end
-            raise ManifestError(_one_line(f"{path}: not a regular file"))
+            raise ManifestError(escape_control(f"{path}: not a regular file"))
         if info.st_size > MAX_MANIFEST_BYTES:
-            raise ManifestError(_one_line(f"{path}: {info.st_size} bytes; a manifest is at most {MAX_MANIFEST_BYTES}"))
+            raise ManifestError(escape_control(f"{path}: {info.st_size} bytes; a manifest is at most {MAX_MANIFEST_BYTES}"))
         content = path.read_bytes()
     except OSError as error:  # a dangling link, no permission
-        raise ManifestError(_one_line(f"{path}: cannot be read: {error.strerror or error}")) from None
+        raise ManifestError(escape_control(f"{path}: cannot be read: {error.strerror or error}")) from None
     return _load(path, content)
 
 
 # Long enough for any schema message about one field; a whole repr'd section is cut.
 _MAX_MESSAGE_CHARS = 300
-
-
-def _one_line(message: str) -> str:
-    """``message`` on one line: control characters escaped, so no path or YAML excerpt can
-    break a one-line error."""
-    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in message)
 
 
 def _short(text: str) -> str:
@@ -253,7 +248,7 @@ def _read_yaml(path: Path, content: bytes):
         text = content.decode("utf-8")
     except UnicodeDecodeError as error:
         raise ManifestError(
-            _one_line(f"{path}: not UTF-8 text (byte 0x{content[error.start]:02x} at offset {error.start})")
+            escape_control(f"{path}: not UTF-8 text (byte 0x{content[error.start]:02x} at offset {error.start})")
         ) from None
     try:
         return yaml.load(text, Loader=_ManifestLoader)
@@ -261,17 +256,17 @@ def _read_yaml(path: Path, content: bytes):
         mark = error.problem_mark or error.context_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = ": ".join(part for part in (error.context, error.problem) if part) or str(error)
-        raise ManifestError(_one_line(f"{path}: not valid YAML{where}: {_short(problem)}")) from None
+        raise ManifestError(escape_control(f"{path}: not valid YAML{where}: {_short(problem)}")) from None
     except yaml.YAMLError as error:
-        raise ManifestError(_one_line(f"{path}: not valid YAML: {_short(error)}")) from None
+        raise ManifestError(escape_control(f"{path}: not valid YAML: {_short(error)}")) from None
     except RecursionError:
-        raise ManifestError(_one_line(f"{path}: not valid YAML: nested too deeply")) from None
+        raise ManifestError(escape_control(f"{path}: not valid YAML: nested too deeply")) from None
     except Exception as error:
         # PyYAML's safe constructors raise plain ValueError, KeyError, AttributeError... for a
         # malformed scalar (`2001-13-45`, `!!bool maybe`, an int of 5,000 digits); any failure
         # here is the file's.
         raise ManifestError(
-            _one_line(f"{path}: not valid YAML: a value cannot be read ({type(error).__name__}: {_short(error)})")
+            escape_control(f"{path}: not valid YAML: a value cannot be read ({type(error).__name__}: {_short(error)})")
         ) from None
 
 
@@ -293,15 +288,15 @@ def _load(path: Path, content: bytes) -> Manifest:
         where = "/".join(str(part) for part in error.absolute_path) or "(top level)"
         described = error.validator == "pattern" and "description" in error.schema
         hint = f" ({error.schema['description']})" if described else ""
-        raise ManifestError(_one_line(f"{path}: {where}: {_short(error.message + hint)}"))
+        raise ManifestError(escape_control(f"{path}: {where}: {_short(error.message + hint)}"))
     if raw["name"] != path.stem:
-        raise ManifestError(_one_line(f"{path}: name: {raw['name']!r} differs from the file name"))
+        raise ManifestError(escape_control(f"{path}: name: {raw['name']!r} differs from the file name"))
     # Beyond the schema's patterns: the dataset must lie below the data root, and the archive
     # must be a file in the download directory, not the directory or its parent.
     if PurePosixPath(raw["root"]) == PurePosixPath("."):
-        raise ManifestError(_one_line(f"{path}: root: {raw['root']!r} is the data root itself; name a folder below it"))
+        raise ManifestError(escape_control(f"{path}: root: {raw['root']!r} is the data root itself; name a folder below it"))
     if set(raw["archive"]["filename"]) == {"."}:
-        raise ManifestError(_one_line(f"{path}: archive/filename: {raw['archive']['filename']!r} is not a file name"))
+        raise ManifestError(escape_control(f"{path}: archive/filename: {raw['archive']['filename']!r} is not a file name"))
     return _parse(raw)
 
 

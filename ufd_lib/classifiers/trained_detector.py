@@ -220,8 +220,7 @@ def train_detector(train: list[LabelledImage], val: list[LabelledImage], recipe:
     (unless the time budget cuts it short).
 
     The small CNN trains single-threaded on CPU: its tensors are so small that intra-op threads
-    cost more than they give, 4× more when other processes share the cores (measured on the
-    project's 2-core machine).
+    cost more than they give, most of all when other processes share the cores.
     """
     device = resolve_device(device)
     started = time.perf_counter()

@@ -31,16 +31,14 @@ where the model needs every core and decoding a 224 crop costs a few per cent of
 pass; on CUDA one per available core but one (the main process feeds the GPU), at most
 :data:`ufd_lib.config.MAX_DEFAULT_WORKERS`.
 
-Numerical precision (``precision``), measured on this project's 2-core CPU machine
-(``benchmarks/README.md``):
+Numerical precision (``precision``); what each costs and how far its features are from fp32 is
+measured by ``benchmarks/run.py`` (figures in ``benchmarks/README.md``):
 
 - ``auto`` (default): the encoder's weights as they are; CLIP loads as fp16 on CUDA (as
   ``clip.load`` gives it) and fp32 on CPU.
 - ``fp32``, ``fp16``: convert the weights in place if they differ (``fp16`` needs CUDA).
-- ``bf16``: fp32 weights run under ``torch.autocast(dtype=torch.bfloat16)``. Measured with
-  a ViT-B/32-shaped CLIP on a 2-core AVX512-BF16 CPU: 1.2–1.4× faster than fp32, minimum
-  cosine to the fp32 features 0.99994 (1 − cos 2,500× the float16 storage rounding), smoke
-  metrics within 0.0014 AP. Not the default: the replication's reference numerics are fp32
+- ``bf16``: fp32 weights run under ``torch.autocast(dtype=torch.bfloat16)``; faster on CPUs
+  with native bf16, at a feature error far above the float16 storage rounding. Not the default: the replication's reference numerics are fp32
   (fp16 on CUDA), and CPUs without native bf16 emulate it. Its features get their own cache
   key; fp32 and fp16 share one, as they always have (fp16 compute: 1 − cos ≈ 8e-7).
 """
@@ -485,7 +483,7 @@ def _encode_pass(encoder, dataset: _ImageFiles, groups, cache, claims, report, r
             rejected[digests[i]] = reason
         if batch is not None:
             # One elementwise pass over the batch: on a busy CPU one thread is several times faster
-            # than two (0.5 vs 3 ms per image measured on this project's 2-core machine).
+            # than two (measured in benchmarks/README.md).
             with torch_threads(1 if encoder.device.type == "cpu" else None):
                 inputs = to_model_input(batch, encoder.mean, encoder.std, encoder.device, dtype)
             rows = encoder.encode(inputs).numpy()

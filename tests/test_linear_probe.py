@@ -2,15 +2,14 @@
 from __future__ import annotations
 
 import pickle
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from ufd_lib.classifiers.linear_probe import LinearProbe, ProbeFileError
+from ufd_lib.classifiers.released import RELEASED_PROBE
 
-RELEASED_WEIGHTS = Path(__file__).resolve().parents[2] / "shared/fixtures/univfd_fc_weights.pth"
 
 
 def sigmoid(x):
@@ -101,11 +100,10 @@ def test_predict_proba_is_sigmoid_of_affine_map_and_threshold_is_strict():
     assert zero.predict(X).tolist() == [0] * 20
 
 
-@pytest.mark.skipif(not RELEASED_WEIGHTS.is_file(), reason=f"released probe not found at {RELEASED_WEIGHTS}")
-def test_released_weights_load():
-    probe = LinearProbe.load(RELEASED_WEIGHTS)
+def test_the_shipped_released_probe_loads_and_scores_as_its_definition():
+    probe = LinearProbe.load(RELEASED_PROBE)
     assert probe.n_features_in_ == 768
-    state = torch.load(RELEASED_WEIGHTS, map_location="cpu", weights_only=True)
+    state = torch.load(RELEASED_PROBE, map_location="cpu", weights_only=True)
     weight = state["weight"].double().numpy()[0]
     bias = float(state["bias"].double()[0])
     X = np.random.default_rng(2).normal(size=(16, 768)).astype(np.float32)

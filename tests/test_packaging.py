@@ -20,6 +20,7 @@ def test_wheel_reproduces_from_another_directory(tmp_path):
     assert "ufd_lib/notebooks/01_data.ipynb" in names
     assert "ufd_lib/data_manifests/cnndetection_test.yaml" in names
     assert "ufd_lib/evaluation/reported_results.csv" in names
+    assert "ufd_lib/classifiers/released/fc_weights.pth" in names
     site = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site), str(wheel)],
                    check=True)

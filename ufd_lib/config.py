@@ -95,24 +95,23 @@ def weights_dir() -> Path:
     return Path(os.environ.get("UFD_WEIGHTS_DIR", Path.home() / ".cache" / "clip"))
 
 
+def _positive_int_from_env(name: str, default: int) -> int:
+    text = os.environ.get(name, "")
+    if not text:
+        return default
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"{name} must be a positive integer, got {text!r}")
+    return int(text)
+
+
 def cache_chunk_images() -> int:
     """Images per cache chunk (``UFD_CACHE_CHUNK_IMAGES``, default :data:`CACHE_CHUNK_IMAGES`)."""
-    text = os.environ.get("UFD_CACHE_CHUNK_IMAGES", "")
-    if not text:
-        return CACHE_CHUNK_IMAGES
-    if not text.isdigit() or int(text) < 1:
-        raise ValueError(f"UFD_CACHE_CHUNK_IMAGES must be a positive integer, got {text!r}")
-    return int(text)
+    return _positive_int_from_env("UFD_CACHE_CHUNK_IMAGES", CACHE_CHUNK_IMAGES)
 
 
 def max_image_bytes() -> int:
     """Largest image file read, in bytes (``UFD_MAX_IMAGE_BYTES``, default :data:`MAX_IMAGE_BYTES`)."""
-    text = os.environ.get("UFD_MAX_IMAGE_BYTES", "")
-    if not text:
-        return MAX_IMAGE_BYTES
-    if not text.isdigit() or int(text) < 1:
-        raise ValueError(f"UFD_MAX_IMAGE_BYTES must be a positive integer, got {text!r}")
-    return int(text)
+    return _positive_int_from_env("UFD_MAX_IMAGE_BYTES", MAX_IMAGE_BYTES)
 
 
 def offline() -> bool:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import os
 import random
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,9 +60,9 @@ class DiscoveredImages:
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
-def _walk_files(root: Path) -> Iterator[Path]:
-    """Every non-directory entry below ``root``, following directory symlinks but visiting each
-    real directory once (so symlink loops end), in sorted walk order; callers sort the result."""
+def _walk_directories(root: Path) -> Iterator[tuple[str, list[str]]]:
+    """(directory, names of its non-directory entries) below ``root``, following directory
+    symlinks but visiting each real directory once (so symlink loops end), in sorted walk order."""
     visited: set[tuple[int, int]] = set()
     for directory, subdirs, files in os.walk(root, followlinks=True):
         stat = os.stat(directory)
@@ -71,7 +71,14 @@ def _walk_files(root: Path) -> Iterator[Path]:
             continue
         visited.add((stat.st_dev, stat.st_ino))
         subdirs.sort()
-        yield from (Path(directory, name) for name in files)
+        yield directory, files
+
+
+def _image_entries(directories: Iterable[tuple[str, list[str]]]) -> list[Path]:
+    """The entries of ``directories`` whose name passes :func:`ufd_lib.config.is_image_name`,
+    sorted by their string form; from the listings alone, with no ``stat`` of each entry."""
+    return [Path(path) for path in sorted(os.path.join(directory, name) for directory, names in directories
+                                          for name in names if config.is_image_name(name))]
 
 
 def _release_walk(root: Path) -> Iterator[tuple[Path, bool]]:
@@ -85,16 +92,10 @@ def _release_walk(root: Path) -> Iterator[tuple[Path, bool]]:
                 yield from ((path, True) for path in image_files_under(Path(directory, name)))
 
 
-def _image_entries_under(directory: Path) -> list[Path]:
-    """The entries below ``directory`` whose name passes :func:`ufd_lib.config.is_image_name`,
-    sorted by their string form; listed from the directories alone, with no ``stat`` of each."""
-    return sorted((path for path in _walk_files(Path(directory)) if config.is_image_name(path.name)), key=str)
-
-
 def image_files_under(directory: Path) -> list[Path]:
     """The image files below ``directory``: regular files, or links to them, whose name passes
     :func:`ufd_lib.config.is_image_name`, sorted by their string form."""
-    return [path for path in _image_entries_under(directory) if path.is_file()]
+    return [path for path in _image_entries(_walk_directories(Path(directory))) if path.is_file()]
 
 
 def find_class_images(root: Path, class_dir: str) -> list[Path]:
@@ -106,9 +107,11 @@ def find_class_images(root: Path, class_dir: str) -> list[Path]:
     read: extraction skips what is not a regular file, with the reason, in ``skipped.csv``.
     """
     root = Path(root)
-    root_counts = class_dir in root.resolve().parts or class_dir in root.parts
-    return [path for path in _image_entries_under(root)
-            if root_counts or class_dir in path.parent.relative_to(root).parts]
+    directories = _walk_directories(root)
+    if not (class_dir in root.resolve().parts or class_dir in root.parts):
+        directories = ((directory, names) for directory, names in directories
+                       if class_dir in Path(directory).relative_to(root).parts)
+    return _image_entries(directories)
 
 
 def _official_reason(path: Path, through_link: bool) -> str | None:

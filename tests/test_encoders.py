@@ -15,7 +15,7 @@ import torch
 from ufd_lib.checkpoints import CheckpointMismatch
 from ufd_lib.features.encoders import (CheckpointRefused, EncoderUnavailable, import_clip, is_torchscript_archive,
                                        load_encoder, random_clip_state_dict, random_stand_in)
-from ufd_lib.reliability.selfcheck import write_scripted_payload
+from ufd_lib.reliability.checkpoint_checks import write_scripted_payload
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ufd_lib.reliability import fault_injection as faults
-from ufd_lib.reliability import selfcheck
+from ufd_lib.reliability import cache_checks, selfcheck
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +19,7 @@ def clean_run(tmp_path_factory):
 
 
 @pytest.mark.parametrize("check, cases", [
-    (selfcheck.check_wrong_type_records, len(selfcheck.WRONG_TYPE_RECORDS)),
+    (selfcheck.check_wrong_type_records, len(cache_checks.WRONG_TYPE_RECORDS)),
     (selfcheck.check_wrong_width, 2),
     (selfcheck.check_symlinked_chunks, 3),
     (selfcheck.check_non_finite_features, 5),

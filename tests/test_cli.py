@@ -424,3 +424,13 @@ def test_evaluate_lists_a_fifo_and_a_dangling_link_in_skipped_csv(capsys, common
     reasons = dict(pd.read_csv(out / "skipped.csv")[["path", "reason"]].itertuples(index=False))
     assert reasons[str(fake_folder / "pipe.png")] == "not a regular file (a FIFO)"
     assert reasons[str(fake_folder / "gone.png")] == "dangling symbolic link"
+
+
+def test_evaluate_probe_released_is_the_shipped_probe(capsys, common, data, tmp_path):
+    from ufd_lib.classifiers.released import RELEASED_PROBE
+
+    code, _, stderr = evaluate(capsys, common, data, tmp_path / "named", "--classifier", "linear", "--probe", "released")
+    assert code == 0, stderr
+    code, _, stderr = evaluate(capsys, common, data, tmp_path / "path", "--classifier", "linear", "--probe", RELEASED_PROBE)
+    assert code == 0, stderr
+    assert (tmp_path / "named" / "scores.csv").read_bytes() == (tmp_path / "path" / "scores.csv").read_bytes()

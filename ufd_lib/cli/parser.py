@@ -13,6 +13,7 @@ from ufd_lib import config
 from ufd_lib.cli.args import (
     Parser, add_extraction_flags, argument_type, non_negative_int, positive_int, set_spec,
 )
+from ufd_lib.classifiers.released import RELEASED_PROBE
 from ufd_lib.data.image_sets import existing_directory, existing_file, output_directory, output_file
 
 
@@ -45,6 +46,11 @@ def _command(subparsers, name: str, module: str, **kwargs) -> argparse.ArgumentP
     return parser
 
 
+def probe_file(text: str) -> Path:
+    """``released`` (the probe shipped with ufd) or an existing probe file."""
+    return RELEASED_PROBE if text == "released" else existing_file(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="ufd", description="UnivFD replication: fake image detection in frozen CLIP feature space.")
     subparsers = parser.add_subparsers(dest="command", required=True)
@@ -63,9 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
                           help="training images: the feature banks (knn) or the probe's training set (linear "
                           "without --probe)")
     evaluate.add_argument("--k", type=positive_int, default=1, help="nearest neighbours averaged per bank (knn)")
-    evaluate.add_argument("--probe", type=argument_type(existing_file), default=None, metavar="PATH",
-                          help="a trained linear probe (.pth, the official {weight, bias} format, e.g. the "
-                          "released fc_weights.pth or `ufd train-probe --out`) (linear)")
+    evaluate.add_argument("--probe", type=argument_type(probe_file), default=None, metavar="PATH",
+                          help="a trained linear probe (linear): 'released' (the authors' fc_weights.pth shipped "
+                          "with ufd, for clip:ViT-L/14) or a .pth in the official {weight, bias} format, e.g. from "
+                          "`ufd train-probe --out`")
     evaluate.add_argument("--test", type=set_spec, action="append", required=True, metavar="NAME=REAL[:FAKE]",
                           help="a test set (repeatable): one row of the results per set, then their mean")
     evaluate.add_argument("--out", type=argument_type(output_directory), required=True, help="output directory")

@@ -124,7 +124,7 @@ def test_evaluate_linear_scores_are_the_probe_on_cached_features(capsys, common,
 
 
 def test_evaluate_on_a_full_disk_names_the_file_and_keeps_older_results(capsys, common, data, tmp_path):
-    from ufd_lib.reliability.selfcheck import disk_full_while_writing
+    from ufd_lib.reliability.output_checks import disk_full_while_writing
 
     out = tmp_path / "out"
     knn = ["--classifier", "knn", "--train", data["train"]]

@@ -229,7 +229,7 @@ def test_index_page_banner_contents_notices_notes_and_rendered_notebooks(tmp_pat
 
 
 def test_save_table_on_a_full_disk_keeps_the_older_table(tmp_path):
-    from ufd_lib.reliability.selfcheck import disk_full_while_writing
+    from ufd_lib.reliability.output_checks import disk_full_while_writing
     from ufd_lib.report.artifacts import save_table
 
     save_table(pd.DataFrame({"ap": [90.0]}), tmp_path, "t", "T", "03")

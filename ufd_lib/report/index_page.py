@@ -96,8 +96,8 @@ def _banner(settings: dict) -> str:
         return (f'<div class="banner paper"><strong>Profile {html.escape(str(profile))}.</strong> {description} '
                 "The tables set these numbers beside the paper's where the paper reports them.</div>")
     return (f'<div class="banner pipeline"><strong>Profile {html.escape(str(profile))}: a pipeline check.</strong> '
-            f"{description} For numbers to set beside the paper's, run <code>ufd reproduce --profile paper</code> "
-            "on the real data.</div>")
+            f"Its numbers are not comparable to the paper's. {description} For numbers to set beside the "
+            "paper's, run <code>ufd reproduce --profile paper</code> on the real data.</div>")
 
 
 def _anchor(*parts: str) -> str:

@@ -94,8 +94,8 @@ PROFILES = {
         name="smoke",
         encoder="random-clip:small",
         description=(
-            "Embedded synthetic benchmark with a random-weight CLIP (no download). A pipeline "
-            "check: its numbers are not the paper's and are not comparable to them."
+            "Embedded synthetic benchmark (stand-in images in the official layouts) encoded by a "
+            "random-weight CLIP; no download. A pipeline check, not the paper's numbers."
         ),
         batch_size=32,
         embedding_points_per_group=60,

@@ -22,7 +22,7 @@ from torch import nn
 
 from ufd_lib import config
 from ufd_lib.checkpoints import load_checkpoint, load_state_dict_strictly
-from ufd_lib.features.encoders import Encoder, register
+from ufd_lib.features.registry import Encoder, register
 from ufd_lib.features.torchvision_encoders import PenultimateFeatures
 from ufd_lib.hashing import file_sha256
 

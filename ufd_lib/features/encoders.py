@@ -24,7 +24,6 @@ import urllib.error
 import urllib.request
 import warnings
 import zipfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,7 +34,11 @@ from ufd_lib import config
 from ufd_lib.atomic_files import atomic_write
 from ufd_lib.checkpoints import CheckpointMismatch, load_checkpoint, one_line, require_finite
 from ufd_lib.devices import resolve_device
+from ufd_lib.features.registry import _REGISTRY, _STAND_INS, Encoder, EncoderUnavailable, register
 from ufd_lib.hashing import file_sha256
+
+# The other entries register themselves when imported: torchvision: and random-torchvision:, detector:.
+from ufd_lib.features import detector_networks, torchvision_encoders  # noqa: F401
 
 DOWNLOAD_TIMEOUT_S = 20  # per socket operation, so a dead network fails in seconds
 
@@ -49,73 +52,9 @@ def import_clip():
     return clip
 
 
-class EncoderUnavailable(RuntimeError):
-    """The encoder's weights cannot be had; the message says how to provide them."""
-
-
 class CheckpointRefused(ValueError):
     """A checkpoint file refused as given (not the official file of its name, or a TorchScript
     archive without the opt-in); the message says what to do. Bad input: exit status 2."""
-
-
-@dataclass
-class Encoder:
-    """A frozen image encoder ready for inference.
-
-    model: module whose ``encode_image`` maps (n, 3, 224, 224) normalised images to (n, d).
-    name: the registry string that produced it.
-    checkpoint_sha256: SHA-256 of the weights file (or a deterministic id for random weights).
-    mean, std: per-channel input normalisation the encoder expects.
-    checkpoint_official: whether the weights file is one of OpenAI's published CLIP checkpoints
-    (its SHA-256 is one OpenAI publishes). checkpoint_path: the weights file read (None for
-    random weights).
-    """
-
-    model: nn.Module
-    name: str
-    checkpoint_sha256: str
-    device: torch.device
-    embed_dim: int
-    mean: tuple[float, float, float] = config.CLIP_MEAN
-    std: tuple[float, float, float] = config.CLIP_STD
-    checkpoint_official: bool = False
-    checkpoint_path: str | None = None
-
-    @property
-    def dtype(self) -> torch.dtype:
-        """The dtype holding most of the image tower's weights (CLIP's ``visual``). CLIP on CUDA
-        is mixed, as ``clip.load`` leaves it: matrices fp16, embeddings and LayerNorms fp32, and
-        its first parameter is an fp32 one."""
-        elements: dict[torch.dtype, int] = {}
-        for parameter in getattr(self.model, "visual", self.model).parameters():
-            elements[parameter.dtype] = elements.get(parameter.dtype, 0) + parameter.numel()
-        return max(elements, key=elements.get)
-
-    @torch.inference_mode()
-    def encode(self, images: torch.Tensor) -> torch.Tensor:
-        """images: float32 (n, 3, 224, 224), normalised → features float32 (n, embed_dim) on CPU."""
-        images = images.to(self.device, non_blocking=True)
-        return self.model.encode_image(images).float().cpu()
-
-
-_REGISTRY: dict[str, Callable[[str, torch.device], Encoder]] = {}
-_STAND_INS: dict[str, Callable[[str], str | None]] = {}
-
-
-def register(prefix: str, stand_in: Callable[[str], str | None] | None = None):
-    """Decorator: make ``prefix:<argument>`` resolve through the decorated loader.
-
-    stand_in: for pretrained weights, maps the argument to the registry string of the
-    random-weight network of the same architecture (or None where there is none).
-    """
-
-    def decorate(loader: Callable[[str, torch.device], Encoder]):
-        _REGISTRY[prefix] = loader
-        if stand_in is not None:
-            _STAND_INS[prefix] = stand_in
-        return loader
-
-    return decorate
 
 
 def available_prefixes() -> list[str]:
@@ -354,7 +293,3 @@ def _load_random_clip(size: str, device: torch.device) -> Encoder:
     model = import_clip().model.build_model(random_clip_state_dict(size))
     identity = f"random-clip:{size}:seed{RANDOM_CLIP_SEED}:torch{torch.__version__.split('+')[0]}"
     return _clip_encoder(_finish_clip(model, device), f"random-clip:{size}", identity, device)
-
-
-from ufd_lib.features import torchvision_encoders  # noqa: E402,F401  (registers torchvision: and random-torchvision:)
-from ufd_lib.features import detector_networks  # noqa: E402,F401  (registers detector:)

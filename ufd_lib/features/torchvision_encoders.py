@@ -31,7 +31,7 @@ import torchvision
 from torch import nn
 
 from ufd_lib import config
-from ufd_lib.features.encoders import Encoder, EncoderUnavailable, register
+from ufd_lib.features.registry import Encoder, EncoderUnavailable, register
 from ufd_lib.checkpoints import load_checkpoint, load_state_dict_strictly
 from ufd_lib.hashing import file_sha256
 

@@ -46,6 +46,19 @@ def _command(subparsers, name: str, module: str, **kwargs) -> argparse.ArgumentP
     return parser
 
 
+def _encoding_command(subparsers, name: str, module: str, help: str, description: str,
+                      layouts: bool = False) -> argparse.ArgumentParser:
+    """A command that encodes images: the extraction flags, and with ``layouts`` the folder
+    layouts of its image sets drawn under its help."""
+    if layouts:
+        parser = _command(subparsers, name, module, help=help, description=textwrap.fill(description),
+                          epilog=LAYOUT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    else:
+        parser = _command(subparsers, name, module, help=help, description=description)
+    add_extraction_flags(parser)
+    return parser
+
+
 def probe_file(text: str) -> Path:
     """``released`` (the probe shipped with ufd) or an existing probe file."""
     return RELEASED_PROBE if text == "released" else existing_file(text)
@@ -55,13 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="ufd", description="UnivFD replication: fake image detection in frozen CLIP feature space.")
     subparsers = parser.add_subparsers(dest="command", required=True)
 
-    evaluate = _command(
-        subparsers, "evaluate", "evaluate", help="score test sets and compute AP and accuracies",
-        description=textwrap.fill("Score each --test set with nearest neighbour (banks from --train) or the linear probe "
-        "(--probe, or one trained on --train) and write metrics.csv, scores.csv, skipped.csv and run.json."),
-        epilog=LAYOUT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    evaluate = _encoding_command(
+        subparsers, "evaluate", "evaluate", "score test sets and compute AP and accuracies",
+        "Score each --test set with nearest neighbour (banks from --train) or the linear probe "
+        "(--probe, or one trained on --train) and write metrics.csv, scores.csv, skipped.csv and run.json.",
+        layouts=True,
     )
-    add_extraction_flags(evaluate)
     evaluate.add_argument("--classifier", choices=("knn", "linear"), required=True,
                           help="knn: nearest neighbour to the real and fake banks of --train (cosine); "
                           "linear: the linear probe")
@@ -77,13 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
                           help="a test set (repeatable): one row of the results per set, then their mean")
     evaluate.add_argument("--out", type=argument_type(output_directory), required=True, help="output directory")
 
-    train_probe = _command(
-        subparsers, "train-probe", "train_probe", help="train the linear probe on cached features",
-        description=textwrap.fill("Train the paper's linear probe (BCE, AdamW, learning rate divided by 10 after --patience "
-        "epochs without a validation gain) on the features of --train and save the best validation epoch."),
-        epilog=LAYOUT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    train_probe = _encoding_command(
+        subparsers, "train-probe", "train_probe", "train the linear probe on cached features",
+        "Train the paper's linear probe (BCE, AdamW, learning rate divided by 10 after --patience "
+        "epochs without a validation gain) on the features of --train and save the best validation epoch.",
+        layouts=True,
     )
-    add_extraction_flags(train_probe)
     train_probe.add_argument("--train", type=set_spec, required=True, metavar="NAME=REAL[:FAKE]",
                              help="training images (the paper: ProGAN, 20 categories)")
     train_probe.add_argument("--val", type=set_spec, default=None, metavar="NAME=REAL[:FAKE]",
@@ -104,14 +115,13 @@ def build_parser() -> argparse.ArgumentParser:
     train_probe.add_argument("--out", type=argument_type(output_file), required=True,
                              help="where to save the probe (.pth)")
 
-    predict = _command(
-        subparsers, "predict", "predict", help="probability that each image is fake",
-        description="Print, for every image, its path, the score and the label (real or fake): tab-separated "
+    predict = _encoding_command(
+        subparsers, "predict", "predict", "probability that each image is fake",
+        "Print, for every image, its path, the score and the label (real or fake): tab-separated "
         "text (control characters and backslashes in paths escaped as \\n, \\t, \\\\, ...) or JSON lines "
         "(keys path, probability_fake or, with --bank, cosine_margin, and label). "
         "By default the released UnivFD probe scores CLIP ViT-L/14 features, so only the CLIP weights are needed.",
     )
-    add_extraction_flags(predict)
     predict.add_argument("--probe", default=None, metavar="PATH",
                          help="the linear probe: 'released' (default, the authors' fc_weights.pth shipped with "
                          "ufd, for clip:ViT-L/14) or a .pth file from `ufd train-probe`; the score is the "
@@ -125,13 +135,11 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("images", type=Path, nargs="+", metavar="IMAGE_OR_DIR",
                          help="image files, or folders searched recursively for images")
 
-    extract = _command(
-        subparsers, "extract", "extract",
-        help="fill the feature cache (torchrun for several processes)",
-        description="Encode every image of the given sets that the feature cache lacks. Run it under "
+    extract = _encoding_command(
+        subparsers, "extract", "extract", "fill the feature cache (torchrun for several processes)",
+        "Encode every image of the given sets that the feature cache lacks. Run it under "
         "'torchrun --nproc_per_node N -m ufd_lib extract ...' to shard the work over N processes.",
     )
-    add_extraction_flags(extract)
     extract.add_argument("--set", dest="sets", type=set_spec, action="append", required=True,
                          metavar="NAME=REAL[:FAKE]", help="an image set to encode (repeatable)")
     extract.add_argument("--precision", choices=config.PRECISIONS, default="auto",

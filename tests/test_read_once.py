@@ -151,11 +151,15 @@ def test_the_digest_of_a_file_changing_while_hashed_is_not_remembered(tmp_path, 
 def test_uint8_crops_normalised_later_equal_the_torchvision_tensors_bit_for_bit(tmp_path, size, perturbation):
     path = write_image(tmp_path / "a.png", seed=size[0], size=size)
     pixels = load_pixels(path, perturbation)
-    assert pixels.dtype == torch.uint8 and pixels.shape == (3, 224, 224)
-    ours = to_model_input(pixels[None], (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711),
-                          "cpu", torch.float32)
+    assert pixels.dtype == np.uint8 and pixels.shape == (224, 224, 3)
+    mean, std = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
     reference = load_tensor(path, evaluation_transform(), perturbation)
+    batch = torch.from_numpy(np.stack([pixels, pixels[::-1].copy()]))
+    ours = to_model_input(batch, mean, std, "cpu", torch.float32)
     assert torch.equal(ours[0], reference)
+    reused = torch.full((3, 3, 224, 224), float("nan"))
+    into_buffer = to_model_input(batch, mean, std, "cpu", torch.float32, out=reused)
+    assert into_buffer.data_ptr() == reused.data_ptr() and torch.equal(into_buffer, ours)
 
 
 def test_centre_crop_pixels_is_torchvisions_center_crop():

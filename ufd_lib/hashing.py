@@ -63,37 +63,41 @@ def open_regular_file(path: Path | str, max_bytes: int | None = None):
         yield handle, identity
 
 
-def read_regular_file(path: Path | str, max_bytes: int | None = None) -> bytes:
-    """The bytes of a regular file of at most ``max_bytes`` bytes (:func:`open_regular_file`),
-    read once; a file that grows past the limit while being read is refused too."""
+def read_steadily(path: Path | str, max_bytes: int | None = None) -> tuple[bytes, os.stat_result | None]:
+    """(bytes, identity) of a regular file of at most ``max_bytes`` bytes (:func:`open_regular_file`),
+    read once; a file that grows past the limit while being read is refused too.
+
+    identity: ``os.stat_result`` of the open file if it did not change while it was read (size,
+    mtime and ctime the same before and after), else None: the bytes may then not be any
+    version of the file, and nothing may be remembered about them. Raises :class:`FileRefused`.
+    """
     try:
-        with open_regular_file(path, max_bytes) as (handle, _):
-            data = handle.read() if max_bytes is None else handle.read(max_bytes + 1)
+        with open_regular_file(path, max_bytes) as (handle, before):
+            # Ask for the size stat gave, plus one byte to see growth: a fixed request of
+            # max_bytes + 1 (or a megabyte block) would allocate that much for every file.
+            data = handle.read(before.st_size + 1)
+            if len(data) > before.st_size:
+                data += handle.read() if max_bytes is None else handle.read(max_bytes + 1 - len(data))
+            after = os.fstat(handle.fileno())
     except FileRefused:
         raise
     except OSError as error:
         raise FileRefused(f"unreadable: {error.strerror or error}") from None
     if max_bytes is not None and len(data) > max_bytes:
         raise FileRefused(f"grew past the limit of {max_bytes} bytes while being read")
-    return data
+    steady = (before.st_size, before.st_mtime_ns, before.st_ctime_ns) == (after.st_size, after.st_mtime_ns,
+                                                                          after.st_ctime_ns)
+    return data, after if steady else None
+
+
+def read_regular_file(path: Path | str, max_bytes: int | None = None) -> bytes:
+    """The bytes of :func:`read_steadily`."""
+    return read_steadily(path, max_bytes)[0]
 
 
 def regular_file_sha256(path: Path | str, max_bytes: int | None = None) -> tuple[bytes, os.stat_result | None]:
-    """(SHA-256 digest, 32 bytes; identity) of a regular file, read once in blocks.
-
-    identity: ``os.stat_result`` of the file if it did not change while it was hashed
-    (size, mtime and ctime the same before and after), else None: the digest then describes
-    bytes that may not be the file's, and must not be remembered. Raises :class:`FileRefused`.
-    """
-    digest = hashlib.sha256()
-    try:
-        with open_regular_file(path, max_bytes) as (handle, before):
-            _hash_blocks(handle, digest)
-            after = os.fstat(handle.fileno())
-    except FileRefused:
-        raise
-    except OSError as error:
-        raise FileRefused(f"unreadable: {error.strerror or error}") from None
-    steady = (before.st_size, before.st_mtime_ns, before.st_ctime_ns) == (after.st_size, after.st_mtime_ns,
-                                                                          after.st_ctime_ns)
-    return digest.digest(), after if steady else None
+    """(SHA-256 digest, 32 bytes; identity) of a regular file read once (:func:`read_steadily`):
+    a digest whose identity is None describes bytes that may not be the file's, and must not be
+    remembered. Raises :class:`FileRefused`."""
+    data, identity = read_steadily(path, max_bytes)
+    return hashlib.sha256(data).digest(), identity

@@ -5,7 +5,7 @@ Files are first identified by the SHA-256 of their bytes, taken from the file-id
 and changed files, by hashing them; the sorted unique digests are cut
 into fixed groups of whole batches (:func:`encoding_groups`), and only groups the cache lacks
 are decoded and encoded, in batches from a DataLoader (decoding in worker processes with
-prefetching when ``num_workers > 0``, pinned memory and non-blocking copies on CUDA), each
+prefetching when ``num_workers > 0``), each
 group committed to the cache as one chunk. Groups depend only on the request, so an
 interrupted run, a sharded run (:mod:`ufd_lib.features.sharding`: ranks share the groups out) and
 processes sharing a cache encode every image in a batch of the same composition as one
@@ -21,10 +21,15 @@ Not tested on CUDA.
 Reading: each image is read once for decoding, through :func:`ufd_lib.hashing.open_regular_file`
 (regular files only, at most ``max_bytes``), and those very bytes are hashed again and compared
 with the digest the plan used: a file that changed after it was hashed is skipped with a reason,
-never cached under the other content's key. Workers return uint8 crops (3, 224, 224); float
+never cached under the other content's key. A file seen for the first time is read twice, once
+to hash it while planning and once to decode it: the groups are cut from the sorted digests of
+the whole request, which is what lets interrupted, shared and sharded runs encode each image
+once, in batches of the same composition. Workers return uint8 crops (224, 224, 3), written
+into a ring of batch buffers allocated once (shared memory when workers write them); float
 conversion, normalisation and the cast to the weights' dtype happen once, on the encoder's
-device (:func:`ufd_lib.features.preprocess.to_model_input`). Features with a NaN or an infinity
-are refused (skipped, naming the encoder) before they reach the cache.
+device (:func:`ufd_lib.features.preprocess.to_model_input`), on CPU into one reused buffer:
+fresh memory for every batch costs more in page faults than the decoding it carries. Features
+with a NaN or an infinity are refused (skipped, naming the encoder) before they reach the cache.
 
 Decoding processes (``num_workers=None``, the default, :func:`default_workers`): none on CPU,
 where the model needs every core and decoding a 224 crop costs a few per cent of one forward
@@ -78,6 +83,8 @@ PREFETCH_BATCHES_PER_WORKER = 4
 CLAIM_POLL_SECONDS = 0.2
 # Threads hashing new files (reading is I/O bound; hashlib releases the GIL).
 HASH_THREADS = 4
+# Files each hashing task takes: a task per file costs more than hashing a small image.
+HASH_RUN = 64
 
 
 class ExtractionError(RuntimeError):
@@ -218,14 +225,18 @@ def plan_digests(paths: Sequence[Path], memo: DigestMemo | None, max_bytes: int)
     digests: list[bytes | str | None] = memo.lookup(keys, identities) if memo is not None else [None] * len(paths)
     to_hash = [i for i, digest in enumerate(digests) if digest is None]
 
-    def digest_of(index: int):
-        try:
-            return regular_file_sha256(paths[index], max_bytes)
-        except FileRefused as error:
-            return str(error), None
+    def digests_of(indices: list[int]):
+        found = []
+        for index in indices:
+            try:
+                found.append(regular_file_sha256(paths[index], max_bytes))
+            except FileRefused as error:
+                found.append((str(error), None))
+        return found
 
+    runs = [to_hash[start : start + HASH_RUN] for start in range(0, len(to_hash), HASH_RUN)]
     with ThreadPoolExecutor(max_workers=HASH_THREADS) as pool:
-        hashed = list(pool.map(digest_of, to_hash))
+        hashed = [result for run in pool.map(digests_of, runs) for result in run]
     learned = []
     for index, (digest, identity) in zip(to_hash, hashed):
         digests[index] = digest
@@ -238,30 +249,45 @@ def plan_digests(paths: Sequence[Path], memo: DigestMemo | None, max_bytes: int)
 
 
 class _ImageFiles(Dataset):
-    """Reads, checks and decodes one file per item → (index, uint8 (3, 224, 224) or None, reason or None)."""
+    """Reads, checks and decodes one file per item into a slot of a shared ring of batches.
+
+    An item is (slot, position, index): the uint8 (224, 224, 3) crop of ``paths[index]`` is
+    written to ``ring[slot, position]``; returns (slot, position, index, reason or None). Pixels
+    travel to the main process through the ring, allocated once, not through a new shared
+    memory segment per batch (on this project's machines the page faults of fresh segments cost
+    more than the copy).
+    """
 
     def __init__(self, paths: Sequence[Path], digests: Sequence[bytes | str], options: ExtractionOptions,
-                 max_bytes: int):
-        self.paths, self.digests, self.options, self.max_bytes = paths, digests, options, max_bytes
+                 max_bytes: int, ring: torch.Tensor):
+        self.paths, self.digests, self.options, self.max_bytes, self.ring = paths, digests, options, max_bytes, ring
 
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, index: int):
+    def __getitem__(self, item: tuple[int, int, int]):
+        slot, position, index = item
         try:
             pixels = load_pixels(self.paths[index], self.options.perturbation, self.options.max_pixels, self.max_bytes,
                                  expected_sha256=self.digests[index])
-            return index, pixels, None
         except ImageRejected as error:
-            return index, None, str(error)
+            return slot, position, index, str(error)
+        np.copyto(self.ring[slot, position].numpy(), pixels)
+        return slot, position, index, None
 
 
 def _collate(items):
-    good = [(i, t) for i, t, _ in items if t is not None]
-    bad = [(i, reason) for i, t, reason in items if t is None]
-    indices = [i for i, _ in good]
-    batch = torch.stack([t for _, t in good]) if good else None
-    return indices, batch, bad
+    """→ (ring slot, [(position, index)] of decoded images, [(index, reason)] of rejected files)."""
+    good = [(position, index) for _, position, index, reason in items if reason is None]
+    bad = [(index, reason) for _, _, index, reason in items if reason is not None]
+    return items[0][0], good, bad
+
+
+def _ring(slots: int, batch_size: int, shared: bool) -> torch.Tensor:
+    """uint8 (slots, batch_size, 224, 224, 3): decoded batches on their way to the model, in
+    shared memory when worker processes write them."""
+    ring = torch.empty((slots, batch_size, config.CROP_SIZE, config.CROP_SIZE, 3), dtype=torch.uint8)
+    return ring.share_memory_() if shared else ring
 
 
 def _options(options: ExtractionOptions | None, overrides: dict) -> ExtractionOptions:
@@ -399,20 +425,22 @@ def encoding_groups(unique_digests: Sequence[bytes], batch_size: int) -> list[li
 
 class _ClaimedBatches:
     """Batch sampler over ``groups`` (lists of indices into ``digests``): claims each group in
-    turn, then yields batches of those of its images the cache still lacks.
+    turn, then yields batches of those of its images the cache still lacks, each item
+    (ring slot, position in the batch, index), the slots taken in turn.
 
     Groups held by another live process are left in ``deferred``. ``in_flight`` lists, in
     order, [group id, batches not yet consumed] of every claimed group whose batches were
     handed out, so the consumer knows when a group is complete.
     """
 
-    def __init__(self, groups, digests, cache: FeatureCache, claims: GroupClaims, batch_size: int):
+    def __init__(self, groups, digests, cache: FeatureCache, claims: GroupClaims, batch_size: int, slots: int):
         self.groups, self.digests, self.cache, self.claims = groups, digests, cache, claims
-        self.batch_size = batch_size
+        self.batch_size, self.slots = batch_size, slots
         self.deferred: list[list[int]] = []
         self.in_flight: collections.deque[list] = collections.deque()
 
     def __iter__(self):
+        handed_out = 0
         for group in self.groups:
             keys = [self.digests[i] for i in group]
             if self.cache.contains(keys).all():
@@ -428,7 +456,10 @@ class _ClaimedBatches:
                 continue
             batches = [missing[start : start + self.batch_size] for start in range(0, len(missing), self.batch_size)]
             self.in_flight.append([claim, len(batches)])
-            yield from batches
+            for batch in batches:
+                slot = handed_out % self.slots
+                handed_out += 1
+                yield [(slot, position, index) for position, index in enumerate(batch)]
 
 
 def _encode_groups(encoder, paths, digests, groups, cache, report, options: ExtractionOptions, *, max_bytes,
@@ -440,13 +471,19 @@ def _encode_groups(encoder, paths, digests, groups, cache, report, options: Extr
     rejected: dict[bytes, str] = {}
     started = time.perf_counter()
     total = int(sum((~cache.contains([digests[i] for i in group])).sum() for group in groups))
-    dataset = _ImageFiles(paths, digests, options, max_bytes)
+    # A worker may be decoding every batch the loader has asked for while the model holds one more.
+    slots = PREFETCH_BATCHES_PER_WORKER * num_workers + 1
+    dataset = _ImageFiles(paths, digests, options, max_bytes, _ring(slots, options.batch_size, num_workers > 0))
+    # Model input on CPU, written in place batch after batch (to_model_input says why).
+    inputs = None
+    if encoder.device.type == "cpu":
+        inputs = torch.empty((options.batch_size, 3, config.CROP_SIZE, config.CROP_SIZE), dtype=torch.float32)
     try:
         with tqdm(total=total, desc=description, unit="img", disable=not progress) as bar, \
                 compute_precision(encoder, precision):
             remaining = groups
             while remaining:
-                remaining = _encode_pass(encoder, dataset, remaining, cache, claims, report, rejected, bar,
+                remaining = _encode_pass(encoder, dataset, remaining, cache, claims, report, rejected, bar, inputs,
                                          batch_size=options.batch_size, num_workers=num_workers,
                                          strict=options.strict, dtype=_WEIGHT_DTYPES[precision])
                 if remaining:
@@ -457,17 +494,15 @@ def _encode_groups(encoder, paths, digests, groups, cache, report, options: Extr
     return rejected
 
 
-def _encode_pass(encoder, dataset: _ImageFiles, groups, cache, claims, report, rejected, bar, *, batch_size,
+def _encode_pass(encoder, dataset: _ImageFiles, groups, cache, claims, report, rejected, bar, inputs, *, batch_size,
                  num_workers, strict, dtype) -> list[list[int]]:
-    """One pass over ``groups`` through one DataLoader; returns the groups other processes held."""
-    paths, digests = dataset.paths, dataset.digests
-    sampler = _ClaimedBatches(groups, digests, cache, claims, batch_size)
+    """One pass over ``groups`` through one DataLoader; returns the groups other processes held.
+    inputs: the CPU model-input buffer (None on other devices)."""
+    paths, digests, ring = dataset.paths, dataset.digests, dataset.ring
+    sampler = _ClaimedBatches(groups, digests, cache, claims, batch_size, slots=len(ring))
     overlap = {"prefetch_factor": PREFETCH_BATCHES_PER_WORKER} if num_workers > 0 else {}
     # One pass per loader, so persistent_workers would only keep idle processes alive.
-    loader = DataLoader(
-        dataset, batch_sampler=sampler, num_workers=num_workers, collate_fn=_collate,
-        pin_memory=encoder.device.type == "cuda", **overlap,
-    )
+    loader = DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers, collate_fn=_collate, **overlap)
     keys: list[bytes] = []
     features: list[np.ndarray] = []
     batches = iter(loader)
@@ -476,17 +511,20 @@ def _encode_pass(encoder, dataset: _ImageFiles, groups, cache, claims, report, r
             item = next(batches, None)
         if item is None:
             return sampler.deferred
-        indices, batch, bad = item
+        slot, good, bad = item
         for i, reason in bad:
             if strict:
                 raise ExtractionError(f"{paths[i]}: {reason}")
             rejected[digests[i]] = reason
-        if batch is not None:
+        if good:
+            positions = [position for position, _ in good]
+            indices = [index for _, index in good]
+            pixels = ring[slot, : len(good)] if positions[-1] == len(good) - 1 else ring[slot, positions]
             # One elementwise pass over the batch: on a busy CPU one thread is several times faster
             # than two (measured in benchmarks/README.md).
             with torch_threads(1 if encoder.device.type == "cpu" else None):
-                inputs = to_model_input(batch, encoder.mean, encoder.std, encoder.device, dtype)
-            rows = encoder.encode(inputs).numpy()
+                model_input = to_model_input(pixels, encoder.mean, encoder.std, encoder.device, dtype, out=inputs)
+            rows = encoder.encode(model_input).numpy()
             finite = np.isfinite(rows).all(axis=1)
             for i in np.asarray(indices)[~finite]:
                 reason = f"the encoder {encoder.name} gave non-finite features (NaN or infinity)"
@@ -496,7 +534,7 @@ def _encode_pass(encoder, dataset: _ImageFiles, groups, cache, claims, report, r
             features.append(rows[finite])
             keys.extend(digests[i] for i, ok in zip(indices, finite) if ok)
             report.images_encoded += int(finite.sum())
-        bar.update(len(indices) + len(bad))
+        bar.update(len(good) + len(bad))
         group = sampler.in_flight[0]
         group[1] -= 1
         if group[1] == 0:  # the group's last batch: commit its chunk, then let the claim go

@@ -28,6 +28,15 @@ What the cache never serves. A committed chunk is set aside (its files renamed
   file: files are opened with ``O_NOFOLLOW`` and checked on the open descriptor, so a link
   is never read through, and setting it aside renames the link, never its target.
 
+Checks once, then by identity. A chunk is checked whole (checksums, finiteness) the first time
+it is read; then the identity of its two ``.npy`` files (size, mtime, ctime, inode, device of the
+opened descriptor) is remembered with their digests in the cache root's file-identity memo
+(:class:`ufd_lib.features.digest_memo.DigestMemo`, the one extraction keeps for image files), and
+a later open whose files still have those identities and whose commit record names those
+digests reads no feature bytes. Any write to a file, a truncation, a replacement or a rename
+over it changes its ctime (which no user can set back), so it is checked whole again. Without
+a usable memo (a read-only cache, say) every open checks every chunk whole.
+
 In a read-only cache a damaged chunk cannot be renamed: it stays, is warned about once per
 :class:`FeatureCache`, and is never served.
 
@@ -61,6 +70,7 @@ import numpy as np
 
 from ufd_lib import config
 from ufd_lib.atomic_files import atomic_write
+from ufd_lib.features.digest_memo import DigestMemo, Identity, identity_of, memo_key
 from ufd_lib.hashing import file_sha256
 
 # Chunk file suffixes, in the order they are written; the last is the commit record.
@@ -77,6 +87,11 @@ _RECORD_FIELDS = {
 _JSON_TYPES = {type(None): "null", bool: "boolean", int: "number", float: "number", str: "string", list: "array"}
 _SHOWN_DIGESTS = 3  # digests named in a refusal; the rest are counted
 _RECORD_MAX_BYTES = 1 << 16  # a commit record is ~250 bytes; a larger one is damage, not read whole
+_CHECKED_SUFFIXES = CHUNK_SUFFIXES[:2]  # the files whose checks the memo lets an open skip
+# Memo rows of chunk files say "these bytes passed every check of a chunk", more than an image
+# file's row ("these bytes hash to this"), so they are kept apart: memo_key is an absolute path,
+# and these keys never are.
+_MEMO_KEY_PREFIX = "checked feature chunk file:"
 
 
 class FeatureCacheError(OSError):
@@ -90,16 +105,31 @@ def setting_id(setting: dict) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:20]
 
 
-def _open_chunk_file(path: Path) -> BinaryIO:
-    """Binary handle on a chunk file. Raises ValueError for a symbolic link (never followed, even
-    if one replaces the file between the check and the open) or anything but a regular file."""
+def _open_chunk_file(path: Path) -> tuple[BinaryIO, os.stat_result]:
+    """Binary handle on a chunk file, and the ``stat`` of the opened descriptor. Raises ValueError
+    for a symbolic link (never followed, even if one replaces the file between the check and the
+    open) or anything but a regular file."""
     if stat.S_ISLNK(os.lstat(path).st_mode):
         raise ValueError(f"{path.name} is a symbolic link")
     descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+    found = os.fstat(descriptor)
+    if not stat.S_ISREG(found.st_mode):
         os.close(descriptor)
         raise ValueError(f"{path.name} is not a regular file")
-    return os.fdopen(descriptor, "rb")
+    return os.fdopen(descriptor, "rb"), found
+
+
+def _chunk_memo_key(path: Path) -> str:
+    return _MEMO_KEY_PREFIX + memo_key(path)
+
+
+def _identity_on_disk(path: Path) -> Identity | None:
+    """Identity of a chunk file as ``lstat`` sees it (None if absent or not a regular file)."""
+    try:
+        found = os.lstat(path)
+    except OSError:
+        return None
+    return identity_of(found) if stat.S_ISREG(found.st_mode) else None
 
 
 def _sha256(handle: BinaryIO) -> str:
@@ -107,6 +137,19 @@ def _sha256(handle: BinaryIO) -> str:
     digest = hashlib.file_digest(handle, "sha256").hexdigest()
     handle.seek(0)
     return digest
+
+
+def _check_sum(handle: BinaryIO, found: os.stat_result, expected: str,
+               remembered: tuple[Identity, bytes] | None) -> bool:
+    """Raise ValueError unless the open file's SHA-256 is ``expected`` (hex). remembered: the
+    memo's (identity, digest) for this file, or None. Returns True, reading nothing, when the
+    memo vouches for the file: ``found`` (the descriptor's ``stat``) is that identity and the
+    digest is ``expected``; False when it was hashed."""
+    if remembered is not None and remembered == (identity_of(found), bytes.fromhex(expected)):
+        return True
+    if _sha256(handle) != expected:
+        raise ValueError("checksum mismatch")
+    return False
 
 
 def _commit_record(data: bytes) -> dict:
@@ -159,8 +202,9 @@ class FeatureCache:
         self.setting = setting
         self.directory = Path(root) / setting_id(setting)
         self._dim = dim
-        self._index: dict[bytes, tuple[int, int]] | None = None
+        self._index: dict[bytes, int] | None = None  # digest -> row number across the chunks, in order
         self._chunks: list[np.ndarray] = []
+        self._chunk_starts: list[int] = [0]  # row number of each chunk's first row, then the total
         self._chunk_names: set[str] = set()
         self._rejected: set[str] = set()  # chunks found damaged, not read again by this instance
 
@@ -177,49 +221,92 @@ class FeatureCache:
             self._index = {}
         if not self.directory.is_dir():
             return
-        readable = []
-        for marker in sorted(self.directory.glob("chunk-*.json")):
-            name = marker.name[: -len(".json")]
-            if name in self._chunk_names or name in self._rejected:
-                continue
-            try:
-                readable.append((name, *self._read_chunk(name)))
-            except (OSError, ValueError, EOFError, RecursionError) as error:  # RecursionError: JSON nested too deep
-                self._set_aside(name, str(error))
-        if self._dim is None and readable:
-            rows_by_width = Counter()
-            for _, keys, features in readable:
-                rows_by_width[features.shape[1]] += len(keys)
-            self._dim = max(rows_by_width, key=rows_by_width.get)  # a tie goes to the oldest chunk's
-        for name, keys, features in readable:
-            if features.shape[1] != self._dim:
-                self._set_aside(name, f"{features.shape[1]} feature columns where the setting has {self._dim}")
-                continue
-            chunk_number = len(self._chunks)
+        names = [marker.name[: -len(".json")] for marker in sorted(self.directory.glob("chunk-*.json"))]
+        names = [name for name in names if name not in self._chunk_names and name not in self._rejected]
+        if not names:
+            return
+        memo = DigestMemo(self.directory.parent)
+        try:
+            readable = self._read_chunks(names, memo)
+            if self._dim is None and readable:
+                rows_by_width = Counter()
+                for _, keys, features, _ in readable:
+                    rows_by_width[features.shape[1]] += len(keys)
+                self._dim = max(rows_by_width, key=rows_by_width.get)  # a tie goes to the oldest chunk's
+            accepted = []
+            for name, keys, features, checked in readable:
+                if features.shape[1] == self._dim:
+                    accepted.append((name, keys, features, checked))
+                else:
+                    self._set_aside(name, f"{features.shape[1]} feature columns where the setting has {self._dim}")
+            memo.remember([entry for *_, checked in accepted for entry in checked])  # only chunks that passed all
+        finally:
+            memo.close()
+        self._add_to_index(accepted)
+
+    def _add_to_index(self, chunks: Sequence[tuple[str, np.ndarray, np.ndarray, list]]) -> None:
+        """Serve (name, keys, features, _) chunks after those already served; a digest already
+        indexed keeps its row, and within ``chunks`` the first row holding a digest wins."""
+        digests = []
+        for name, keys, features, _ in chunks:
             self._chunks.append(features)
             self._chunk_names.add(name)
-            for row, key in enumerate(keys):
-                self._index.setdefault(key.tobytes(), (chunk_number, row))
+            self._chunk_starts.append(self._chunk_starts[-1] + len(keys))
+            digests += np.frombuffer(keys.tobytes(), dtype="V32").tolist()  # 32-byte strings, zeros kept
+        total = self._chunk_starts[-1]
+        found = dict(zip(reversed(digests), range(total - 1, total - len(digests) - 1, -1)))  # reversed: first wins
+        found.update(self._index)
+        self._index = found
 
-    def _read_chunk(self, name: str) -> tuple[np.ndarray, np.ndarray]:
-        """Keys uint8 (n, 32) and memory-mapped finite features (n, d) of a committed chunk, each
-        file read through one descriptor that is checked, hashed and then read."""
-        with _open_chunk_file(self.directory / f"{name}.json") as handle:
+    def _read_chunks(self, names: Sequence[str], memo: DigestMemo) -> list[tuple[str, np.ndarray, np.ndarray, list]]:
+        """(name, keys, features, memo entries) of each chunk of ``names`` that passes its checks
+        (:meth:`_read_chunk`, told what ``memo`` remembers of its files); the others are set aside."""
+        paths = [self.directory / f"{name}{suffix}" for name in names for suffix in _CHECKED_SUFFIXES]
+        keys = [_chunk_memo_key(path) for path in paths]
+        identities = [_identity_on_disk(path) for path in paths]
+        remembered = {key: (identity, digest)
+                      for key, identity, digest in zip(keys, identities, memo.lookup(keys, identities))
+                      if digest is not None}
+        readable = []
+        for name in names:
+            try:
+                readable.append((name, *self._read_chunk(name, remembered)))
+            except (OSError, ValueError, EOFError, RecursionError) as error:  # RecursionError: JSON nested too deep
+                self._set_aside(name, str(error))
+        return readable
+
+    def _read_chunk(self, name: str, remembered: dict[str, tuple[Identity, bytes]]
+                    ) -> tuple[np.ndarray, np.ndarray, list]:
+        """Keys uint8 (n, 32) and memory-mapped finite features (n, d) of a committed chunk, and
+        the memo entries (key, identity, 32-byte digest) of its ``.npy`` files that were checked
+        whole. Each file is read through one descriptor that is checked, hashed (unless
+        ``remembered``, memo key -> (identity, digest), vouches for it) and then read; features
+        the memo vouches for are not scanned for NaN/inf either."""
+        handle, _ = _open_chunk_file(self.directory / f"{name}.json")
+        with handle:
             commit = _commit_record(handle.read(_RECORD_MAX_BYTES + 1))
-        with _open_chunk_file(self.directory / f"{name}.features.npy") as handle:
-            if _sha256(handle) != commit["features_sha256"]:
-                raise ValueError("checksum mismatch")
+        features_path, keys_path = (self.directory / f"{name}{suffix}" for suffix in _CHECKED_SUFFIXES)
+        handle, features_found = _open_chunk_file(features_path)
+        with handle:
+            features_vouched = _check_sum(handle, features_found, commit["features_sha256"],
+                                          remembered.get(_chunk_memo_key(features_path)))
             features = _memory_map(handle)
-        with _open_chunk_file(self.directory / f"{name}.keys.npy") as handle:
-            if _sha256(handle) != commit["keys_sha256"]:
-                raise ValueError("checksum mismatch")
+        handle, keys_found = _open_chunk_file(keys_path)
+        with handle:
+            keys_vouched = _check_sum(handle, keys_found, commit["keys_sha256"],
+                                      remembered.get(_chunk_memo_key(keys_path)))
             keys = np.load(handle)
         if keys.shape != (commit["rows"], 32) or keys.dtype != np.uint8 \
                 or features.shape != (commit["rows"], commit["dim"]) or str(features.dtype) != commit["dtype"]:
             raise ValueError("shape or dtype does not match its commit record")
-        if not all_finite(features):
+        if not features_vouched and not all_finite(features):
             raise ValueError("non-finite features (NaN or ±inf)")
-        return keys, features
+        # The identities are those taken before reading: a file changed since never matches its row.
+        files = ((features_path, features_found, features_vouched, commit["features_sha256"]),
+                 (keys_path, keys_found, keys_vouched, commit["keys_sha256"]))
+        checked = [(_chunk_memo_key(path), identity_of(found), bytes.fromhex(sha256))
+                   for path, found, vouched, sha256 in files if not vouched]
+        return keys, features, checked
 
     def _set_aside(self, name: str, reason: str) -> None:
         """Warn, and rename a damaged chunk's files (a link itself, never its target) out of the
@@ -256,7 +343,7 @@ class FeatureCache:
     def contains(self, digests: Sequence[bytes]) -> np.ndarray:
         """Boolean mask (n,): which digests have cached features."""
         self.refresh()
-        return np.array([d in self._index for d in digests], dtype=bool)
+        return np.fromiter(map(self._index.__contains__, digests), dtype=bool, count=len(digests))
 
     def load(self, digests: Sequence[bytes]) -> np.ndarray:
         """Features float32 (n, d) for the given digests, read from the memory-mapped chunks.
@@ -267,14 +354,16 @@ class FeatureCache:
         if not digests:
             return np.zeros((0, self._dim or 0), dtype=np.float32)
         try:
-            locations = np.array([self._index[digest] for digest in digests], dtype=np.int64)
+            rows = np.fromiter(map(self._index.__getitem__, digests), dtype=np.int64, count=len(digests))
         except KeyError as missing:
             raise KeyError(f"no cached features for image digest {missing.args[0].hex()}") from None
-        chunks, rows = locations[:, 0], locations[:, 1]
         out = np.empty((len(digests), self._dim), dtype=np.float32)
-        order = np.lexsort((rows, chunks))  # by chunk, rows ascending within it: sequential reads
-        for group in np.split(order, np.flatnonzero(np.diff(chunks[order])) + 1):
-            out[group] = self._chunks[int(chunks[group[0]])][rows[group]]
+        order = np.argsort(rows, kind="stable")  # by chunk, rows ascending within it: sequential reads
+        ordered_rows = rows[order]
+        bounds = np.searchsorted(ordered_rows, self._chunk_starts)
+        for chunk, start, low, high in zip(self._chunks, self._chunk_starts, bounds[:-1], bounds[1:]):
+            if low < high:
+                out[order[low:high]] = chunk[ordered_rows[low:high] - start]
         return out
 
     @property

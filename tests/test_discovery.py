@@ -1,6 +1,7 @@
 """Image discovery: both official layouts, awkward file names, determinism, official sampling."""
 from __future__ import annotations
 
+import itertools
 import os
 import random
 from pathlib import Path
@@ -22,8 +23,13 @@ def touch(path: Path) -> Path:
     return path
 
 
-def labelled(images) -> list[tuple[Path, int]]:
+def labelled(images) -> list[tuple[str, int]]:
     return [(image.path, image.label) for image in images]
+
+
+def strings(paths) -> list[str]:
+    """Discovery's answer for these files: their path strings, sorted."""
+    return sorted(str(path) for path in paths)
 
 
 def test_flat_layout_one_root_for_both_classes(tmp_path):
@@ -31,7 +37,7 @@ def test_flat_layout_one_root_for_both_classes(tmp_path):
     real = [touch(root / "0_real" / f"{i}.png") for i in (2, 0, 1)]
     fake = [touch(root / "1_fake" / f"{i}.png") for i in (1, 0)]
     images = collect_images(ImageSetSpec("biggan", root, root))
-    assert labelled(images) == [(p, 0) for p in sorted(real)] + [(p, 1) for p in sorted(fake)]
+    assert labelled(images) == [(p, 0) for p in strings(real)] + [(p, 1) for p in strings(fake)]
 
 
 def test_category_layout(tmp_path):
@@ -41,7 +47,7 @@ def test_category_layout(tmp_path):
         touch(root / category / "1_fake" / "a.png")
         touch(root / category / "1_fake" / "b.png")
     images = collect_images(ImageSetSpec("progan", root, root))
-    assert [(p.relative_to(root).as_posix(), label) for p, label in labelled(images)] == [
+    assert [(os.path.relpath(p, root), label) for p, label in labelled(images)] == [
         ("airplane/0_real/a.png", 0), ("cat/0_real/a.png", 0), ("horse/0_real/a.png", 0),
         ("airplane/1_fake/a.png", 1), ("airplane/1_fake/b.png", 1), ("cat/1_fake/a.png", 1),
         ("cat/1_fake/b.png", 1), ("horse/1_fake/a.png", 1), ("horse/1_fake/b.png", 1),
@@ -55,12 +61,12 @@ def test_separate_real_and_fake_roots_take_each_class_only_from_its_root(tmp_pat
     touch(laion / "1_fake" / "not-this-set.png")  # a fake under the real root is not ours
     touch(ldm / "0_real" / "not-this-set-either.png")
     fake = touch(ldm / "1_fake" / "f.png")
-    assert labelled(collect_images(ImageSetSpec("ldm_200", laion, ldm))) == [(real, 0), (fake, 1)]
+    assert labelled(collect_images(ImageSetSpec("ldm_200", laion, ldm))) == [(str(real), 0), (str(fake), 1)]
 
 
 def test_root_that_is_the_class_folder_itself(tmp_path):
     real = touch(tmp_path / "imagenet" / "0_real" / "x.png")
-    assert find_class_images(tmp_path / "imagenet" / "0_real", "0_real") == [real]
+    assert find_class_images(tmp_path / "imagenet" / "0_real", "0_real") == [str(real)]
     assert find_class_images(tmp_path / "imagenet" / "0_real", "1_fake") == []
 
 
@@ -75,7 +81,34 @@ def test_extensions_in_any_case_and_awkward_names_non_images_ignored(tmp_path):
         touch(folder / name)
     (folder / "folder.png").mkdir()  # a directory with an image suffix is not an image
     found = find_class_images(tmp_path / "set", "0_real")
-    assert found == sorted(wanted, key=str)
+    assert found == strings(wanted)
+
+
+def splitext_is_image_name(name: str) -> bool:
+    """The rule's first definition, which :func:`config.is_image_name` must answer exactly as."""
+    return os.path.splitext(name)[1].lower() in config.IMAGE_EXTENSIONS
+
+
+TRICKY_NAMES = [
+    "", ".", "..", "...", ".png", "..png", "...png", "a.", "a..", "noext", "png", "PNG", ".PNG", "a.png",
+    "a..png", "a...png", ".a.png", "..a.png", ".hidden.png", "a.PNG", "a.Png", "A.JPEG", "a.jpeg.",
+    "a.png.", "a.png.txt", "a.txt.png", "a.tar.gz", "a .png", " .png", "a.png ", "a. png", "a.pn",
+    "a.pngg", "a.jpe", "a.webp", "a.WEBP", "a.bmp", "a.gif", "a\\.png", "\\.png",
+    "d/a.png", "d/.png", "d/..png", "d/a..png", "d./png", "d.png/x", "d.png/", "/.png", "/a.png", "./.png",
+    "../a.png", "../.png", "d/./..png", "a.\u212apng", "a.PN\u0130", "\u03a3.\u03a3", "写真.PNG", "a\x00.png",
+]
+
+
+def test_is_image_name_answers_as_splitext_did():
+    """Every answer of the fast rule equals os.path.splitext's, on hand-picked names (leading
+    dots, trailing dots, separators, non-ASCII case folding) and on every name made of three
+    pieces that meet at dots and separators."""
+    pieces = ["", ".", "..", "/", "a", "png", "PNG", "jPeG", "webp", "gif", ".png", "./", " "]
+    generated = ["".join(parts) for parts in itertools.product(pieces, repeat=3)]
+    names = TRICKY_NAMES + generated
+    assert [config.is_image_name(name) for name in names] == [splitext_is_image_name(name) for name in names]
+    assert config.is_image_name("a.png") and config.is_image_name("a..png") and config.is_image_name(".hidden.png")
+    assert not config.is_image_name(".png") and not config.is_image_name("a.") and not config.is_image_name("noext")
 
 
 def test_order_is_sorted_and_deterministic(tmp_path):
@@ -84,7 +117,7 @@ def test_order_is_sorted_and_deterministic(tmp_path):
     for name in names:
         touch(root / "1_fake" / name)
     first = find_class_images(root, "1_fake")
-    assert first == sorted(first, key=str)
+    assert first == sorted(first)
     assert len(first) == 50
     assert find_class_images(root, "1_fake") == first
 
@@ -96,8 +129,8 @@ def test_symlink_loops_terminate_and_files_are_listed_once(tmp_path):
     os.symlink(root, root / "0_real" / "sub" / "to-root")
     os.symlink(root / "0_real", root / "0_real" / "self")
     found = find_class_images(root, "0_real")
-    assert [p.name for p in found] == ["a.png"]
-    assert found[0].resolve() == image.resolve()
+    assert [os.path.basename(p) for p in found] == ["a.png"]
+    assert Path(found[0]).resolve() == image.resolve()
 
 
 def test_symlinked_directory_is_followed(tmp_path):
@@ -106,7 +139,7 @@ def test_symlinked_directory_is_followed(tmp_path):
     root = tmp_path / "set"
     (root / "1_fake").mkdir(parents=True)
     os.symlink(elsewhere, root / "1_fake" / "linked")
-    assert find_class_images(root, "1_fake") == [root / "1_fake" / "linked" / "x.png"]
+    assert find_class_images(root, "1_fake") == [str(root / "1_fake" / "linked" / "x.png")]
     assert (root / "1_fake" / "linked" / "x.png").resolve() == image.resolve()
 
 
@@ -116,10 +149,10 @@ def small_official_caps(monkeypatch):
     monkeypatch.setattr(config, "OFFICIAL_FALLBACK_PER_CLASS", 3)
 
 
-def release_sample(real: list[Path], fake: list[Path], cap: int, fallback: int) -> tuple[list[Path], list[Path]]:
+def release_sample(real: list[str], fake: list[str], cap: int, fallback: int) -> tuple[list[str], list[str]]:
     """validate.py's read_path, on sorted lists: the global random module seeded once with 0,
     then the reals and the fakes shuffled from that one stream."""
-    real, fake = sorted(real, key=str), sorted(fake, key=str)
+    real, fake = sorted(real), sorted(fake)
     if cap > len(real) or cap > len(fake):
         cap = fallback
     state = random.getstate()
@@ -132,13 +165,13 @@ def release_sample(real: list[Path], fake: list[Path], cap: int, fallback: int) 
     return real[:cap], fake[:cap]
 
 
-def build_classes(root: Path, n_real: int, n_fake: int):
-    real = [touch(root / "0_real" / f"r{i:02d}.png") for i in range(n_real)]
-    fake = [touch(root / "1_fake" / f"f{i:02d}.png") for i in range(n_fake)]
+def build_classes(root: Path, n_real: int, n_fake: int) -> tuple[list[str], list[str]]:
+    real = [str(touch(root / "0_real" / f"r{i:02d}.png")) for i in range(n_real)]
+    fake = [str(touch(root / "1_fake" / f"f{i:02d}.png")) for i in range(n_fake)]
     return real, fake
 
 
-def split(images) -> tuple[list[Path], list[Path]]:
+def split(images) -> tuple[list[str], list[str]]:
     return [i.path for i in images if i.label == 0], [i.path for i in images if i.label == 1]
 
 
@@ -158,16 +191,16 @@ def test_official_sampling_falls_back_when_a_class_is_short(tmp_path, small_offi
 
 
 def test_official_sampling_with_real_caps_1000_and_100():
-    real = [Path(f"/r/{i:05d}.png") for i in range(1500)]
-    fake = [Path(f"/f/{i:05d}.png") for i in range(1200)]
+    real = [f"/r/{i:05d}.png" for i in range(1500)]
+    fake = [f"/f/{i:05d}.png" for i in range(1200)]
     assert official_subsample(real, fake) == release_sample(real, fake, 1000, 100)
     assert official_subsample(real, fake[:999]) == release_sample(real, fake[:999], 1000, 100)
 
 
 def test_official_fakes_come_from_the_stream_the_reals_left():
     """Reseeding before the fakes (our old behaviour) picks a different subset."""
-    real = [Path(f"/r/{i:05d}.png") for i in range(1500)]
-    fake = [Path(f"/f/{i:05d}.png") for i in range(1500)]
+    real = [f"/r/{i:05d}.png" for i in range(1500)]
+    fake = [f"/f/{i:05d}.png" for i in range(1500)]
     reseeded = sorted(fake)
     random.Random(0).shuffle(reseeded)
     _, kept_fake = official_subsample(real, fake)
@@ -187,16 +220,16 @@ def test_official_file_rule_is_the_releases_name_split_and_path_substring(tmp_pa
     fake = touch(root / "1_fake" / "p.png")
     with pytest.warns(UserWarning, match="8 real and 2 fake"):
         found = discover_images(ImageSetSpec("set", root, root), sampling="official")
-    assert [sorted(part, key=str) for part in split(found.images)] == [
-        sorted([*read, substring_real], key=str), sorted([in_name, fake], key=str)]
+    assert [sorted(part) for part in split(found.images)] == [
+        strings([*read, substring_real]), strings([in_name, fake])]
     skipped = dict(found.skipped)
     assert set(skipped) == {str(p) for p in dropped.values()} | {str(neither)}
     assert "after the first dot" in skipped[str(dropped["h.PNG"])]
     assert "0_real does not occur" in skipped[str(neither)] or "1_fake does not occur" in skipped[str(neither)]
     # `all` keeps every image of either case in a class folder, and only there
     everything = split(collect_images(ImageSetSpec("set", root, root)))
-    assert everything[0] == sorted([*read[:5], read[6], *dropped.values()], key=str)  # f.png.txt is no image
-    assert everything[1] == [fake]
+    assert everything[0] == strings([*read[:5], read[6], *dropped.values()])  # f.png.txt is no image
+    assert everything[1] == [str(fake)]
 
 
 def test_official_does_not_enter_symlinked_directories_and_says_so(tmp_path):
@@ -215,20 +248,21 @@ def test_official_reads_a_directory_reached_directly_even_when_a_link_also_reach
     real, fake = build_classes(root, 2, 2)
     os.symlink(root / "1_fake", root / "0_real" / "a_link")  # sorts before the files it duplicates
     found = discover_images(ImageSetSpec("set", root, root), sampling="official")
-    assert [sorted(part, key=str) for part in split(found.images)] == [real, fake]
-    assert [path for path, _ in found.skipped] == [str(root / "0_real" / "a_link" / p.name) for p in fake]
+    assert [sorted(part) for part in split(found.images)] == [real, fake]
+    assert [path for path, _ in found.skipped] == [str(root / "0_real" / "a_link" / os.path.basename(p)) for p in fake]
 
 
 @pytest.mark.timeout(20)
 def test_fifo_named_like_an_image_is_never_opened(tmp_path):
     root = tmp_path / "set"
     real, fake = build_classes(root, 2, 2)
-    os.mkfifo(root / "1_fake" / "pipe.png")
+    pipe = str(root / "1_fake" / "pipe.png")
+    os.mkfifo(pipe)
     # listed by name without a stat or an open; extraction skips it as "not a regular file"
-    assert split(collect_images(ImageSetSpec("set", root, root))) == (real, sorted(fake + [root / "1_fake" / "pipe.png"], key=str))
+    assert split(collect_images(ImageSetSpec("set", root, root))) == (real, sorted([*fake, pipe]))
     found = discover_images(ImageSetSpec("set", root, root), sampling="official")
     assert split(found.images) == (real, fake)
-    assert found.skipped == [(str(root / "1_fake" / "pipe.png"), "not a regular file")]
+    assert found.skipped == [(pipe, "not a regular file")]
 
 
 def test_unequal_classes_after_the_cap_warn_instead_of_stopping(tmp_path, small_official_caps):

@@ -60,5 +60,5 @@ def test_a_set_can_take_its_classes_from_lists(tmp_path, monkeypatch):
     fakes = sorted(str(p) for p in root.rglob("1_fake/*.png"))
     spec = ImageSetSpec("listed", _write(tmp_path / "real.pickle", reals[::-1]), _write(tmp_path / "fake.pkl", fakes))
     images = collect_images(spec)
-    assert [(str(i.path), i.label) for i in images] == [(p, 0) for p in reals] + [(p, 1) for p in fakes]
+    assert [(i.path, i.label) for i in images] == [(p, 0) for p in reals] + [(p, 1) for p in fakes]
     assert images == collect_images(ImageSetSpec("folder", root, root))

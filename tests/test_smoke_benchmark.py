@@ -27,7 +27,7 @@ def _files(root: Path) -> dict[str, Path]:
     return {str(path.relative_to(root)): path for path in sorted(root.rglob("*")) if path.is_file()}
 
 
-def _gray(path: Path) -> np.ndarray:
+def _gray(path: str) -> np.ndarray:
     return np.asarray(Image.open(path).convert("L"), np.float64)
 
 
@@ -36,7 +36,7 @@ def _auc(fake: list[float], real: list[float]) -> float:
     return float(np.mean(np.asarray(fake)[:, None] > np.asarray(real)[None, :]))
 
 
-def _set_images(spec) -> tuple[list[Path], list[Path]]:
+def _set_images(spec) -> tuple[list[str], list[str]]:
     return find_class_images(spec.real_root, "0_real"), find_class_images(spec.fake_root, "1_fake")
 
 
@@ -183,7 +183,7 @@ def test_families_cover_three_described_synthetic_processes(bench):
         assert "synthetic stand-in" in description.lower() and "not" in description.lower()
 
 
-def _nyquist_peak(path: Path) -> float:
+def _nyquist_peak(path: str) -> float:
     """log ratio of spectral power at the half-sampling-rate peaks to that of their neighbours."""
     image = _gray(path)
     power = np.abs(np.fft.fft2(image - image.mean())) ** 2
@@ -194,13 +194,13 @@ def _nyquist_peak(path: Path) -> float:
     return float(np.log(peaks / 3 / np.mean(neighbours)))
 
 
-def _block_seams(path: Path) -> float:
+def _block_seams(path: str) -> float:
     """log ratio of horizontal steps across 8-pixel block borders to all horizontal steps."""
     steps = np.abs(np.diff(_gray(path), axis=1))
     return float(np.log(steps[:, 7::8].mean() / steps.mean()))
 
 
-def _fine_to_coarse(path: Path) -> float:
+def _fine_to_coarse(path: str) -> float:
     """mean absolute 1-pixel vertical step over mean 2-pixel step: about 0.5 for smooth images."""
     image = _gray(path)
     return float(np.abs(image[1:] - image[:-1]).mean() / np.abs(image[2:] - image[:-2]).mean())

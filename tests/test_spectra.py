@@ -93,5 +93,5 @@ def test_groups_have_each_generator_and_each_real_folder_once(tmp_path):
     assert list(groups) == ["training fake", "gan fake", "ldm fake", "glide fake",
                             "training real", "gan real", "laion real"]
     assert [len(groups[name]) for name in groups] == [3, 2, 3, 3, 3, 2, 3]
-    assert all("1_fake" in str(p) for name in groups if name.endswith("fake") for p in groups[name])
-    assert all("0_real" in str(p) for name in groups if name.endswith("real") for p in groups[name])
+    assert all("1_fake" in p for name in groups if name.endswith("fake") for p in groups[name])
+    assert all("0_real" in p for name in groups if name.endswith("real") for p in groups[name])

@@ -73,8 +73,15 @@ KNN_THRESHOLD = 0.0
 
 
 def is_image_name(name: str) -> bool:
-    """Whether a file name counts as an image: its last suffix, any case, is in IMAGE_EXTENSIONS."""
-    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+    """Whether a file name counts as an image: its last suffix, any case, is in IMAGE_EXTENSIONS.
+
+    The suffix is ``os.path.splitext``'s, found without calling it (discovery asks this of every
+    file): the text from the last dot, which does not count when only dots precede it in the
+    file name, so ``.png`` and ``..png`` have no suffix while ``a..png`` has ``.png``.
+    """
+    dot = name.rfind(".")
+    return dot > 0 and name[dot:].lower() in IMAGE_EXTENSIONS and (
+        name[dot - 1] not in (".", os.sep) or name[:dot].rpartition(os.sep)[2].strip(".") != "")
 
 
 def is_official_image_name(name: str) -> bool:

@@ -88,14 +88,14 @@ def mean_spectrum(name: str, images, size: int = config.CROP_SIZE, median_size: 
     return Spectrum(name, total / used if used else np.full((size, size), np.nan), used, skipped)
 
 
-def spectrum_groups(benchmark, per_class: int | None, seed: int = 0, sampling: str = "all") -> dict[str, list[Path]]:
+def spectrum_groups(benchmark, per_class: int | None, seed: int = 0, sampling: str = "all") -> dict[str, list[str]]:
     """Image groups whose spectra the paper compares: the training fakes and reals (``training
     fake``, ``training real``), the fakes of every test set (``<set> fake``), and each distinct
     real folder once (``<set> real``, or ``<folder> real`` for a real folder shared by several
     sets, e.g. ``laion real``).
-    Each group holds up to ``per_class`` images, drawn reproducibly. Fakes first, then reals."""
-    fakes: dict[str, list[Path]] = {}
-    reals: dict[str, list[Path]] = {}
+    Each group holds up to ``per_class`` image paths (strings), drawn reproducibly. Fakes first, then reals."""
+    fakes: dict[str, list[str]] = {}
+    reals: dict[str, list[str]] = {}
     seen_real_roots: set[Path] = set()
     training = sample_images(benchmark.train, per_class, seed, sampling)
     fakes["training fake"] = [i.path for i in training if i.label == 1]

@@ -43,11 +43,15 @@ class EmptyImageSetError(PathArgumentError):
     """An image set in which neither class holds an image (a usage error: wrong folder or layout)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a quarter cheaper to build, one per file
 class LabelledImage:
-    """One image file of a set; label 0 = real, 1 = fake."""
+    """One image file of a set; label 0 = real, 1 = fake.
 
-    path: Path
+    path: the file's path as a string, as discovery found it (the walked root joined with the
+    names below it) or as a pickled file list gives it; wrap it in ``Path`` for path arithmetic.
+    """
+
+    path: str
     label: int
 
 
@@ -74,35 +78,46 @@ def _walk_directories(root: Path) -> Iterator[tuple[str, list[str]]]:
         yield directory, files
 
 
-def _image_entries(directories: Iterable[tuple[str, list[str]]]) -> list[Path]:
+def _image_entries(directories: Iterable[tuple[str, list[str]]]) -> list[str]:
     """The entries of ``directories`` whose name passes :func:`ufd_lib.config.is_image_name`,
-    sorted by their string form; from the listings alone, with no ``stat`` of each entry."""
-    return [Path(path) for path in sorted(os.path.join(directory, name) for directory, names in directories
-                                          for name in names if config.is_image_name(name))]
+    as ``os.path.join(directory, name)`` strings, sorted; from the listings alone, with no
+    ``stat`` of each entry (and no ``Path`` object per file: discovery of a large tree costs
+    about as much as listing it)."""
+    paths: list[str] = []
+    for directory, names in directories:
+        prefix = os.path.join(directory, "")  # prefix + name is os.path.join(directory, name)
+        paths += [prefix + name for name in names if config.is_image_name(name)]
+    paths.sort()
+    return paths
 
 
-def _release_walk(root: Path) -> Iterator[tuple[Path, bool]]:
+def _image_files(directory: Path) -> list[str]:
+    """The image files below ``directory`` (:func:`image_files_under`), as sorted strings."""
+    return [path for path in _image_entries(_walk_directories(Path(directory))) if os.path.isfile(path)]
+
+
+def _release_walk(root: Path) -> Iterator[tuple[str, bool]]:
     """(path, inside a symlinked directory) of the entries below ``root``: those the release's
     ``os.walk(rootdir)`` lists (it lists symlinked directories but does not enter them), then
     the image files inside those symlinked directories, which it never sees."""
     for directory, subdirs, files in os.walk(root):
-        yield from ((Path(directory, name), False) for name in files)
+        yield from ((os.path.join(directory, name), False) for name in files)
         for name in subdirs:
             if os.path.islink(os.path.join(directory, name)):
-                yield from ((path, True) for path in image_files_under(Path(directory, name)))
+                yield from ((path, True) for path in _image_files(Path(directory, name)))
 
 
 def image_files_under(directory: Path) -> list[Path]:
     """The image files below ``directory``: regular files, or links to them, whose name passes
     :func:`ufd_lib.config.is_image_name`, sorted by their string form."""
-    return [path for path in _image_entries(_walk_directories(Path(directory))) if path.is_file()]
+    return [Path(path) for path in _image_files(directory)]
 
 
-def find_class_images(root: Path, class_dir: str) -> list[Path]:
+def find_class_images(root: Path, class_dir: str) -> list[str]:
     """Image files under ``root`` that sit inside a directory named ``class_dir``.
 
     Follows directory symlinks but visits each real directory once, so symlink loops end.
-    Extensions are matched case-insensitively. Returns paths sorted by their string form. What
+    Extensions are matched case-insensitively. Returns path strings, sorted. What
     each entry is (a regular file, a FIFO, a dangling link) is not looked at here but when it is
     read: extraction skips what is not a regular file, with the reason, in ``skipped.csv``.
     """
@@ -114,43 +129,44 @@ def find_class_images(root: Path, class_dir: str) -> list[Path]:
     return _image_entries(directories)
 
 
-def _official_reason(path: Path, through_link: bool) -> str | None:
+def _official_reason(path: str, through_link: bool) -> str | None:
     """Why the release would not read ``path``, or None if its file rule lets it (the class
     folder is checked by the caller)."""
     if through_link:
         return "inside a symlinked directory, which the released loader's walk does not enter"
-    if not config.is_official_image_name(path.name):
+    if not config.is_official_image_name(os.path.basename(path)):
         return ("the released loader reads only names whose text after the first dot is one of "
                 + ", ".join(config.OFFICIAL_IMAGE_EXTENSIONS))
-    if not path.is_file():
+    if not os.path.isfile(path):
         return "not a regular file"
     return None
 
 
-def _official_class_files(spec: ImageSetSpec) -> tuple[list[Path], list[Path], list[tuple[str, str]]]:
+def _official_class_files(spec: ImageSetSpec) -> tuple[list[str], list[str], list[tuple[str, str]]]:
     """(reals, fakes, skipped) by the release's rule, each list sorted."""
-    chosen: dict[str, list[Path]] = {config.REAL_DIR: [], config.FAKE_DIR: []}
+    chosen: dict[str, list[str]] = {config.REAL_DIR: [], config.FAKE_DIR: []}
     skipped: dict[str, str] = {}
     for class_dir, root in ((config.REAL_DIR, spec.real_root), (config.FAKE_DIR, spec.fake_root)):
         if is_pickled_list(root):
             # The release applies no file rule to its pickled lists (data_mode "ours").
-            chosen[class_dir] = sorted(read_pickled_list(root), key=str)
+            chosen[class_dir] = _pickled_class_files(root)
             continue
         for path, through_link in _release_walk(Path(root)):
+            name = os.path.basename(path)
             reason = _official_reason(path, through_link)
-            if reason is None and class_dir in str(path):
+            if reason is None and class_dir in path:
                 chosen[class_dir].append(path)
             elif reason is None:
-                skipped.setdefault(str(path), f"{class_dir} does not occur in its path")
-            elif config.is_image_name(path.name) or config.is_official_image_name(path.name):
-                skipped[str(path)] = reason
-    taken = {str(path) for paths in chosen.values() for path in paths}
+                skipped.setdefault(path, f"{class_dir} does not occur in its path")
+            elif config.is_image_name(name) or config.is_official_image_name(name):
+                skipped[path] = reason
+    taken = {path for paths in chosen.values() for path in paths}
     skipped_list = sorted((path, reason) for path, reason in skipped.items() if path not in taken)
-    real, fake = (sorted(chosen[name], key=str) for name in (config.REAL_DIR, config.FAKE_DIR))
+    real, fake = (sorted(chosen[name]) for name in (config.REAL_DIR, config.FAKE_DIR))
     return real, fake, skipped_list
 
 
-def official_subsample(real: list[Path], fake: list[Path]) -> tuple[list[Path], list[Path]]:
+def official_subsample(real: list[str], fake: list[str]) -> tuple[list[str], list[str]]:
     """The released evaluation's cap: seed 0 once, shuffle the reals and then the fakes from
     the same stream, keep the first 1000 of each; if either class has fewer than 1000, keep
     only 100 of each (this hits SITD and SAN).
@@ -167,15 +183,20 @@ def official_subsample(real: list[Path], fake: list[Path]) -> tuple[list[Path], 
     return real[:cap], fake[:cap]
 
 
-def _class_files(root: Path, class_dir: str) -> list[Path]:
+def _pickled_class_files(path: Path) -> list[str]:
+    """The files a released-style pickled file list names, as strings, sorted."""
+    return sorted(str(listed) for listed in read_pickled_list(path))
+
+
+def _class_files(root: Path, class_dir: str) -> list[str]:
     """A class's files: found under a folder, or listed by a released-style pickled file list
     (every listed file belongs to the class, as in the release; sorted here too)."""
     if is_pickled_list(root):
-        return sorted(read_pickled_list(root), key=str)
+        return _pickled_class_files(root)
     return find_class_images(root, class_dir)
 
 
-def _check_classes(spec: ImageSetSpec, real: list[Path], fake: list[Path]) -> None:
+def _check_classes(spec: ImageSetSpec, real: list[str], fake: list[str]) -> None:
     if not real and not fake:
         roots = str(spec.real_root) if spec.real_root == spec.fake_root else f"{spec.real_root} or {spec.fake_root}"
         raise EmptyImageSetError(f"set {spec.name}: no images under {roots}; expected {EXPECTED_LAYOUT}")

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import asdict, dataclass, replace
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -137,7 +136,7 @@ def featurize_views(encoder: Encoder, train: FeatureSet, options: ExtractionOpti
     """
     if n_views < 1:
         raise ValueError(f"n_views must be at least 1 (0 views means the unaugmented features), got {n_views}")
-    images = [LabelledImage(Path(path), int(label)) for path, label in zip(train.paths, train.labels)]
+    images = [LabelledImage(path, int(label)) for path, label in zip(train.paths, train.labels)]
     views = []
     for view in range(n_views):
         view_options = replace(options, perturbation=AugmentedView(view, seed), strict=True)

@@ -56,7 +56,7 @@ def featurize_images(
     if report is not None:
         report.merge(this_report)
     labels = np.array([image.label for image, keep in zip(images, kept) if keep], dtype=int)
-    paths = [str(image.path) for image, keep in zip(images, kept) if keep]
+    paths = [image.path for image, keep in zip(images, kept) if keep]
     return FeatureSet(name, features, labels, paths, this_report.skipped)
 
 

@@ -109,8 +109,8 @@ def family_table(benchmark: Benchmark) -> pd.DataFrame:
     ])
 
 
-def example_images(benchmark: Benchmark, per_class: int = 3) -> dict[str, tuple[list[Path], list[Path]]]:
-    """The first ``per_class`` real and fake image paths of every test set, by set name."""
+def example_images(benchmark: Benchmark, per_class: int = 3) -> dict[str, tuple[list[str], list[str]]]:
+    """The first ``per_class`` real and fake image paths (strings) of every test set, by set name."""
     examples = {}
     for spec in benchmark.test_sets:
         images = collect_images(spec)

@@ -59,7 +59,7 @@ def test_a_damaged_directory_row_gives_misses_not_wrong_digests(tmp_path, column
     memo.close()
     with sqlite3.connect(tmp_path / MEMO_NAME) as connection:
         value, rowid = connection.execute(f"SELECT {column}, rowid FROM digests WHERE directory = ?",
-                                          ("/images/damaged/".encode(),)).fetchone()
+                                          (b"/images/damaged/",)).fetchone()
         if column == "row_check":
             value ^= 1 << 17
         else:
@@ -99,8 +99,8 @@ def test_two_processes_remembering_one_directory_at_once_both_land(tmp_path):
 
 
 def test_names_with_odd_characters_round_trip(tmp_path):
-    odd = ["new\nline.png", os.fsdecode(b"latin-1 \xe9\xff.png"), "\udcff", "\ud800 lone.png", "caf\u00e9 \U0001f600.png",
-           "", " ", "back\\slash.png", "tab\t.png"]
+    odd = ["new\nline.png", os.fsdecode(b"latin-1 \xe9\xff.png"), "\udcff", "\ud800 lone.png",
+           "caf\u00e9 \U0001f600.png", "", " ", "back\\slash.png", "tab\t.png"]
     keys = [f"/images/odd/{name}" for name in odd] + [os.fsdecode(b"/images/\xfe dir/a.png"), "/images/odd//a.png",
                                                       "/images/odd/a.png", "/top.png"]
     items = entries(keys)
@@ -162,14 +162,20 @@ def test_a_memo_of_the_old_one_row_per_file_layout_is_replaced(tmp_path):
     assert not list(tmp_path.glob(f"{MEMO_NAME}.corrupt-*")), "an old memo is not damage"
 
 
+def open_read_only(monkeypatch):
+    """Every SQLite database opened from now on is opened read-only (root ignores file modes)."""
+    connect = sqlite3.connect
+    monkeypatch.setattr(sqlite3, "connect", lambda path, **options: connect(f"file:{path}?mode=ro", uri=True,
+                                                                            **options))
+
+
 def test_a_read_only_memo_is_read_and_left_as_it_is(tmp_path, monkeypatch):
     items = entries([f"/images/a/{i}.png" for i in range(3)])
     memo = DigestMemo(tmp_path)
     memo.remember(items[:2])
     memo.close()
     before = (tmp_path / MEMO_NAME).read_bytes()
-    connect = sqlite3.connect
-    monkeypatch.setattr(sqlite3, "connect", lambda path, **options: connect(f"file:{path}?mode=ro", uri=True, **options))
+    open_read_only(monkeypatch)
     memo = DigestMemo(tmp_path)
     memo.remember(items[2:])
     memo.forget([items[0][0]])
@@ -183,8 +189,7 @@ def test_a_read_only_memo_of_the_old_layout_is_left_out(tmp_path, monkeypatch):
     with sqlite3.connect(tmp_path / MEMO_NAME) as connection:
         connection.execute("CREATE TABLE digests (path TEXT PRIMARY KEY, digest BLOB)")
     connection.close()
-    connect = sqlite3.connect
-    monkeypatch.setattr(sqlite3, "connect", lambda path, **options: connect(f"file:{path}?mode=ro", uri=True, **options))
+    open_read_only(monkeypatch)
     memo = DigestMemo(tmp_path)
     items = entries(["/images/a/0.png"])
     memo.remember(items)

@@ -30,7 +30,7 @@ import sqlite3
 import struct
 import time
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from itertools import chain, repeat
 from pathlib import Path
 
@@ -46,6 +46,7 @@ BUSY_TIMEOUT_SECONDS = 30.0
 
 Identity = tuple[int, int, int, int, int]  # size, mtime_ns, ctime_ns, inode, device
 _WRAP = 1 << 64
+_INT64 = np.dtype("<i8")  # stored little-endian whatever the machine
 _LENGTHS = struct.Struct("<QQQ")
 
 
@@ -58,12 +59,6 @@ def memo_key(path: Path | str) -> str:
     so ``a/./b`` and ``a/b`` are two names of one identity: a miss, never a wrong digest)."""
     path = os.fspath(path)
     return path if os.path.isabs(path) else os.path.abspath(path)
-
-
-def _split(key: str) -> tuple[str, str]:
-    """(directory with its trailing ``/``, name): ``directory + name == key``, so no two keys share both."""
-    cut = key.rfind("/") + 1
-    return key[:cut], key[cut:]
 
 
 def _encode(text: str) -> bytes:
@@ -102,16 +97,17 @@ class _Row:
             return None
         if len(identities) != 40 * len(name_list) or len(digests) != 32 * len(name_list):
             return None
-        return cls(name_list, np.frombuffer(identities, np.int64).reshape(-1, 5),
+        return cls(name_list, np.frombuffer(identities, _INT64).reshape(-1, 5),
                    np.frombuffer(digests, np.uint8).reshape(-1, 32))
 
     def encode(self, directory: bytes) -> tuple[bytes, bytes, bytes, bytes, int]:
-        fields = (_encode("".join(name + "\0" for name in self.names)), self.identities.astype(np.int64).tobytes(),
+        fields = (_encode("".join(name + "\0" for name in self.names)), self.identities.astype(_INT64).tobytes(),
                   self.digests.astype(np.uint8).tobytes())
         return (directory, *fields, _check(directory, *fields))
 
     @staticmethod
     def join(rows: Iterable[_Row]) -> _Row:
+        """The rows one after another."""
         rows = list(rows)
         return _Row([name for row in rows for name in row.names], np.concatenate([row.identities for row in rows]),
                     np.concatenate([row.digests for row in rows]))
@@ -181,7 +177,7 @@ class DigestMemo:
         try:
             with connection:
                 connection.execute("BEGIN IMMEDIATE")
-                if connection.execute("PRAGMA user_version").fetchone()[0] != LAYOUT_VERSION:  # another process may have
+                if connection.execute("PRAGMA user_version").fetchone()[0] != LAYOUT_VERSION:  # or another did it
                     connection.execute("DROP TABLE IF EXISTS digests")
                     connection.execute("CREATE TABLE digests (directory BLOB PRIMARY KEY, names BLOB, "
                                        "identity BLOB, digest BLOB, row_check INTEGER)")
@@ -252,7 +248,7 @@ class DigestMemo:
             digests[position] = packed[offset : offset + 32]
         return digests
 
-    def _rewrite(self, directories: Iterable[str], change) -> None:
+    def _rewrite(self, directories: Iterable[str], change: Callable[[str, _Row], _Row]) -> None:
         """Read, ``change(directory, row) -> row`` and write back each directory's row, in one
         transaction; a memo that cannot be written (read-only, locked past the timeout, full,
         damaged) is left as it is."""
@@ -281,9 +277,9 @@ class DigestMemo:
         """Store (key, identity, digest) entries (a later entry for a key wins) in one transaction."""
         learned: dict[str, dict[str, tuple[Identity, bytes]]] = {}
         for key, identity, digest in entries:
-            directory, name = _split(key)
-            if directory and "\0" not in name and len(digest) == 32:  # NUL ends each stored name
-                learned.setdefault(directory, {})[name] = (identity, digest)
+            head, slash, name = key.rpartition("/")
+            if slash and "\0" not in name and len(digest) == 32:  # NUL ends each stored name
+                learned.setdefault(head + slash, {})[name] = (identity, digest)
 
         self._rewrite(learned, lambda directory, row: row.updated(learned[directory]))
 
@@ -291,8 +287,8 @@ class DigestMemo:
         """Drop the rows of ``keys`` (files seen to differ from their remembered digest)."""
         dropped: dict[str, set[str]] = {}
         for key in keys:
-            directory, name = _split(key)
-            dropped.setdefault(directory, set()).add(name)
+            head, slash, name = key.rpartition("/")
+            dropped.setdefault(head + slash, set()).add(name)
         self._rewrite(dropped, lambda directory, row: row.without(dropped[directory]))
 
     def close(self) -> None:

@@ -212,7 +212,7 @@ class DigestMemo:
             for fields in connection.execute("SELECT directory, names, identity, digest, row_check FROM digests "
                                              f"WHERE directory IN ({','.join('?' * len(part))})", part):
                 row = _Row.decode(*fields)
-                if row is not None and fields[0] in encoded:
+                if row is not None and fields[0] in encoded:  # the row's own (checked) directory names it
                     rows[encoded[fields[0]]] = row
         return rows
 

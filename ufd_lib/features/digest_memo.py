@@ -9,12 +9,19 @@ replacement, a rename over it, a link pointing elsewhere: ctime moves with every
 cannot be set back by a user) makes it be hashed again.
 
 Storage: one SQLite database (the standard library's ``sqlite3``),
-``<feature cache root>/file-digests.sqlite3``. SQLite makes every write atomic and serialises
-concurrent writers, so processes sharing a cache share the memo. Each row carries a check (a
-CRC-32 over the row's other fields); a row whose check fails is ignored, and a
-database SQLite reports as damaged is set aside (``.corrupt-<time>``) and rebuilt empty: a
-damaged memo costs hashing, never a wrong digest. A memo that cannot be written (a read-only
-cache) is read if it can be, and otherwise left out: files are then hashed, as without one.
+``<feature cache root>/file-digests.sqlite3``, one row per directory, so that a look-up costs
+one row per directory and array compares, not Python work per file. A row holds the directory
+(the key up to its last ``/``), the file names in it (UTF-8, lone surrogates passed, so every
+``os.fsdecode`` name, each ended by a NUL), their identities (int64 (n, 5); unsigned fields wrapped)
+and digests (uint8 (n, 32)), and a check (a CRC-32 over the whole row). SQLite makes every
+write atomic and serialises concurrent writers; ``remember`` and ``forget`` read, change and
+write their rows in one ``BEGIN IMMEDIATE`` transaction, so processes sharing a cache share the
+memo and none loses another's files. A row whose check fails is ignored (its files are hashed
+again, and the next ``remember`` there replaces it), and a database SQLite reports as damaged
+is set aside (``.corrupt-<time>``) and rebuilt empty: a damaged memo costs hashing, never a
+wrong digest. A database of another layout (an older memo) is emptied and rebuilt. A memo that
+cannot be written (a read-only cache) is read if it can be, and otherwise left out: files are
+then hashed, as without one.
 """
 from __future__ import annotations
 
@@ -23,18 +30,24 @@ import sqlite3
 import struct
 import time
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from itertools import chain, repeat
 from pathlib import Path
 
+import numpy as np
+
 MEMO_NAME = "file-digests.sqlite3"
+# The layout of the ``digests`` table, in the database's ``user_version``; 0 is the old
+# one-row-per-file table, dropped on sight.
+LAYOUT_VERSION = 2
 # Parameters per SELECT ... IN (...) (SQLite allows 32766 since 3.32).
 LOOKUP_BATCH = 900
-# Read the whole table instead when it holds at most this many rows per file looked up.
-SCAN_FACTOR = 4
 BUSY_TIMEOUT_SECONDS = 30.0
 
 Identity = tuple[int, int, int, int, int]  # size, mtime_ns, ctime_ns, inode, device
-_IDENTITY = struct.Struct("<qqqQQ")
+_WRAP = 1 << 64
+_INT64 = np.dtype("<i8")  # stored little-endian whatever the machine
+_LENGTHS = struct.Struct("<QQQ")
 
 
 def identity_of(result: os.stat_result) -> Identity:
@@ -48,9 +61,76 @@ def memo_key(path: Path | str) -> str:
     return path if os.path.isabs(path) else os.path.abspath(path)
 
 
-def _row_check(key: str, identity: Identity, digest: bytes) -> int:
-    """CRC-32 of a row's other fields: catches damage (bit flips, torn or edited rows), cheaply."""
-    return zlib.crc32(key.encode(errors="surrogateescape") + _IDENTITY.pack(*identity) + digest)
+def _encode(text: str) -> bytes:
+    return text.encode("utf-8", "surrogatepass")
+
+
+def _identity_array(identities: Sequence[Identity]) -> np.ndarray:
+    """int64 (n, 5); inode and device may exceed 2**63, so fields are taken modulo 2**64
+    (one-to-one for every signed or unsigned 64-bit field)."""
+    try:
+        return np.fromiter(chain.from_iterable(identities), np.int64, 5 * len(identities)).reshape(-1, 5)
+    except OverflowError:
+        wrapped = [[field % _WRAP for field in identity] for identity in identities]
+        return np.array(wrapped, dtype=np.uint64).reshape(len(identities), 5).view(np.int64)
+
+
+class _Row:
+    """One directory's files: ``names`` (list of str), ``identities`` int64 (n, 5), ``digests`` uint8 (n, 32)."""
+
+    def __init__(self, names: list[str], identities: np.ndarray, digests: np.ndarray):
+        self.names, self.identities, self.digests = names, identities, digests
+
+    @classmethod
+    def empty(cls) -> _Row:
+        return cls([], np.zeros((0, 5), np.int64), np.zeros((0, 32), np.uint8))
+
+    @classmethod
+    def decode(cls, directory: bytes, names: bytes, identities: bytes, digests: bytes, check: int) -> _Row | None:
+        """The row as stored, or None when its check or its shapes are wrong (damage)."""
+        fields = (names, identities, digests)
+        if not all(isinstance(field, bytes) for field in (directory, *fields)) or check != _check(directory, *fields):
+            return None
+        try:
+            name_list = names.decode("utf-8", "surrogatepass").split("\0")[:-1]
+        except UnicodeDecodeError:
+            return None
+        if len(identities) != 40 * len(name_list) or len(digests) != 32 * len(name_list):
+            return None
+        return cls(name_list, np.frombuffer(identities, _INT64).reshape(-1, 5),
+                   np.frombuffer(digests, np.uint8).reshape(-1, 32))
+
+    def encode(self, directory: bytes) -> tuple[bytes, bytes, bytes, bytes, int]:
+        fields = (_encode("".join(name + "\0" for name in self.names)), self.identities.astype(_INT64).tobytes(),
+                  self.digests.astype(np.uint8).tobytes())
+        return (directory, *fields, _check(directory, *fields))
+
+    @staticmethod
+    def join(rows: Iterable[_Row]) -> _Row:
+        """The rows one after another."""
+        rows = list(rows)
+        return _Row([name for row in rows for name in row.names], np.concatenate([row.identities for row in rows]),
+                    np.concatenate([row.digests for row in rows]))
+
+    def without(self, names: set[str]) -> _Row:
+        kept = np.fromiter((name not in names for name in self.names), bool, len(self.names))
+        return _Row([name for name, keep in zip(self.names, kept) if keep], self.identities[kept], self.digests[kept])
+
+    def updated(self, entries: dict[str, tuple[Identity, bytes]]) -> _Row:
+        """This row with ``entries`` (name → (identity, digest)) added or replacing theirs."""
+        kept = self.without(set(entries))
+        identities = _identity_array([identity for identity, _ in entries.values()])
+        digests = np.frombuffer(b"".join(digest for _, digest in entries.values()), np.uint8).reshape(-1, 32)
+        return _Row(kept.names + list(entries), np.concatenate([kept.identities, identities]),
+                    np.concatenate([kept.digests, digests]))
+
+
+def _check(directory: bytes, names: bytes, identities: bytes, digests: bytes) -> int:
+    """CRC-32 of a row (lengths included): catches damage (bit flips, torn or edited rows), cheaply."""
+    check = zlib.crc32(_LENGTHS.pack(len(names), len(identities), len(digests)) + directory)
+    for field in (names, identities, digests):
+        check = zlib.crc32(field, check)
+    return check
 
 
 class DigestMemo:
@@ -67,7 +147,7 @@ class DigestMemo:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._connection = self._open()
-        except sqlite3.OperationalError:  # locked past the timeout, cannot be opened: do without
+        except sqlite3.OperationalError:  # locked past the timeout, cannot be opened, old and read-only
             return None
         except sqlite3.DatabaseError:  # not a database, or corrupt
             if not self._set_aside():
@@ -83,16 +163,29 @@ class DigestMemo:
     def _open(self) -> sqlite3.Connection:
         connection = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
         try:
-            connection.execute("CREATE TABLE IF NOT EXISTS digests (path TEXT PRIMARY KEY, size INTEGER, "
-                               "mtime_ns INTEGER, ctime_ns INTEGER, inode INTEGER, device INTEGER, "
-                               "digest BLOB, row_check INTEGER)")
-        except sqlite3.OperationalError as error:
-            if "readonly" not in str(error) and "read-only" not in str(error):
-                connection.close()
-                raise
-            self.writable = False
-        connection.execute("SELECT count(*) FROM digests WHERE rowid = 1").fetchone()  # damaged headers fail here
+            if connection.execute("PRAGMA user_version").fetchone()[0] != LAYOUT_VERSION:
+                self._lay_out(connection)
+            connection.execute("SELECT count(*) FROM digests WHERE rowid = 1").fetchone()  # damaged pages fail here
+        except sqlite3.Error:
+            connection.close()
+            raise
         return connection
+
+    def _lay_out(self, connection: sqlite3.Connection) -> None:
+        """Create the table, dropping an older layout's (a memo only saves work); a read-only
+        database of another layout raises OperationalError (then it is left out)."""
+        try:
+            with connection:
+                connection.execute("BEGIN IMMEDIATE")
+                if connection.execute("PRAGMA user_version").fetchone()[0] != LAYOUT_VERSION:  # or another did it
+                    connection.execute("DROP TABLE IF EXISTS digests")
+                    connection.execute("CREATE TABLE digests (directory BLOB PRIMARY KEY, names BLOB, "
+                                       "identity BLOB, digest BLOB, row_check INTEGER)")
+                    connection.execute(f"PRAGMA user_version = {LAYOUT_VERSION}")
+        except sqlite3.OperationalError as error:
+            if "readonly" in str(error) or "read-only" in str(error):
+                self.writable = False
+            raise
 
     def _set_aside(self) -> bool:
         """Move a damaged database out of the way, with its journal (which SQLite would otherwise
@@ -109,66 +202,94 @@ class DigestMemo:
                 pass
         return True
 
+    def _rows(self, connection: sqlite3.Connection, directories: Sequence[str]) -> dict[str, _Row]:
+        """The intact stored rows of ``directories`` (damaged and absent ones left out)."""
+        encoded = {_encode(directory): directory for directory in directories}
+        wanted = list(encoded)
+        rows: dict[str, _Row] = {}
+        for start in range(0, len(wanted), LOOKUP_BATCH):
+            part = wanted[start : start + LOOKUP_BATCH]
+            for fields in connection.execute("SELECT directory, names, identity, digest, row_check FROM digests "
+                                             f"WHERE directory IN ({','.join('?' * len(part))})", part):
+                row = _Row.decode(*fields)
+                if row is not None and fields[0] in encoded:  # the row's own (checked) directory names it
+                    rows[encoded[fields[0]]] = row
+        return rows
+
     def lookup(self, keys: Sequence[str], identities: Sequence[Identity | None]) -> list[bytes | None]:
         """The remembered digest of each file whose identity matches its row (None otherwise)."""
-        found: dict[str, tuple] = {}
-        wanted = [key for key, identity in zip(keys, identities) if identity is not None]
+        digests: list[bytes | None] = [None] * len(keys)
         connection = self._connect()
-        if connection is not None and wanted:
-            columns = "SELECT path, size, mtime_ns, ctime_ns, inode, device, digest, row_check FROM digests"
-            try:
-                if connection.execute("SELECT count(*) FROM digests").fetchone()[0] <= SCAN_FACTOR * len(wanted):
-                    wanted_set = set(wanted)  # one scan is ~4x faster than keyed look-ups of most rows
-                    found.update((row[0], row[1:]) for row in connection.execute(columns) if row[0] in wanted_set)
-                else:
-                    for start in range(0, len(wanted), LOOKUP_BATCH):
-                        part = wanted[start : start + LOOKUP_BATCH]
-                        rows = connection.execute(f"{columns} WHERE path IN ({','.join('?' * len(part))})", part)
-                        found.update((row[0], row[1:]) for row in rows)
-            except sqlite3.OperationalError:
-                found = {}
-            except sqlite3.DatabaseError:
-                self.close()
-                self._set_aside()
-                found = {}
-        digests: list[bytes | None] = []
-        for key, identity in zip(keys, identities):
-            row = found.get(key)
-            if row is None or tuple(row[:5]) != identity or not isinstance(row[5], bytes) or len(row[5]) != 32 \
-                    or row[6] != _row_check(key, identity, row[5]):
-                digests.append(None)
-            else:
-                digests.append(row[5])
+        if connection is None or not keys:
+            return digests
+        try:  # every directory ends with "/", so a key without one (not absolute) is never found
+            rows = self._rows(connection, [head + "/" for head in {key.rpartition("/")[0] for key in keys}])
+        except sqlite3.OperationalError:
+            return digests
+        except sqlite3.DatabaseError:
+            self.close()
+            self._set_aside()
+            return digests
+        index: dict[str, int] = {}
+        for directory, row in rows.items():
+            index.update(zip([directory + name for name in row.names], range(len(index), len(index) + len(row.names))))
+        if not index:
+            return digests
+        stored = _Row.join(rows.values())
+        absent = [position for position, identity in enumerate(identities) if identity is None]
+        if absent:
+            identities = [identity or (0, 0, 0, 0, 0) for identity in identities]
+        found = np.fromiter(map(index.get, keys, repeat(-1)), np.int64, len(keys))
+        found[absent] = -1
+        matches = (found >= 0) & (stored.identities[found] == _identity_array(identities)).all(axis=1)
+        hits = np.flatnonzero(matches).tolist()
+        packed = stored.digests[found[hits]].tobytes()
+        for offset, position in zip(range(0, len(packed), 32), hits):
+            digests[position] = packed[offset : offset + 32]
         return digests
 
-    def remember(self, entries: Iterable[tuple[str, Identity, bytes]]) -> None:
-        """Store (key, identity, digest) rows in one transaction; a memo that cannot be written
-        (read-only, locked past the timeout, damaged) is left as it is."""
-        rows = [(key, *identity, digest, _row_check(key, identity, digest)) for key, identity, digest in entries]
+    def _rewrite(self, directories: Iterable[str], change: Callable[[str, _Row], _Row]) -> None:
+        """Read, ``change(directory, row) -> row`` and write back each directory's row, in one
+        transaction; a memo that cannot be written (read-only, locked past the timeout, full,
+        damaged) is left as it is."""
+        directories = list(directories)
         connection = self._connect()
-        if not rows or connection is None or not self.writable:
+        if not directories or connection is None or not self.writable:
             return
         try:
             with connection:
                 connection.execute("BEGIN IMMEDIATE")
-                connection.executemany("INSERT OR REPLACE INTO digests VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
-        except sqlite3.OperationalError:
-            pass  # locked past the timeout, read-only, disk full: the memo only saves work
+                stored = self._rows(connection, directories)
+                for directory in directories:
+                    row = change(directory, stored.get(directory, _Row.empty()))
+                    if row.names:
+                        connection.execute("INSERT OR REPLACE INTO digests VALUES (?, ?, ?, ?, ?)",
+                                           row.encode(_encode(directory)))
+                    else:
+                        connection.execute("DELETE FROM digests WHERE directory = ?", (_encode(directory),))
+        except (sqlite3.OperationalError, sqlite3.DataError):
+            pass  # locked past the timeout, read-only, disk full, a row too large: the memo only saves work
         except sqlite3.DatabaseError:
             self.close()
             self._set_aside()
 
+    def remember(self, entries: Iterable[tuple[str, Identity, bytes]]) -> None:
+        """Store (key, identity, digest) entries (a later entry for a key wins) in one transaction."""
+        learned: dict[str, dict[str, tuple[Identity, bytes]]] = {}
+        for key, identity, digest in entries:
+            head, slash, name = key.rpartition("/")
+            if slash and "\0" not in name and len(digest) == 32:  # NUL ends each stored name
+                learned.setdefault(head + slash, {})[name] = (identity, digest)
+
+        self._rewrite(learned, lambda directory, row: row.updated(learned[directory]))
+
     def forget(self, keys: Iterable[str]) -> None:
         """Drop the rows of ``keys`` (files seen to differ from their remembered digest)."""
-        connection = self._connect()
-        if connection is None or not self.writable:
-            return
-        try:
-            with connection:
-                connection.execute("BEGIN IMMEDIATE")
-                connection.executemany("DELETE FROM digests WHERE path = ?", [(key,) for key in keys])
-        except sqlite3.DatabaseError:
-            pass
+        dropped: dict[str, set[str]] = {}
+        for key in keys:
+            head, slash, name = key.rpartition("/")
+            dropped.setdefault(head + slash, set()).add(name)
+        self._rewrite(dropped, lambda directory, row: row.without(dropped[directory]))
 
     def close(self) -> None:
         if self._connection is not None:

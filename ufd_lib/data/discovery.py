@@ -28,7 +28,9 @@ import random
 import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import repeat
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -43,8 +45,7 @@ class EmptyImageSetError(PathArgumentError):
     """An image set in which neither class holds an image (a usage error: wrong folder or layout)."""
 
 
-@dataclass(frozen=True, slots=True)  # slots: a quarter cheaper to build, one per file
-class LabelledImage:
+class LabelledImage(NamedTuple):  # a tuple: half the cost of a frozen dataclass, one per file
     """One image file of a set; label 0 = real, 1 = fake.
 
     path: the file's path as a string, as discovery found it (the walked root joined with the
@@ -230,7 +231,7 @@ def discover_images(spec: ImageSetSpec, sampling: str = "all") -> DiscoveredImag
             warnings.warn(f"set {spec.name}: {len(real)} real and {len(fake)} fake images after the official cap; "
                           "the released code stops here (it asserts equal classes), ufd evaluates them as they are",
                           stacklevel=2)
-    return DiscoveredImages([LabelledImage(p, 0) for p in real] + [LabelledImage(p, 1) for p in fake], skipped)
+    return DiscoveredImages([*map(LabelledImage, real, repeat(0)), *map(LabelledImage, fake, repeat(1))], skipped)
 
 
 def collect_images(spec: ImageSetSpec, sampling: str = "all") -> list[LabelledImage]:

@@ -32,6 +32,7 @@ import time
 import zlib
 from collections.abc import Callable, Iterable, Sequence
 from itertools import chain, repeat
+from operator import methodcaller
 from pathlib import Path
 
 import numpy as np
@@ -58,7 +59,7 @@ def memo_key(path: Path | str) -> str:
     """The memo's name for a file: its absolute path (no filesystem access; not normalised,
     so ``a/./b`` and ``a/b`` are two names of one identity: a miss, never a wrong digest)."""
     path = os.fspath(path)
-    return path if os.path.isabs(path) else os.path.abspath(path)
+    return path if path.startswith(os.sep) or os.path.isabs(path) else os.path.abspath(path)
 
 
 def _encode(text: str) -> bytes:
@@ -222,30 +223,39 @@ class DigestMemo:
         connection = self._connect()
         if connection is None or not keys:
             return digests
-        try:  # every directory ends with "/", so a key without one (not absolute) is never found
-            rows = self._rows(connection, [head + "/" for head in {key.rpartition("/")[0] for key in keys}])
+        # every directory ends with "/", so a key without one (not absolute) is never found
+        positions: dict[str, list[int]] = {}
+        names: dict[str, list[str]] = {}
+        for position, (head, _, name) in enumerate(map(methodcaller("rpartition", "/"), keys)):
+            if head in positions:
+                positions[head].append(position)
+                names[head].append(name)
+            else:
+                positions[head], names[head] = [position], [name]
+        try:
+            rows = self._rows(connection, [head + "/" for head in positions])
         except sqlite3.OperationalError:
             return digests
         except sqlite3.DatabaseError:
             self.close()
             self._set_aside()
             return digests
-        index: dict[str, int] = {}
         for directory, row in rows.items():
-            index.update(zip([directory + name for name in row.names], range(len(index), len(index) + len(row.names))))
-        if not index:
-            return digests
-        stored = _Row.join(rows.values())
-        absent = [position for position, identity in enumerate(identities) if identity is None]
-        if absent:
-            identities = [identity or (0, 0, 0, 0, 0) for identity in identities]
-        found = np.fromiter(map(index.get, keys, repeat(-1)), np.int64, len(keys))
-        found[absent] = -1
-        matches = (found >= 0) & (stored.identities[found] == _identity_array(identities)).all(axis=1)
-        hits = np.flatnonzero(matches).tolist()
-        packed = stored.digests[found[hits]].tobytes()
-        for offset, position in zip(range(0, len(packed), 32), hits):
-            digests[position] = packed[offset : offset + 32]
+            head = directory[:-1]
+            wanted = names[head]
+            if wanted == row.names:  # the usual case: the files as listed when they were remembered
+                found = np.arange(len(wanted))
+            else:
+                index = dict(zip(row.names, range(len(row.names))))
+                found = np.fromiter(map(index.get, wanted, repeat(-1)), np.int64, len(wanted))
+            where = positions[head]
+            asked = [identities[position] or (0, 0, 0, 0, 0) for position in where]
+            present = [identities[position] is not None for position in where]
+            matches = (found >= 0) & np.array(present) & (row.identities[found] == _identity_array(asked)).all(axis=1)
+            hits = np.flatnonzero(matches).tolist()
+            packed = row.digests[found[hits]].tobytes()
+            for offset, hit in zip(range(0, len(packed), 32), hits):
+                digests[where[hit]] = packed[offset : offset + 32]
         return digests
 
     def _rewrite(self, directories: Iterable[str], change: Callable[[str, _Row], _Row]) -> None:

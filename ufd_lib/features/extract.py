@@ -67,7 +67,7 @@ from tqdm.auto import tqdm
 
 from ufd_lib import config
 from ufd_lib.devices import torch_threads
-from ufd_lib.features.digest_memo import DigestMemo, identity_of, memo_key
+from ufd_lib.features.digest_memo import DigestMemo, Identity, identity_of, memo_key
 from ufd_lib.features.encoders import Encoder
 from ufd_lib.features.feature_cache import FeatureCache
 from ufd_lib.features.preprocess import CHANGED_SINCE_HASHED, ImageRejected, Perturbation, load_pixels, preprocess_settings, to_model_input
@@ -207,6 +207,23 @@ def open_cache(encoder: Encoder, perturbation: Perturbation, cache_root: Path | 
                         dim=encoder.embed_dim)
 
 
+def _regular_identities(paths: Sequence[Path]) -> list[Identity | None]:
+    """The identity of each regular file (links followed); None for anything else or a failed ``stat``."""
+    try:
+        found = list(map(os.stat, paths))
+    except OSError:  # rare: one file at a time, keeping the failures apart
+        return [_regular_identity(path) for path in paths]
+    return [identity_of(result) if stat.S_ISREG(result.st_mode) else None for result in found]
+
+
+def _regular_identity(path: Path) -> Identity | None:
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    return identity_of(found) if stat.S_ISREG(found.st_mode) else None
+
+
 def plan_digests(paths: Sequence[Path], memo: DigestMemo | None, max_bytes: int) -> tuple[list[bytes | str], int, int]:
     """(SHA-256 (32 bytes) of each file or the reason it is not read, files hashed, files recognised).
 
@@ -215,14 +232,10 @@ def plan_digests(paths: Sequence[Path], memo: DigestMemo | None, max_bytes: int)
     unchanged while being read, remembered.
     """
     keys = [memo_key(path) for path in paths]
-    identities = []
-    for path in paths:
-        try:
-            found = os.stat(path)
-        except OSError:
-            found = None
-        identities.append(identity_of(found) if found is not None and stat.S_ISREG(found.st_mode) else None)
+    identities = _regular_identities(paths)
     digests: list[bytes | str | None] = memo.lookup(keys, identities) if memo is not None else [None] * len(paths)
+    if None not in digests:
+        return digests, 0, len(paths)
     to_hash = [i for i, digest in enumerate(digests) if digest is None]
 
     def digests_of(indices: list[int]):
@@ -311,7 +324,7 @@ def extract_features(
     """
     kept, digests, report = fill_cache(encoder, paths, cache, options, description=description, precision=precision,
                                        world=world, **overrides)
-    features = cache.load([digests[i] for i in np.flatnonzero(kept)])
+    features = cache.load(digests if kept.all() else [digests[i] for i in np.flatnonzero(kept)])
     return features, kept, report
 
 
@@ -338,31 +351,28 @@ def fill_cache(
     # Each rank identifies a contiguous slice; everyone gets every digest.
     mine = even_slice(len(paths), world.rank, world.world_size)
     try:
-        planned = plan_digests([paths[i] for i in mine], memo, max_bytes)
+        planned = plan_digests(paths[mine.start : mine.stop], memo, max_bytes)
     finally:
         memo.close()
     gathered = world.all_gather(planned)
     digests = [d for part, _, _ in gathered for d in part]
     report.files_hashed = sum(hashed for _, hashed, _ in gathered)
     report.files_recognised = sum(recognised for _, _, recognised in gathered)
-    unreadable = {i: d for i, d in enumerate(digests) if isinstance(d, str)}
-    for i, reason in unreadable.items():
-        if options.strict:
-            raise ExtractionError(f"{paths[i]}: {reason}")
-        report.skipped.append((str(paths[i]), reason))
+    readable: Sequence[int] = range(len(paths))
+    if report.files_hashed + report.files_recognised < len(paths):  # some files were not read
+        unreadable = [i for i, digest in enumerate(digests) if isinstance(digest, str)]
+        for i in unreadable:
+            if options.strict:
+                raise ExtractionError(f"{paths[i]}: {digests[i]}")
+            report.skipped.append((str(paths[i]), digests[i]))
+        readable = sorted(set(readable).difference(unreadable))
 
     # Rank 0 alone reads the cache state, before anyone writes, so that all ranks agree.
-    readable = [i for i in range(len(paths)) if i not in unreadable]
     plan = None
     if world.is_main:
         cached = cache.contains([digests[i] for i in readable])
-        first_of_digest: dict[bytes, int] = {}
-        for i in readable:
-            first_of_digest.setdefault(digests[i], i)
-        done = {digests[i] for i, hit in zip(readable, cached) if hit}
-        groups = encoding_groups(sorted(first_of_digest), options.batch_size)
-        plan = (int(cached.sum()), [[first_of_digest[d] for d in group] for group in groups
-                                    if not done.issuperset(group)])
+        plan = (len(readable), []) if cached.all() else (int(cached.sum()), _pending_groups(digests, readable, cached,
+                                                                                             options.batch_size))
     report.images_from_cache, pending = world.broadcast(plan)
     share = [pending[g] for g in even_slice(len(pending), world.rank, world.world_size)]
 
@@ -396,18 +406,30 @@ def fill_cache(
         rejected.update(rank_rejected)
 
     kept = np.zeros(len(paths), dtype=bool)
+    kept[list(readable) if not isinstance(readable, range) else slice(None)] = True
     forget = []
-    for i in readable:
+    for i in (readable if rejected else ()):
         if digests[i] in rejected:
+            kept[i] = False
             report.skipped.append((str(paths[i]), rejected[digests[i]]))
             if rejected[digests[i]] == CHANGED_SINCE_HASHED:
                 forget.append(memo_key(paths[i]))
-        else:
-            kept[i] = True
     if forget and world.is_main:  # a changed file must be hashed again next time
         memo.forget(forget)
         memo.close()
     return kept, digests, report
+
+
+def _pending_groups(digests: Sequence[bytes | str], readable: Sequence[int], cached: np.ndarray,
+                    batch_size: int) -> list[list[int]]:
+    """The groups (:func:`encoding_groups`, as lists of indices into ``digests``, the first file
+    of each digest) holding a digest of ``readable`` that is not ``cached`` (bool, per readable)."""
+    first_of_digest: dict[bytes, int] = {}
+    for i in readable:
+        first_of_digest.setdefault(digests[i], i)
+    done = {digests[i] for i, hit in zip(readable, cached) if hit}
+    groups = encoding_groups(sorted(first_of_digest), batch_size)
+    return [[first_of_digest[d] for d in group] for group in groups if not done.issuperset(group)]
 
 
 def encoding_groups(unique_digests: Sequence[bytes], batch_size: int) -> list[list[bytes]]:

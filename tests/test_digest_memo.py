@@ -196,3 +196,16 @@ def test_a_read_only_memo_of_the_old_layout_is_left_out(tmp_path, monkeypatch):
     assert memo.lookup(["/images/a/0.png"], [items[0][1]]) == [None] and not memo.writable
     memo.close()
     assert not list(tmp_path.glob(f"{MEMO_NAME}.corrupt-*"))
+
+
+def test_files_come_back_whatever_the_order_and_company_they_are_asked_in(tmp_path):
+    items = entries([f"/images/{d}/{i:03d}.png" for d in "ab" for i in range(5)])
+    memo = DigestMemo(tmp_path)
+    memo.remember(items)
+    by_key = {key: (identity, found) for key, identity, found in items}
+    for asked in (["/images/a/003.png", "/images/b/000.png", "/images/a/001.png"],
+                  [key for key, _, _ in items][::-1],
+                  ["/images/a/000.png", "/images/a/new.png", "/images/a/001.png", "/images/a/000.png"]):
+        identities = [by_key.get(key, ((9, 9, 9, 9, 9), None))[0] for key in asked]
+        assert memo.lookup(asked, identities) == [by_key.get(key, (None, None))[1] for key in asked]
+    memo.close()

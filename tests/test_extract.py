@@ -228,3 +228,25 @@ def test_a_cache_that_cannot_take_claims_still_serves_its_features(tiny_encoder,
     assert kept_again.tolist() == kept.tolist() == [True] * len(paths) + [False]
     assert [path for path, _ in report.skipped] == [str(broken)]
     np.testing.assert_array_equal(again, first)
+
+
+@pytest.mark.parametrize("num_workers", [0, 1])
+def test_crops_travel_through_the_ring_to_the_right_images(tiny_encoder, paths, tmp_path, num_workers):
+    """Unreadable files leave holes inside batches, and there are more batches than ring slots:
+    every image still gets its own features, bit for bit those of a run on its own."""
+    listed = list(paths)
+    for position, name in ((1, "empty.png"), (6, "text.jpg")):
+        broken = tmp_path / "images" / name
+        broken.write_bytes(b"" if name == "empty.png" else b"not an image")
+        listed.insert(position, broken)
+    from ufd_lib.features import extract as extraction
+
+    slots = extraction.PREFETCH_BATCHES_PER_WORKER * num_workers + 1
+    assert len(listed) / 2 > slots, "the test must wrap around the ring"
+    features, kept, _ = extract(tiny_encoder, listed, tmp_path / "ring", batch_size=2, num_workers=num_workers)
+    assert kept.tolist() == [path.name not in ("empty.png", "text.jpg") for path in listed]
+    for path, row in zip([p for p, keep in zip(listed, kept) if keep], features):
+        alone, _, _ = extract(tiny_encoder, [path], tmp_path / "alone" / path.name, batch_size=2)
+        np.testing.assert_allclose(row, alone[0], atol=2e-3)
+    in_process, _, _ = extract(tiny_encoder, listed, tmp_path / "in-process", batch_size=2, num_workers=0)
+    np.testing.assert_array_equal(features, in_process)

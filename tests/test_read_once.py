@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import stat
 
 import numpy as np
 import pytest
@@ -223,3 +224,28 @@ def test_a_memo_damaged_inside_never_yields_a_wrong_digest(tmp_path, offset_frac
     found = DigestMemo(tmp_path).lookup(keys, identities)
     assert all(digest in (None, expected) for digest, expected in zip(found, truth))
     assert sum(digest is None for digest in found) > 0, "the damage went unnoticed"
+
+
+def test_a_file_longer_than_its_stat_said_is_read_whole_and_not_trusted(tmp_path, monkeypatch):
+    from ufd_lib.hashing import read_steadily
+
+    path = write_image(tmp_path / "a.png")
+    data = path.read_bytes()
+    real_fstat = os.fstat
+    calls = []
+
+    def shorter_at_first(descriptor):
+        calls.append(descriptor)
+        found = real_fstat(descriptor)
+        if len(calls) > 1:
+            return found
+        fields = list(found)
+        fields[stat.ST_SIZE] = 10
+        return os.stat_result(fields)
+
+    monkeypatch.setattr(os, "fstat", shorter_at_first)
+    read, identity = read_steadily(path)
+    assert read == data and identity is None
+    calls.clear()
+    with pytest.raises(FileRefused, match="grew past the limit of 20 bytes"):
+        read_steadily(path, max_bytes=20)

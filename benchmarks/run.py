@@ -204,7 +204,7 @@ def smoke_metrics(smoke, cache_root: Path, precision: str) -> dict:
                                                   progress=False, precision=precision)
         encoded += report.images_encoded
         labels = np.array([i.label for i, k in zip(images, kept) if k])
-        return FeatureSet(spec.name, features, labels, [str(i.path) for i, k in zip(images, kept) if k])
+        return FeatureSet(spec.name, features, labels, [i.path for i, k in zip(images, kept) if k])
 
     train = featurize(smoke.train)
     tests = [featurize(spec) for spec in smoke.test_sets]
@@ -458,7 +458,7 @@ def repeat_evaluation(work: Path, files: int, rounds: int) -> dict:
         "second_image_files_opened": len(opened) // rounds,
         "second_rchar": after["rchar"] - before["rchar"], "second_read_bytes": after["read_bytes"] - before["read_bytes"],
         "cache_folder_bytes": cache_files, "memo_bytes": memo_bytes,
-        "image_tree_bytes": sum(p.stat().st_size for p in paths),
+        "image_tree_bytes": sum(os.path.getsize(p) for p in paths),
         "walk_stat_seconds": best["walk_stat"], "discovery_seconds": best["discovery"],
         "extraction_seconds": best["extraction"], "second_run_seconds": second,
         "second_over_walk_stat": second / best["walk_stat"], "raw_seconds": times,
@@ -995,11 +995,11 @@ def reading_report(r: dict) -> list[str]:
         f"= {e['second_over_walk_stat']:.2f}x   [target <= 2]",
     ]
     for name, case in h["cases"].items():
-        b, o = case["best"], case["over_floor"]
+        best, over = case["best"], case["over_floor"]
         lines.append(f"   host pipeline {name} ({case['images']} images, null model), images per CPU second: floor "
-                     f"{b['floor_cpu']:.0f}; in-process {b['in_process_cpu']:.0f} ({o['in_process_cpu']:.2f}x), "
-                     f"{h['workers']} workers {b['workers_cpu']:.0f} ({o['workers_cpu']:.2f}x)   [target >= 0.8]; "
-                     f"without the model-input preparation: {o['in_process_host']:.2f}x / {o['workers_host']:.2f}x")
+                     f"{best['floor_cpu']:.0f}; in-process {best['in_process_cpu']:.0f} ({over['in_process_cpu']:.2f}x), "
+                     f"{h['workers']} workers {best['workers_cpu']:.0f} ({over['workers_cpu']:.2f}x)   [target >= 0.8]; "
+                     f"without the model-input preparation: {over['in_process_host']:.2f}x / {over['workers_host']:.2f}x")
     lines += [
         f"   ufd --help {u['help_seconds'] * 1000:.0f} ms / python -c 'import argparse' "
         f"{u['import_argparse_seconds'] * 1000:.0f} ms = {u['ratio']:.2f}   [target <= 3]",

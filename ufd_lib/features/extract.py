@@ -299,8 +299,12 @@ def _collate(items):
 def _ring(slots: int, batch_size: int, shared: bool) -> torch.Tensor:
     """uint8 (slots, batch_size, 224, 224, 3): decoded batches on their way to the model, in
     shared memory when worker processes write them."""
-    ring = torch.empty((slots, batch_size, config.CROP_SIZE, config.CROP_SIZE, 3), dtype=torch.uint8)
-    return ring.share_memory_() if shared else ring
+    shape = (slots, batch_size, config.CROP_SIZE, config.CROP_SIZE, 3)
+    if not shared:
+        return torch.empty(shape, dtype=torch.uint8)
+    # Made in shared memory (share_memory_ would first fill private pages, then copy them over).
+    storage = torch.UntypedStorage._new_shared(int(np.prod(shape)))
+    return torch.empty(0, dtype=torch.uint8).set_(storage).view(shape)
 
 
 def _options(options: ExtractionOptions | None, overrides: dict) -> ExtractionOptions:

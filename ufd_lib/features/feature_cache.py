@@ -358,18 +358,22 @@ class FeatureCache:
             rows = np.fromiter(map(self._index.__getitem__, digests), dtype=np.int64, count=len(digests))
         except KeyError as missing:
             raise KeyError(f"no cached features for image digest {missing.args[0].hex()}") from None
-        out = np.empty((len(digests), self._dim), dtype=np.float32)
         order = np.argsort(rows, kind="stable")  # by chunk, rows ascending within it: sequential reads
         ordered_rows = rows[order]
         bounds = np.searchsorted(ordered_rows, self._chunk_starts)
-        stored = np.empty((len(digests), self._dim), dtype=np.result_type(*(chunk.dtype for chunk in self._chunks)))
+        # Fresh arrays from torch: numpy asks the kernel for huge pages for large arrays, and where
+        # it compacts memory to find them (transparent huge pages with defrag=madvise, a common
+        # default) a first write costs several times more than with ordinary pages.
+        native = np.result_type(*(chunk.dtype for chunk in self._chunks)).newbyteorder("=")
+        stored = torch.empty((len(digests), self._dim), dtype=getattr(torch, native.name)).numpy()
         for chunk, start, low, high in zip(self._chunks, self._chunk_starts, bounds[:-1], bounds[1:]):
             if low < high:
                 stored[order[low:high]] = chunk[ordered_rows[low:high] - start]
         # One conversion, by torch: it converts float16 with the processor's instructions, numpy
-        # one value at a time (about 10x slower); the output is numpy's, which asks for huge pages.
-        torch.from_numpy(out).copy_(torch.from_numpy(stored))
-        return out
+        # one value at a time (about 10x slower).
+        out = torch.empty((len(digests), self._dim), dtype=torch.float32)
+        out.copy_(torch.from_numpy(stored))
+        return out.numpy()
 
     @property
     def dim(self) -> int | None:

@@ -249,3 +249,13 @@ def test_a_file_longer_than_its_stat_said_is_read_whole_and_not_trusted(tmp_path
     calls.clear()
     with pytest.raises(FileRefused, match="grew past the limit of 20 bytes"):
         read_steadily(path, max_bytes=20)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_model_input_on_cuda_is_the_cpu_input_and_frees_the_callers_buffer():
+    mean, std = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
+    pixels = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (4, 224, 224, 3), dtype=np.uint8))
+    on_cpu = to_model_input(pixels, mean, std, "cpu", torch.float32)
+    on_cuda = to_model_input(pixels, mean, std, "cuda", torch.float32)
+    pixels.zero_()  # the caller reuses its buffer at once
+    torch.testing.assert_close(on_cuda.cpu(), on_cpu, rtol=0, atol=1e-6)

@@ -278,6 +278,10 @@ def to_model_input(images: torch.Tensor, mean, std, device: torch.device | str, 
     arithmetic). On CPU the work goes image by image, so that each image's three passes stay in
     the processor's cache; elsewhere the whole batch is one pass per operation.
     """
+    if images.device.type == "cpu" and torch.device(device).type == "cuda" and not images.is_pinned():
+        # A copy into torch's cached page-locked blocks: the transfer below then runs while the
+        # device works, and the caller's buffer is free again as soon as this returns.
+        images = images.pin_memory()
     images = images.to(device, non_blocking=True)
     count, height, width, channels = images.shape
     if out is None:

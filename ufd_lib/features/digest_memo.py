@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import stat
 import struct
 import time
 import zlib
@@ -53,6 +54,16 @@ _LENGTHS = struct.Struct("<QQQ")
 
 def identity_of(result: os.stat_result) -> Identity:
     return (result.st_size, result.st_mtime_ns, result.st_ctime_ns, result.st_ino, result.st_dev)
+
+
+def regular_identity(path: Path | str, follow_symlinks: bool = True) -> Identity | None:
+    """The identity of a regular file (of a link's target when ``follow_symlinks``); None for
+    anything else, or when ``stat`` fails."""
+    try:
+        found = os.stat(path, follow_symlinks=follow_symlinks)
+    except OSError:
+        return None
+    return identity_of(found) if stat.S_ISREG(found.st_mode) else None
 
 
 def memo_key(path: Path | str) -> str:

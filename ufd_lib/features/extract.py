@@ -67,7 +67,7 @@ from tqdm.auto import tqdm
 
 from ufd_lib import config
 from ufd_lib.devices import torch_threads
-from ufd_lib.features.digest_memo import DigestMemo, Identity, identity_of, memo_key
+from ufd_lib.features.digest_memo import DigestMemo, Identity, identity_of, memo_key, regular_identity
 from ufd_lib.features.encoders import Encoder
 from ufd_lib.features.feature_cache import FeatureCache
 from ufd_lib.features.preprocess import CHANGED_SINCE_HASHED, ImageRejected, Perturbation, load_pixels, preprocess_settings, to_model_input
@@ -212,16 +212,8 @@ def _regular_identities(paths: Sequence[Path]) -> list[Identity | None]:
     try:
         found = list(map(os.stat, paths))
     except OSError:  # rare: one file at a time, keeping the failures apart
-        return [_regular_identity(path) for path in paths]
+        return [regular_identity(path) for path in paths]
     return [identity_of(result) if stat.S_ISREG(result.st_mode) else None for result in found]
-
-
-def _regular_identity(path: Path) -> Identity | None:
-    try:
-        found = os.stat(path)
-    except OSError:
-        return None
-    return identity_of(found) if stat.S_ISREG(found.st_mode) else None
 
 
 def plan_digests(paths: Sequence[Path], memo: DigestMemo | None, max_bytes: int) -> tuple[list[bytes | str], int, int]:

@@ -71,7 +71,7 @@ import torch
 
 from ufd_lib import config
 from ufd_lib.atomic_files import atomic_write
-from ufd_lib.features.digest_memo import DigestMemo, Identity, identity_of, memo_key
+from ufd_lib.features.digest_memo import DigestMemo, Identity, identity_of, memo_key, regular_identity
 from ufd_lib.hashing import file_sha256
 
 # Chunk file suffixes, in the order they are written; the last is the commit record.
@@ -123,14 +123,6 @@ def _open_chunk_file(path: Path) -> tuple[BinaryIO, os.stat_result]:
 def _chunk_memo_key(path: Path) -> str:
     return _MEMO_KEY_PREFIX + memo_key(path)
 
-
-def _identity_on_disk(path: Path) -> Identity | None:
-    """Identity of a chunk file as ``lstat`` sees it (None if absent or not a regular file)."""
-    try:
-        found = os.lstat(path)
-    except OSError:
-        return None
-    return identity_of(found) if stat.S_ISREG(found.st_mode) else None
 
 
 def _sha256(handle: BinaryIO) -> str:
@@ -264,7 +256,7 @@ class FeatureCache:
         (:meth:`_read_chunk`, told what ``memo`` remembers of its files); the others are set aside."""
         paths = [self.directory / f"{name}{suffix}" for name in names for suffix in _CHECKED_SUFFIXES]
         keys = [_chunk_memo_key(path) for path in paths]
-        identities = [_identity_on_disk(path) for path in paths]
+        identities = [regular_identity(path, follow_symlinks=False) for path in paths]
         remembered = {key: (identity, digest)
                       for key, identity, digest in zip(keys, identities, memo.lookup(keys, identities))
                       if digest is not None}

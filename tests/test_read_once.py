@@ -259,3 +259,10 @@ def test_model_input_on_cuda_is_the_cpu_input_and_frees_the_callers_buffer():
     on_cuda = to_model_input(pixels, mean, std, "cuda", torch.float32)
     pixels.zero_()  # the caller reuses its buffer at once
     torch.testing.assert_close(on_cuda.cpu(), on_cpu, rtol=0, atol=1e-6)
+
+
+def test_hashing_threads_leave_the_main_threads_core_and_stay_few():
+    from ufd_lib.features.extract import MAX_HASH_THREADS, hash_threads
+
+    assert [hash_threads(cores) for cores in (1, 2, 3, 4)] == [1, 1, 2, 3]
+    assert hash_threads(64) == MAX_HASH_THREADS

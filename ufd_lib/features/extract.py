@@ -81,8 +81,10 @@ _DTYPE_NAMES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "b
 PREFETCH_BATCHES_PER_WORKER = 4
 # Seconds between looks at groups that another process is encoding.
 CLAIM_POLL_SECONDS = 0.2
-# Threads hashing new files (reading is I/O bound; hashlib releases the GIL).
-HASH_THREADS = 4
+# Most threads hashing new files: they help where reading waits on storage, and hashlib releases
+# the GIL while it hashes, but on page-cached small files each thread beyond a free core only
+# adds switching (4 threads on 2 cores: twice the CPU time and 1.7x the wall time of one).
+MAX_HASH_THREADS = 4
 # Files each hashing task takes: a task per file costs more than hashing a small image.
 HASH_RUN = 64
 
@@ -156,6 +158,13 @@ def default_workers(device: torch.device | str, cores: int | None = None) -> int
     return max(0, min(config.MAX_DEFAULT_WORKERS, cores - 1))
 
 
+def hash_threads(cores: int | None = None) -> int:
+    """Threads that hash new files: one per core this process may run on beyond the first (which
+    the main thread keeps), at least one, at most :data:`MAX_HASH_THREADS`."""
+    cores = len(os.sched_getaffinity(0)) if cores is None else cores
+    return max(1, min(MAX_HASH_THREADS, cores - 1))
+
+
 def resolve_precision(encoder: Encoder, precision: str = "auto") -> str:
     """``auto`` → the encoder's own weight dtype; checks that the device supports the choice."""
     if precision not in config.PRECISIONS:
@@ -207,7 +216,7 @@ def open_cache(encoder: Encoder, perturbation: Perturbation, cache_root: Path | 
                         dim=encoder.embed_dim)
 
 
-def _regular_identities(paths: Sequence[Path]) -> list[Identity | None]:
+def _regular_identities(paths: Sequence[str | Path]) -> list[Identity | None]:
     """The identity of each regular file (links followed); None for anything else or a failed ``stat``."""
     try:
         found = list(map(os.stat, paths))
@@ -216,12 +225,13 @@ def _regular_identities(paths: Sequence[Path]) -> list[Identity | None]:
     return [identity_of(result) if stat.S_ISREG(result.st_mode) else None for result in found]
 
 
-def plan_digests(paths: Sequence[Path], memo: DigestMemo | None, max_bytes: int) -> tuple[list[bytes | str], int, int]:
+def plan_digests(paths: Sequence[str | Path], memo: DigestMemo | None,
+                 max_bytes: int) -> tuple[list[bytes | str], int, int]:
     """(SHA-256 (32 bytes) of each file or the reason it is not read, files hashed, files recognised).
 
     A regular file whose identity the memo knows is recognised from one ``stat``; the others
-    are hashed (:func:`ufd_lib.hashing.regular_file_sha256`, in threads) and, if they stayed
-    unchanged while being read, remembered.
+    are hashed (:func:`ufd_lib.hashing.regular_file_sha256`, in :func:`hash_threads` threads)
+    and, if they stayed unchanged while being read, remembered.
     """
     keys = [memo_key(path) for path in paths]
     identities = _regular_identities(paths)
@@ -240,8 +250,12 @@ def plan_digests(paths: Sequence[Path], memo: DigestMemo | None, max_bytes: int)
         return found
 
     runs = [to_hash[start : start + HASH_RUN] for start in range(0, len(to_hash), HASH_RUN)]
-    with ThreadPoolExecutor(max_workers=HASH_THREADS) as pool:
-        hashed = [result for run in pool.map(digests_of, runs) for result in run]
+    threads = hash_threads()
+    if threads == 1:
+        hashed = [result for run in runs for result in digests_of(run)]
+    else:
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            hashed = [result for run in pool.map(digests_of, runs) for result in run]
     learned = []
     for index, (digest, identity) in zip(to_hash, hashed):
         digests[index] = digest
@@ -263,7 +277,7 @@ class _ImageFiles(Dataset):
     more than the copy).
     """
 
-    def __init__(self, paths: Sequence[Path], digests: Sequence[bytes | str], options: ExtractionOptions,
+    def __init__(self, paths: Sequence[str | Path], digests: Sequence[bytes | str], options: ExtractionOptions,
                  max_bytes: int, ring: torch.Tensor):
         self.paths, self.digests, self.options, self.max_bytes, self.ring = paths, digests, options, max_bytes, ring
 
@@ -305,7 +319,7 @@ def _options(options: ExtractionOptions | None, overrides: dict) -> ExtractionOp
 
 
 def extract_features(
-    encoder: Encoder, paths: Sequence[Path], cache: FeatureCache, options: ExtractionOptions | None = None,
+    encoder: Encoder, paths: Sequence[str | Path], cache: FeatureCache, options: ExtractionOptions | None = None,
     *, description: str = "encoding", precision: str = "auto", world: World | None = None, **overrides,
 ) -> tuple[np.ndarray, np.ndarray, ExtractionReport]:
     """Features for ``paths``, encoding only what ``cache`` lacks.
@@ -325,7 +339,7 @@ def extract_features(
 
 
 def fill_cache(
-    encoder: Encoder, paths: Sequence[Path], cache: FeatureCache, options: ExtractionOptions | None = None,
+    encoder: Encoder, paths: Sequence[str | Path], cache: FeatureCache, options: ExtractionOptions | None = None,
     *, description: str = "encoding", precision: str = "auto", world: World | None = None, **overrides,
 ) -> tuple[np.ndarray, list[bytes | str], ExtractionReport]:
     """Encode into ``cache`` every image of ``paths`` it lacks, without loading features.

@@ -117,13 +117,6 @@ class _Row:
                   self.digests.astype(np.uint8).tobytes())
         return (directory, *fields, _check(directory, *fields))
 
-    @staticmethod
-    def join(rows: Iterable[_Row]) -> _Row:
-        """The rows one after another."""
-        rows = list(rows)
-        return _Row([name for row in rows for name in row.names], np.concatenate([row.identities for row in rows]),
-                    np.concatenate([row.digests for row in rows]))
-
     def without(self, names: set[str]) -> _Row:
         kept = np.fromiter((name not in names for name in self.names), bool, len(self.names))
         return _Row([name for name, keep in zip(self.names, kept) if keep], self.identities[kept], self.digests[kept])

@@ -416,7 +416,7 @@ def fill_cache(
         rejected.update(rank_rejected)
 
     kept = np.zeros(len(paths), dtype=bool)
-    kept[list(readable) if not isinstance(readable, range) else slice(None)] = True
+    kept[readable] = True
     forget = []
     for i in (readable if rejected else ()):
         if digests[i] in rejected:

@@ -83,7 +83,7 @@ PREFETCH_BATCHES_PER_WORKER = 4
 CLAIM_POLL_SECONDS = 0.2
 # Most threads hashing new files: they help where reading waits on storage, and hashlib releases
 # the GIL while it hashes, but on page-cached small files each thread beyond a free core only
-# adds switching (4 threads on 2 cores: twice the CPU time and 1.7x the wall time of one).
+# adds switching (4 threads on 2 cores: 2.4-3.3x the CPU time and 1.7-2.3x the wall time of one).
 MAX_HASH_THREADS = 4
 # Files each hashing task takes: a task per file costs more than hashing a small image.
 HASH_RUN = 64

@@ -9,7 +9,7 @@ import sqlite3
 
 import pytest
 
-from ufd_lib.features.digest_memo import MEMO_NAME, DigestMemo
+from ufd_lib.features.digest_memo import MEMO_NAME, DigestMemo, regular_identities, regular_identity
 
 
 def digest(key: str) -> bytes:
@@ -208,4 +208,46 @@ def test_files_come_back_whatever_the_order_and_company_they_are_asked_in(tmp_pa
                   ["/images/a/000.png", "/images/a/new.png", "/images/a/001.png", "/images/a/000.png"]):
         identities = [by_key.get(key, ((9, 9, 9, 9, 9), None))[0] for key in asked]
         assert memo.lookup(asked, identities) == [by_key.get(key, (None, None))[1] for key in asked]
+    memo.close()
+
+
+def test_identities_of_a_tree_are_those_stat_gives_one_file_at_a_time(tmp_path):
+    """Stat-ing directory by directory gives each file regular_identity's answer, links followed
+    or not, whatever sits among the files: links, a dangling link, a FIFO, a folder, a missing
+    name (which sends its whole directory through the one-file-at-a-time path)."""
+    folder = tmp_path / "a"
+    folder.mkdir()
+    for i in range(5):
+        (folder / f"{i}.png").write_bytes(bytes(i))
+    (folder / "link.png").symlink_to(folder / "3.png")
+    (folder / "dangling.png").symlink_to(folder / "missing-target.png")
+    (folder / "sub.png").mkdir()
+    os.mkfifo(folder / "fifo.png")
+    other = tmp_path / "b"
+    other.mkdir()
+    (other / "x.png").write_bytes(b"x")
+    names = sorted(os.listdir(folder))
+    for keys in ([str(folder / name) for name in names] + [str(other / "x.png")],
+                 [str(folder / name) for name in names] + [str(folder / "gone.png"), str(other / "x.png")]):
+        for follow in (True, False):
+            expected = [regular_identity(key, follow_symlinks=follow) for key in keys]
+            found = regular_identities(keys, follow_symlinks=follow)
+            assert found.regular.tolist() == [identity is not None for identity in expected]
+            assert [tuple(row) for row, ok in zip(found.values.tolist(), found.regular) if ok] == \
+                [identity for identity in expected if identity is not None]
+
+
+def test_lookup_takes_the_identities_itself_by_default(tmp_path):
+    files = [tmp_path / "images" / f"{i}.png" for i in range(4)]
+    files[0].parent.mkdir()
+    for i, path in enumerate(files):
+        path.write_bytes(bytes([i]))
+    keys = [str(path) for path in files]
+    memo = DigestMemo(tmp_path)
+    memo.remember([(key, regular_identity(key), digest(key)) for key in keys])
+    assert memo.lookup(keys) == [digest(key) for key in keys]
+    files[2].write_bytes(b"changed")
+    files[3].unlink()
+    assert memo.lookup(keys) == [digest(keys[0]), digest(keys[1]), None, None]
+    assert memo.lookup(keys[1:2] + keys[0:1]) == [digest(keys[1]), digest(keys[0])]  # asked in another order
     memo.close()

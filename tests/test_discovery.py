@@ -111,6 +111,35 @@ def test_is_image_name_answers_as_splitext_did():
     assert not config.is_image_name(".png") and not config.is_image_name("a.") and not config.is_image_name("noext")
 
 
+def test_a_listings_image_names_are_those_is_image_name_accepts():
+    """The listing filter discovery uses gives is_image_name's answers, in listing order, for
+    every separator-free name of the generated set (listings hold no separators)."""
+    pieces = ["", ".", "..", "a", "png", "PNG", "jPeG", "webp", "gif", ".png", " ", "\u212a"]
+    names = [name for name in ("".join(parts) for parts in itertools.product(pieces, repeat=3))
+             if name and os.sep not in name] + [name for name in TRICKY_NAMES if name and os.sep not in name]
+    random.Random(0).shuffle(names)
+    assert config.image_names(names) == [name for name in names if config.is_image_name(name)]
+    assert config.image_names(["a.png", "b.PNG", "c.txt"]) == ["a.png", "b.PNG"]
+
+
+def test_a_folder_holding_both_classes_is_listed_once(tmp_path, monkeypatch):
+    root = tmp_path / "set"
+    for i in range(3):
+        touch(root / "cat" / "0_real" / f"{i}.png")
+        touch(root / "cat" / "1_fake" / f"{i}.png")
+    listed, scandir = [], os.scandir
+
+    def counting_scandir(path):
+        listed.append(os.fspath(path))
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", counting_scandir)
+    images = collect_images(ImageSetSpec("set", root, root))
+    assert [label for _, label in labelled(images)] == [0] * 3 + [1] * 3
+    assert sorted(listed) == sorted(str(folder) for folder in (root, root / "cat", root / "cat" / "0_real",
+                                                                 root / "cat" / "1_fake"))
+
+
 def test_order_is_sorted_and_deterministic(tmp_path):
     root = tmp_path / "set"
     names = [f"{i}.png" for i in random.Random(3).sample(range(1000), 50)]

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from ufd_lib.features.feature_cache import FeatureCache, setting_id
 
@@ -42,6 +43,24 @@ def test_load_follows_the_order_asked_across_chunks(tmp_path):
     order = [7, 0, 3, 3, 8, 1]
     loaded = FeatureCache(tmp_path, SETTING).load([keys[i] for i in order])
     np.testing.assert_array_equal(loaded, features[order].astype(np.float16).astype(np.float32))
+
+
+def test_load_writes_into_the_array_it_is_given_when_it_fits(tmp_path):
+    cache = FeatureCache(tmp_path, SETTING)
+    features = random_features(6)
+    keys = [digest(i) for i in range(6)]
+    cache.write_chunk(keys[:3], features[:3])
+    cache.write_chunk(keys[3:], features[3:])
+    order = [4, 1, 5, 0]
+    expected = features[order].astype(np.float16).astype(np.float32)
+    given = torch.full((4, 16), 7.0)
+    loaded = FeatureCache(tmp_path, SETTING).load([keys[i] for i in order], out=given)
+    np.testing.assert_array_equal(loaded, expected)
+    assert np.shares_memory(loaded, given.numpy())
+    unfit = torch.full((5, 16), 7.0)
+    loaded = FeatureCache(tmp_path, SETTING).load([keys[i] for i in order], out=unfit)
+    np.testing.assert_array_equal(loaded, expected)
+    assert not np.shares_memory(loaded, unfit.numpy()) and (unfit == 7).all()
 
 
 def test_chunks_are_memory_mapped_float16_files(tmp_path):

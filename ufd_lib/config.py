@@ -14,6 +14,9 @@ line all agree without passing flags around:
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
+from itertools import compress
+from operator import methodcaller
 from pathlib import Path
 
 DEFAULT_ENCODER = "clip:ViT-L/14"
@@ -30,6 +33,7 @@ CROP_SIZE = 224
 # What counts as an image file, everywhere (discovery, `ufd predict` folders, `ufd data verify`):
 # a regular file whose last suffix, in any case, is one of these.
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp"})
+_IMAGE_SUFFIXES = tuple(sorted(IMAGE_EXTENSIONS))
 # The released loader's own rule, used by `--sampling official` (UniversalFakeDetect validate.py,
 # recursively_read): the text between the first and second dot of the name, case-sensitive.
 OFFICIAL_IMAGE_EXTENSIONS = ("png", "jpg", "JPEG", "jpeg", "bmp")
@@ -82,6 +86,22 @@ def is_image_name(name: str) -> bool:
     dot = name.rfind(".")
     return dot > 0 and name[dot:].lower() in IMAGE_EXTENSIONS and (
         name[dot - 1] not in (".", os.sep) or name[:dot].rpartition(os.sep)[2].strip(".") != "")
+
+
+def image_names(names: Sequence[str]) -> list[str]:
+    """The names of a directory listing that pass :func:`is_image_name`, in their order.
+
+    Discovery asks this of every file of a tree, so the suffix test runs without Python work
+    per name (``name.lower().endswith(suffix)``, which for names not starting with a dot is the
+    same test); only names starting with a dot go through :func:`is_image_name`.
+    """
+    passes = list(map(methodcaller("endswith", _IMAGE_SUFFIXES), names))  # lower case: no new strings
+    if not all(passes):
+        passes = [hit or name.lower().endswith(_IMAGE_SUFFIXES) for hit, name in zip(passes, names)]
+    passing = list(compress(names, passes))
+    if any(map(methodcaller("startswith", "."), passing)):
+        passing = [name for name in passing if not name.startswith(".") or is_image_name(name)]
+    return passing
 
 
 def is_official_image_name(name: str) -> bool:

@@ -28,7 +28,8 @@ import random
 import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from itertools import repeat
+from itertools import compress, repeat
+from operator import attrgetter, methodcaller, not_
 from pathlib import Path
 from typing import NamedTuple
 
@@ -65,29 +66,58 @@ class DiscoveredImages:
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
+def _listing(directory: str) -> tuple[list[str], list[str]]:
+    """(names of the subdirectories, links to directories included; names of everything else)
+    in ``directory``, as ``os.walk`` tells them apart, but with no Python work per entry; both
+    empty when it cannot be listed (``os.walk`` skips it too)."""
+    try:
+        with os.scandir(directory) as listing:
+            entries = list(listing)
+    except OSError:
+        return [], []
+    names = list(map(attrgetter("name"), entries))
+    try:
+        is_directory = list(map(methodcaller("is_dir"), entries))
+    except OSError:  # a link whose target cannot be looked at: not a directory, as for os.walk
+        is_directory = [_is_directory(entry) for entry in entries]
+    return list(compress(names, is_directory)), list(compress(names, map(not_, is_directory)))
+
+
+def _is_directory(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
+
+
 def _walk_directories(root: Path) -> Iterator[tuple[str, list[str]]]:
     """(directory, names of its non-directory entries) below ``root``, following directory
-    symlinks but visiting each real directory once (so symlink loops end), in sorted walk order."""
+    symlinks but visiting each real directory once (so symlink loops end), in sorted walk order
+    (``os.walk``'s top-down order with each directory's subdirectories sorted)."""
     visited: set[tuple[int, int]] = set()
-    for directory, subdirs, files in os.walk(root, followlinks=True):
-        stat = os.stat(directory)
-        if (stat.st_dev, stat.st_ino) in visited:
-            subdirs.clear()
+    pending = [os.fspath(root)]
+    while pending:
+        directory = pending.pop()
+        try:
+            found = os.stat(directory)
+        except OSError:
             continue
-        visited.add((stat.st_dev, stat.st_ino))
-        subdirs.sort()
+        if (found.st_dev, found.st_ino) in visited:
+            continue
+        visited.add((found.st_dev, found.st_ino))
+        subdirectories, files = _listing(directory)
         yield directory, files
+        pending += [os.path.join(directory, name) for name in sorted(subdirectories, reverse=True)]
 
 
 def _image_entries(directories: Iterable[tuple[str, list[str]]]) -> list[str]:
     """The entries of ``directories`` whose name passes :func:`ufd_lib.config.is_image_name`,
     as ``os.path.join(directory, name)`` strings, sorted; from the listings alone, with no
-    ``stat`` of each entry (and no ``Path`` object per file: discovery of a large tree costs
-    about as much as listing it)."""
+    ``stat`` of each entry and no Python work per file (discovery of a large tree costs about
+    as much as listing it)."""
     paths: list[str] = []
     for directory, names in directories:
-        prefix = os.path.join(directory, "")  # prefix + name is os.path.join(directory, name)
-        paths += [prefix + name for name in names if config.is_image_name(name)]
+        paths += map(os.path.join(directory, "").__add__, config.image_names(names))
     paths.sort()
     return paths
 
@@ -122,8 +152,11 @@ def find_class_images(root: Path, class_dir: str) -> list[str]:
     each entry is (a regular file, a FIFO, a dangling link) is not looked at here but when it is
     read: extraction skips what is not a regular file, with the reason, in ``skipped.csv``.
     """
-    root = Path(root)
-    directories = _walk_directories(root)
+    return _class_images(Path(root), class_dir, _walk_directories(Path(root)))
+
+
+def _class_images(root: Path, class_dir: str, directories: Iterable[tuple[str, list[str]]]) -> list[str]:
+    """:func:`find_class_images` from the walk of ``root`` (:func:`_walk_directories`)."""
     if not (class_dir in root.resolve().parts or class_dir in root.parts):
         directories = ((directory, names) for directory, names in directories
                        if class_dir in Path(directory).relative_to(root).parts)
@@ -197,6 +230,22 @@ def _class_files(root: Path, class_dir: str) -> list[str]:
     return find_class_images(root, class_dir)
 
 
+def _both_class_files(spec: ImageSetSpec) -> tuple[list[str], list[str]]:
+    """(reals, fakes) by :func:`_class_files`; a folder that holds both classes (the usual
+    layout) is walked once."""
+    root = Path(spec.real_root)
+    if spec.fake_root != spec.real_root or is_pickled_list(root):
+        return _class_files(spec.real_root, config.REAL_DIR), _class_files(spec.fake_root, config.FAKE_DIR)
+    directories = list(_walk_directories(root))
+    return _class_images(root, config.REAL_DIR, directories), _class_images(root, config.FAKE_DIR, directories)
+
+
+def _labelled(paths: list[str], label: int) -> list[LabelledImage]:
+    """A record per path, built by ``tuple.__new__``: a NamedTuple's own constructor is a Python
+    function, called once per file of the tree otherwise."""
+    return list(map(tuple.__new__, repeat(LabelledImage), zip(paths, repeat(label))))
+
+
 def _check_classes(spec: ImageSetSpec, real: list[str], fake: list[str]) -> None:
     if not real and not fake:
         roots = str(spec.real_root) if spec.real_root == spec.fake_root else f"{spec.real_root} or {spec.fake_root}"
@@ -222,8 +271,7 @@ def discover_images(spec: ImageSetSpec, sampling: str = "all") -> DiscoveredImag
     if sampling == "official":
         real, fake, skipped = _official_class_files(spec)
     else:
-        real = _class_files(spec.real_root, config.REAL_DIR)
-        fake = _class_files(spec.fake_root, config.FAKE_DIR)
+        real, fake = _both_class_files(spec)
     _check_classes(spec, real, fake)
     if sampling == "official":
         real, fake = official_subsample(real, fake)
@@ -231,7 +279,7 @@ def discover_images(spec: ImageSetSpec, sampling: str = "all") -> DiscoveredImag
             warnings.warn(f"set {spec.name}: {len(real)} real and {len(fake)} fake images after the official cap; "
                           "the released code stops here (it asserts equal classes), ufd evaluates them as they are",
                           stacklevel=2)
-    return DiscoveredImages([*map(LabelledImage, real, repeat(0)), *map(LabelledImage, fake, repeat(1))], skipped)
+    return DiscoveredImages(_labelled(real, 0) + _labelled(fake, 1), skipped)
 
 
 def collect_images(spec: ImageSetSpec, sampling: str = "all") -> list[LabelledImage]:

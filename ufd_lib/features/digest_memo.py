@@ -32,9 +32,11 @@ import struct
 import time
 import zlib
 from collections.abc import Callable, Iterable, Sequence
-from itertools import chain, repeat
-from operator import methodcaller
+from functools import partial
+from itertools import chain, groupby, repeat
+from operator import attrgetter, itemgetter, methodcaller
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -66,11 +68,87 @@ def regular_identity(path: Path | str, follow_symlinks: bool = True) -> Identity
     return identity_of(found) if stat.S_ISREG(found.st_mode) else None
 
 
+class Identities(NamedTuple):
+    """The identities of n files. values: int64 (n, 5), the fields of :data:`Identity` (taken
+    modulo 2**64, as stored); regular: bool (n,), False for anything but a regular file or a
+    failed ``stat`` (whose row of ``values`` means nothing)."""
+
+    values: np.ndarray
+    regular: np.ndarray
+
+    @classmethod
+    def of(cls, identities: Sequence[Identity | None]) -> Identities:
+        regular = np.array([identity is not None for identity in identities], dtype=bool).reshape(-1)
+        return cls(_identity_array([identity or (0, 0, 0, 0, 0) for identity in identities]), regular)
+
+
+# st_mode, then the fields of Identity
+_STAT_FIELDS = attrgetter("st_mode", "st_size", "st_mtime_ns", "st_ctime_ns", "st_ino", "st_dev")
+_FILE_TYPE_BITS = 0o170000
+# Open a directory only to stat what is in it: no read permission needed (Linux), else read-only.
+_DIRECTORY_FLAGS = getattr(os, "O_PATH", os.O_RDONLY) | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+def regular_identities(keys: Sequence[str], follow_symlinks: bool = True) -> Identities:
+    """The identities of the files named by ``keys`` (absolute paths, :func:`memo_key`), as
+    :func:`regular_identity` gives them: links followed when ``follow_symlinks``.
+
+    A large tree is stat-ed directory by directory, each name relative to its open directory
+    (one path component to resolve, not the whole path) and with no Python work per file;
+    a directory where any ``stat`` fails is redone file by file, keeping the failures apart.
+    """
+    return _identities(keys, *_split_keys(keys), follow_symlinks)
+
+
+def _identities(keys: Sequence[str], heads: list[str], names: list[str], follow_symlinks: bool) -> Identities:
+    """:func:`regular_identities`, given the keys split at their last "/" (:func:`_split_keys`)."""
+    fields = np.zeros((len(keys), 6), dtype=np.int64)
+    found = np.zeros(len(keys), dtype=bool)
+    by_directory = os.stat in os.supports_dir_fd
+    for head, run in groupby(range(len(keys)), heads.__getitem__):
+        run = list(run)
+        start, stop = run[0], run[-1] + 1
+        try:
+            if not by_directory:
+                raise OSError
+            directory = os.open(head or "/", _DIRECTORY_FLAGS)
+            try:
+                results = map(partial(os.stat, dir_fd=directory, follow_symlinks=follow_symlinks), names[start:stop])
+                fields[start:stop] = np.fromiter(chain.from_iterable(map(_STAT_FIELDS, results)), np.int64,
+                                                 6 * len(run)).reshape(-1, 6)
+            finally:
+                os.close(directory)
+            found[start:stop] = True
+        except (OSError, OverflowError, ValueError):  # a failed stat, a field past 2**63, a NUL in a name
+            for index in run:
+                try:
+                    result = os.stat(keys[index], follow_symlinks=follow_symlinks)
+                except (OSError, ValueError):
+                    continue
+                fields[index] = np.array([field % _WRAP for field in _STAT_FIELDS(result)], np.uint64).view(np.int64)
+                found[index] = True
+    regular = found & ((fields[:, 0] & _FILE_TYPE_BITS) == stat.S_IFREG)
+    return Identities(fields[:, 1:], regular)
+
+
 def memo_key(path: Path | str) -> str:
     """The memo's name for a file: its absolute path (no filesystem access; not normalised,
     so ``a/./b`` and ``a/b`` are two names of one identity: a miss, never a wrong digest)."""
     path = os.fspath(path)
     return path if path.startswith(os.sep) or os.path.isabs(path) else os.path.abspath(path)
+
+
+def _split_keys(keys: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(directory without its final "/", name) of each key, split at its last "/"."""
+    parts = list(map(methodcaller("rpartition", "/"), keys))
+    return list(map(itemgetter(0), parts)), list(map(itemgetter(2), parts))
+
+
+def memo_keys(paths: Sequence[Path | str]) -> list[str]:
+    """:func:`memo_key` of each path; for absolute path strings, the usual case, without Python
+    work per path."""
+    keys = list(map(os.fspath, paths))
+    return keys if all(map(methodcaller("startswith", os.sep), keys)) else list(map(memo_key, keys))
 
 
 def _encode(text: str) -> bytes:
@@ -221,21 +299,25 @@ class DigestMemo:
                     rows[encoded[fields[0]]] = row
         return rows
 
-    def lookup(self, keys: Sequence[str], identities: Sequence[Identity | None]) -> list[bytes | None]:
-        """The remembered digest of each file whose identity matches its row (None otherwise)."""
+    def lookup(self, keys: Sequence[str], identities: Identities | Sequence[Identity | None] | None = None
+               ) -> list[bytes | None]:
+        """The remembered digest of each file whose identity matches its row (None otherwise).
+
+        identities: those of the files, by default taken now (:func:`regular_identities`).
+        """
         digests: list[bytes | None] = [None] * len(keys)
         connection = self._connect()
         if connection is None or not keys:
             return digests
         # every directory ends with "/", so a key without one (not absolute) is never found
+        heads, names = _split_keys(keys)
+        if identities is None:
+            identities = _identities(keys, heads, names, follow_symlinks=True)
+        elif not isinstance(identities, Identities):
+            identities = Identities.of(identities)
         positions: dict[str, list[int]] = {}
-        names: dict[str, list[str]] = {}
-        for position, (head, _, name) in enumerate(map(methodcaller("rpartition", "/"), keys)):
-            if head in positions:
-                positions[head].append(position)
-                names[head].append(name)
-            else:
-                positions[head], names[head] = [position], [name]
+        for head, run in groupby(range(len(keys)), heads.__getitem__):  # runs of one directory
+            positions.setdefault(head, []).extend(run)
         try:
             rows = self._rows(connection, [head + "/" for head in positions])
         except sqlite3.OperationalError:
@@ -245,21 +327,25 @@ class DigestMemo:
             self._set_aside()
             return digests
         for directory, row in rows.items():
-            head = directory[:-1]
-            wanted = names[head]
+            where = positions[directory[:-1]]
+            if where[-1] - where[0] == len(where) - 1:  # the usual case: one run of keys, asked as remembered
+                span = slice(where[0], where[-1] + 1)
+                if names[span] == row.names and (identities.regular[span].all() and
+                                                 np.array_equal(row.identities, identities.values[span])):
+                    digests[span] = row.digests.view("V32")[:, 0].tolist()  # 32-byte strings
+                    continue
+            wanted = list(map(names.__getitem__, where))
             if wanted == row.names:  # the usual case: the files as listed when they were remembered
                 found = np.arange(len(wanted))
             else:
                 index = dict(zip(row.names, range(len(row.names))))
                 found = np.fromiter(map(index.get, wanted, repeat(-1)), np.int64, len(wanted))
-            where = positions[head]
-            asked = [identities[position] or (0, 0, 0, 0, 0) for position in where]
-            present = [identities[position] is not None for position in where]
-            matches = (found >= 0) & np.array(present) & (row.identities[found] == _identity_array(asked)).all(axis=1)
+            matches = ((found >= 0) & identities.regular[where]
+                       & (row.identities[found] == identities.values[where]).all(axis=1))
             hits = np.flatnonzero(matches).tolist()
-            packed = row.digests[found[hits]].tobytes()
-            for offset, hit in zip(range(0, len(packed), 32), hits):
-                digests[where[hit]] = packed[offset : offset + 32]
+            known = np.frombuffer(row.digests[found[hits]].tobytes(), "V32").tolist()
+            for hit, digest in zip(hits, known):
+                digests[where[hit]] = digest
         return digests
 
     def _rewrite(self, directories: Iterable[str], change: Callable[[str, _Row], _Row]) -> None:

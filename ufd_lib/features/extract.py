@@ -53,7 +53,6 @@ import collections
 import contextlib
 import dataclasses
 import os
-import stat
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -67,9 +66,9 @@ from tqdm.auto import tqdm
 
 from ufd_lib import config
 from ufd_lib.devices import torch_threads
-from ufd_lib.features.digest_memo import DigestMemo, Identity, identity_of, memo_key, regular_identity
+from ufd_lib.features.digest_memo import DigestMemo, identity_of, memo_key, memo_keys
 from ufd_lib.features.encoders import Encoder
-from ufd_lib.features.feature_cache import FeatureCache
+from ufd_lib.features.feature_cache import FeatureCache, fresh_features
 from ufd_lib.features.preprocess import CHANGED_SINCE_HASHED, ImageRejected, Perturbation, load_pixels, preprocess_settings, to_model_input
 from ufd_lib.features.sharding import World, even_slice
 from ufd_lib.features.work_claims import GroupClaims, group_id
@@ -216,15 +215,6 @@ def open_cache(encoder: Encoder, perturbation: Perturbation, cache_root: Path | 
                         dim=encoder.embed_dim)
 
 
-def _regular_identities(paths: Sequence[str | Path]) -> list[Identity | None]:
-    """The identity of each regular file (links followed); None for anything else or a failed ``stat``."""
-    try:
-        found = list(map(os.stat, paths))
-    except OSError:  # rare: one file at a time, keeping the failures apart
-        return [regular_identity(path) for path in paths]
-    return [identity_of(result) if stat.S_ISREG(result.st_mode) else None for result in found]
-
-
 def plan_digests(paths: Sequence[str | Path], memo: DigestMemo | None,
                  max_bytes: int) -> tuple[list[bytes | str], int, int]:
     """(SHA-256 (32 bytes) of each file or the reason it is not read, files hashed, files recognised).
@@ -233,9 +223,8 @@ def plan_digests(paths: Sequence[str | Path], memo: DigestMemo | None,
     are hashed (:func:`ufd_lib.hashing.regular_file_sha256`, in :func:`hash_threads` threads)
     and, if they stayed unchanged while being read, remembered.
     """
-    keys = [memo_key(path) for path in paths]
-    identities = _regular_identities(paths)
-    digests: list[bytes | str | None] = memo.lookup(keys, identities) if memo is not None else [None] * len(paths)
+    keys = memo_keys(paths)
+    digests: list[bytes | str | None] = memo.lookup(keys) if memo is not None else [None] * len(paths)
     if None not in digests:
         return digests, 0, len(paths)
     to_hash = [i for i, digest in enumerate(digests) if digest is None]
@@ -332,9 +321,14 @@ def extract_features(
     for the same ``precision`` (:func:`open_cache`). With a sharded ``world`` every rank must
     call this with the same arguments; each returns the whole result.
     """
-    kept, digests, report = fill_cache(encoder, paths, cache, options, description=description, precision=precision,
-                                       world=world, **overrides)
-    features = cache.load(digests if kept.all() else [digests[i] for i in np.flatnonzero(kept)])
+    # The result's memory is allocated and touched on another thread while files are identified
+    # (torch releases the GIL): page faults cost as much as the conversion that fills it.
+    with ThreadPoolExecutor(max_workers=1) as background:
+        allocated = background.submit(fresh_features, len(paths), encoder.embed_dim)
+        kept, digests, report = fill_cache(encoder, paths, cache, options, description=description,
+                                           precision=precision, world=world, **overrides)
+        out = allocated.result()[: int(kept.sum())]
+    features = cache.load(digests if kept.all() else [digests[i] for i in np.flatnonzero(kept)], out=out)
     return features, kept, report
 
 
@@ -380,7 +374,7 @@ def fill_cache(
     # Rank 0 alone reads the cache state, before anyone writes, so that all ranks agree.
     plan = None
     if world.is_main:
-        cached = cache.contains([digests[i] for i in readable])
+        cached = cache.contains(digests if len(readable) == len(digests) else [digests[i] for i in readable])
         plan = (len(readable), []) if cached.all() else (int(cached.sum()), _pending_groups(digests, readable, cached,
                                                                                              options.batch_size))
     report.images_from_cache, pending = world.broadcast(plan)

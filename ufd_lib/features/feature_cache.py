@@ -53,7 +53,9 @@ of a tag no later run claims stay on disk, never read.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
+import io
 import json
 import os
 import re
@@ -161,15 +163,53 @@ def _commit_record(data: bytes) -> dict:
     return record
 
 
+def _npy_header(handle: BinaryIO) -> tuple[tuple[int, ...], np.dtype]:
+    """(shape, dtype) of the C-ordered .npy (format 1.0) array in an open file, from its start;
+    leaves the handle at the data. ValueError for any other format or order."""
+    prefix = handle.read(10)  # magic string, version, header length
+    if len(prefix) == 10 and prefix[6:8] != b"\x01\x00":
+        raise ValueError(f".npy format {tuple(prefix[6:8])} where the cache writes (1, 0)")
+    header = prefix + handle.read(int.from_bytes(prefix[8:10], "little") if len(prefix) == 10 else 0)
+    return _parsed_header(header)
+
+
+@functools.lru_cache(maxsize=64)
+def _parsed_header(header: bytes) -> tuple[tuple[int, ...], np.dtype]:
+    """Parsed by numpy, once per distinct header (a cache's chunks share a few: numpy's parser
+    compiles the header's text, a third of the cost of opening a chunk)."""
+    stream = io.BytesIO(header)
+    np.lib.format.read_magic(stream)
+    shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(stream)
+    if fortran_order or dtype.hasobject:
+        raise ValueError(f"an array in Fortran order or of Python objects ({dtype})")
+    return shape, dtype
+
+
 def _memory_map(handle: BinaryIO) -> np.ndarray:
-    """The .npy array in an open file, memory-mapped read-only from the same descriptor."""
-    version = np.lib.format.read_magic(handle)
-    if version != (1, 0):
-        raise ValueError(f".npy format {version} where the cache writes (1, 0)")
-    shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(handle)
-    if fortran_order or len(shape) != 2 or dtype.kind != "f" or dtype.itemsize not in (2, 4, 8):
-        raise ValueError(f"features of shape {shape}, dtype {dtype} (Fortran order: {fortran_order})")
+    """The .npy features in an open file, memory-mapped read-only from the same descriptor."""
+    shape, dtype = _npy_header(handle)
+    if len(shape) != 2 or dtype.kind != "f" or dtype.itemsize not in (2, 4, 8):
+        raise ValueError(f"features of shape {shape}, dtype {dtype}")
     return np.memmap(handle, dtype=dtype, mode="r", offset=handle.tell(), shape=shape)
+
+
+def _read_array(handle: BinaryIO) -> np.ndarray:
+    """The .npy array in an open file, read whole."""
+    shape, dtype = _npy_header(handle)
+    count = int(np.prod(shape))
+    array = np.fromfile(handle, dtype=dtype, count=count)
+    if len(array) != count:
+        raise ValueError(f"{len(array)} of {count} values ({shape}, {dtype}): the file is cut short")
+    return array.reshape(shape)
+
+
+def fresh_features(rows: int, dim: int) -> torch.Tensor:
+    """A float32 (rows, dim) tensor with its memory touched in order. Allocated by torch: numpy
+    asks the kernel for huge pages for large arrays, and where it compacts memory to find them
+    (transparent huge pages with defrag=madvise, a common default) a first write costs several
+    times more. Touched in order: rows later written in another order would otherwise fault
+    page by page at random."""
+    return torch.empty((rows, dim), dtype=torch.float32).zero_()
 
 
 def all_finite(features: np.ndarray) -> bool:
@@ -288,7 +328,7 @@ class FeatureCache:
         with handle:
             keys_vouched = _check_sum(handle, keys_found, commit["keys_sha256"],
                                       remembered.get(_chunk_memo_key(keys_path)))
-            keys = np.load(handle)
+            keys = _read_array(handle)
         if keys.shape != (commit["rows"], 32) or keys.dtype != np.uint8 \
                 or features.shape != (commit["rows"], commit["dim"]) or str(features.dtype) != commit["dtype"]:
             raise ValueError("shape or dtype does not match its commit record")
@@ -338,10 +378,12 @@ class FeatureCache:
         self.refresh()
         return np.fromiter(map(self._index.__contains__, digests), dtype=bool, count=len(digests))
 
-    def load(self, digests: Sequence[bytes]) -> np.ndarray:
+    def load(self, digests: Sequence[bytes], out: torch.Tensor | None = None) -> np.ndarray:
         """Features float32 (n, d) for the given digests, read from the memory-mapped chunks.
 
-        Raises KeyError naming the first digest that is not cached.
+        out: float32 (n, d) to write them into, e.g. allocated (and its pages touched) while
+        something else was going on; by default a new array. Raises KeyError naming the first
+        digest that is not cached.
         """
         self.refresh()
         if not digests:
@@ -350,22 +392,21 @@ class FeatureCache:
             rows = np.fromiter(map(self._index.__getitem__, digests), dtype=np.int64, count=len(digests))
         except KeyError as missing:
             raise KeyError(f"no cached features for image digest {missing.args[0].hex()}") from None
+        if out is None or tuple(out.shape) != (len(digests), self._dim) or out.dtype != torch.float32:
+            out = fresh_features(len(digests), self._dim)
         order = np.argsort(rows, kind="stable")  # by chunk, rows ascending within it: sequential reads
         ordered_rows = rows[order]
         bounds = np.searchsorted(ordered_rows, self._chunk_starts)
-        # Fresh arrays from torch: numpy asks the kernel for huge pages for large arrays, and where
-        # it compacts memory to find them (transparent huge pages with defrag=madvise, a common
-        # default) a first write costs several times more than with ordinary pages.
-        native = np.result_type(*(chunk.dtype for chunk in self._chunks)).newbyteorder("=")
-        stored = torch.empty((len(digests), self._dim), dtype=getattr(torch, native.name)).numpy()
+        target = out.numpy()
         for chunk, start, low, high in zip(self._chunks, self._chunk_starts, bounds[:-1], bounds[1:]):
             if low < high:
-                stored[order[low:high]] = chunk[ordered_rows[low:high] - start]
-        # One conversion, by torch: it converts float16 with the processor's instructions, numpy
-        # one value at a time (about 10x slower).
-        out = torch.empty((len(digests), self._dim), dtype=torch.float32)
-        out.copy_(torch.from_numpy(stored))
-        return out.numpy()
+                # One chunk's rows at a time, converted by torch (with the processor's float16
+                # instructions; numpy converts one value at a time, about 10x slower), then put
+                # in place: no intermediate the size of the result.
+                picked = np.take(chunk, ordered_rows[low:high] - start, axis=0)
+                native = picked.astype(picked.dtype.newbyteorder("="), copy=False)
+                target[order[low:high]] = torch.from_numpy(native).float().numpy()
+        return target
 
     @property
     def dim(self) -> int | None:

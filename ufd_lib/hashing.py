@@ -1,14 +1,13 @@
 """SHA-256 of files, and the one guarded way an input file is read.
 
 :func:`file_sha256` hashes files we made or were given on purpose (checkpoints, cache chunks,
-downloads), read in 1 MiB blocks. Image inputs go through :func:`open_regular_file` instead:
+downloads), read in 1 MiB blocks. Image inputs go through :func:`read_steadily` instead:
 only a regular file is ever read (a FIFO, device or socket named ``x.png`` is refused after a
 non-blocking open, so it cannot hang the reader), its size is checked against a byte limit
 before anything is read, and a dangling symbolic link is reported as such.
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import stat
@@ -38,21 +37,18 @@ _KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat
           (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a directory"))
 
 
-@contextlib.contextmanager
-def open_regular_file(path: Path | str, max_bytes: int | None = None):
-    """Open ``path`` for reading if it is a regular file of at most ``max_bytes`` bytes.
-
-    Yields (binary file object, ``os.stat_result`` of the opened file). Raises
-    :class:`FileRefused` with the reason otherwise; nothing has been read by then. The open is
-    non-blocking (a FIFO would otherwise wait for a writer) and follows symbolic links.
-    """
+def _open_regular(path: Path | str, max_bytes: int | None) -> tuple[int, os.stat_result]:
+    """A descriptor open for reading on ``path`` if it is a regular file of at most ``max_bytes``
+    bytes, and the ``stat`` of that descriptor. Raises :class:`FileRefused` with the reason
+    otherwise; nothing has been read by then. The open is non-blocking (a FIFO would otherwise
+    wait for a writer) and follows symbolic links."""
     try:
         descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         raise FileRefused("dangling symbolic link" if os.path.islink(path) else "unreadable: no such file") from None
     except OSError as error:
         raise FileRefused(f"unreadable: {error.strerror or error}") from None
-    with os.fdopen(descriptor, "rb") as handle:
+    try:
         identity = os.fstat(descriptor)
         if not stat.S_ISREG(identity.st_mode):
             kind = next((name for test, name in _KINDS if test(identity.st_mode)), "not a regular file")
@@ -60,29 +56,46 @@ def open_regular_file(path: Path | str, max_bytes: int | None = None):
         if max_bytes is not None and identity.st_size > max_bytes:
             raise FileRefused(f"{identity.st_size} bytes exceeds the limit of {max_bytes} "
                               "(--max-bytes, UFD_MAX_IMAGE_BYTES)")
-        yield handle, identity
+    except BaseException:
+        os.close(descriptor)
+        raise
+    return descriptor, identity
+
+
+def _read_up_to(descriptor: int, limit: int | None) -> bytes:
+    """The bytes from the descriptor's position on, until ``limit`` of them (None: no limit)
+    or the end of the file."""
+    blocks, total = [], 0
+    while limit is None or total < limit:
+        block = os.read(descriptor, BLOCK_BYTES if limit is None else limit - total)
+        if not block:
+            break
+        blocks.append(block)
+        total += len(block)
+    return b"".join(blocks)
 
 
 def read_steadily(path: Path | str, max_bytes: int | None = None) -> tuple[bytes, os.stat_result | None]:
-    """(bytes, identity) of a regular file of at most ``max_bytes`` bytes (:func:`open_regular_file`),
-    read once; a file that grows past the limit while being read is refused too.
+    """(bytes, identity) of a regular file of at most ``max_bytes`` bytes (:func:`_open_regular`),
+    read once through its descriptor; a file that grows past the limit while being read is
+    refused too.
 
     identity: ``os.stat_result`` of the open file if it did not change while it was read (size,
     mtime and ctime the same before and after), else None: the bytes may then not be any
     version of the file, and nothing may be remembered about them. Raises :class:`FileRefused`.
     """
+    descriptor, before = _open_regular(path, max_bytes)
     try:
-        with open_regular_file(path, max_bytes) as (handle, before):
-            # Ask for the size stat gave, plus one byte to see growth: a fixed request of
-            # max_bytes + 1 (or a megabyte block) would allocate that much for every file.
-            data = handle.read(before.st_size + 1)
-            if len(data) > before.st_size:
-                data += handle.read() if max_bytes is None else handle.read(max_bytes + 1 - len(data))
-            after = os.fstat(handle.fileno())
-    except FileRefused:
-        raise
+        # Ask for the size stat gave, plus one byte to see growth: a fixed request of
+        # max_bytes + 1 (or a megabyte block) would allocate that much for every file.
+        data = _read_up_to(descriptor, before.st_size + 1)
+        if len(data) > before.st_size:  # it grew
+            data += _read_up_to(descriptor, None if max_bytes is None else max_bytes + 1 - len(data))
+        after = os.fstat(descriptor)
     except OSError as error:
         raise FileRefused(f"unreadable: {error.strerror or error}") from None
+    finally:
+        os.close(descriptor)
     if max_bytes is not None and len(data) > max_bytes:
         raise FileRefused(f"grew past the limit of {max_bytes} bytes while being read")
     steady = (before.st_size, before.st_mtime_ns, before.st_ctime_ns) == (after.st_size, after.st_mtime_ns,

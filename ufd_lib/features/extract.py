@@ -18,7 +18,7 @@ end with the cache bit for bit equal to an uninterrupted run's, with no image en
 claims it (:mod:`ufd_lib.features.work_claims`); groups another live process holds are waited for.
 Not tested on CUDA.
 
-Reading: each image is read once for decoding, through :func:`ufd_lib.hashing.open_regular_file`
+Reading: each image is read once for decoding, through :func:`ufd_lib.hashing.read_steadily`
 (regular files only, at most ``max_bytes``), and those very bytes are hashed again and compared
 with the digest the plan used: a file that changed after it was hashed is skipped with a reason,
 never cached under the other content's key. A file seen for the first time is read twice, once

@@ -269,6 +269,10 @@ class _ImageFiles(Dataset):
     def __init__(self, paths: Sequence[str | Path], digests: Sequence[bytes | str], options: ExtractionOptions,
                  max_bytes: int, ring: torch.Tensor):
         self.paths, self.digests, self.options, self.max_bytes, self.ring = paths, digests, options, max_bytes, ring
+        self._slots: np.ndarray | None = None  # numpy's view of the ring, made where the items are read
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_slots": None}  # a spawned worker gets the ring, not a copy of its view
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -280,7 +284,9 @@ class _ImageFiles(Dataset):
                                  expected_sha256=self.digests[index])
         except ImageRejected as error:
             return slot, position, index, str(error)
-        np.copyto(self.ring[slot, position].numpy(), pixels)
+        if self._slots is None:
+            self._slots = self.ring.numpy()  # indexing it costs a third of indexing the tensor
+        self._slots[slot, position] = pixels
         return slot, position, index, None
 
 

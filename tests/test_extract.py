@@ -250,3 +250,22 @@ def test_crops_travel_through_the_ring_to_the_right_images(tiny_encoder, paths, 
         np.testing.assert_allclose(row, alone[0], atol=2e-3)
     in_process, _, _ = extract(tiny_encoder, listed, tmp_path / "in-process", batch_size=2, num_workers=0)
     np.testing.assert_array_equal(features, in_process)
+
+
+@pytest.mark.slow  # a spawned worker imports torch: about 15 s
+def test_spawned_workers_write_the_shared_ring(tiny_encoder, paths, tmp_path, monkeypatch):
+    """With the ``spawn`` start method (macOS's and Windows's default) the dataset reaches the
+    worker pickled: its crops must still land in the parent's shared ring, not in a copy."""
+    from ufd_lib.features import extract as extraction
+
+    loader = extraction.DataLoader
+
+    def spawning(*args, num_workers=0, **kwargs):
+        return loader(*args, num_workers=num_workers, **({"multiprocessing_context": "spawn"} if num_workers else {}),
+                      **kwargs)
+
+    in_process, _, _ = extract(tiny_encoder, paths, tmp_path / "in-process", num_workers=0)
+    monkeypatch.setattr(extraction, "DataLoader", spawning)
+    spawned, kept, _ = extract(tiny_encoder, paths, tmp_path / "spawned", num_workers=1)
+    assert kept.all()
+    np.testing.assert_array_equal(spawned, in_process)

@@ -271,9 +271,6 @@ class _ImageFiles(Dataset):
         self.paths, self.digests, self.options, self.max_bytes, self.ring = paths, digests, options, max_bytes, ring
         self._slots: np.ndarray | None = None  # numpy's view of the ring, made where the items are read
 
-    def __getstate__(self) -> dict:
-        return {**self.__dict__, "_slots": None}  # a spawned worker gets the ring, not a copy of its view
-
     def __len__(self) -> int:
         return len(self.paths)
 

@@ -34,23 +34,25 @@ def test_round_trip_within_float16_precision(tmp_path):
     assert len(reopened) == 10 and reopened.dim == 16
 
 
+def two_chunks(folder, rows: int, first: int) -> tuple[np.ndarray, list[bytes]]:
+    """(features, keys) of ``rows`` images cached in ``folder`` as two chunks, ``first`` rows in the first."""
+    cache = FeatureCache(folder, SETTING)
+    features = random_features(rows)
+    keys = [digest(i) for i in range(rows)]
+    cache.write_chunk(keys[:first], features[:first])
+    cache.write_chunk(keys[first:], features[first:])
+    return features, keys
+
+
 def test_load_follows_the_order_asked_across_chunks(tmp_path):
-    cache = FeatureCache(tmp_path, SETTING)
-    features = random_features(9)
-    keys = [digest(i) for i in range(9)]
-    cache.write_chunk(keys[:4], features[:4])
-    cache.write_chunk(keys[4:], features[4:])
+    features, keys = two_chunks(tmp_path, 9, 4)
     order = [7, 0, 3, 3, 8, 1]
     loaded = FeatureCache(tmp_path, SETTING).load([keys[i] for i in order])
     np.testing.assert_array_equal(loaded, features[order].astype(np.float16).astype(np.float32))
 
 
 def test_load_writes_into_the_array_it_is_given_when_it_fits(tmp_path):
-    cache = FeatureCache(tmp_path, SETTING)
-    features = random_features(6)
-    keys = [digest(i) for i in range(6)]
-    cache.write_chunk(keys[:3], features[:3])
-    cache.write_chunk(keys[3:], features[3:])
+    features, keys = two_chunks(tmp_path, 6, 3)
     order = [4, 1, 5, 0]
     expected = features[order].astype(np.float16).astype(np.float32)
     given = torch.full((4, 16), 7.0)

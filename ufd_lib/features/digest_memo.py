@@ -330,14 +330,14 @@ class DigestMemo:
             return digests
         for directory, row in rows.items():
             where = positions[directory[:-1]]
-            if where[-1] - where[0] == len(where) - 1:  # the usual case: one run of keys, asked as remembered
+            if where[-1] - where[0] == len(where) - 1:  # the usual case: one run of keys, all as remembered
                 span = slice(where[0], where[-1] + 1)
                 if names[span] == row.names and (identities.regular[span].all() and
                                                  np.array_equal(row.identities, identities.values[span])):
                     digests[span] = row.digests.view("V32")[:, 0].tolist()  # 32-byte strings
                     continue
             wanted = list(map(names.__getitem__, where))
-            if wanted == row.names:  # the usual case: the files as listed when they were remembered
+            if wanted == row.names:  # the files as listed when they were remembered, some changed
                 found = np.arange(len(wanted))
             else:
                 index = dict(zip(row.names, range(len(row.names))))

@@ -208,6 +208,17 @@ def test_default_workers_rule():
     assert default_workers("cuda", cores=64) == 8
 
 
+def test_cores_are_counted_where_the_affinity_is_unknown(monkeypatch):
+    """macOS and Windows have no os.sched_getaffinity: every core counts there."""
+    from ufd_lib import devices
+
+    monkeypatch.setattr(devices.os, "sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)
+    assert devices.available_cores() == 3
+    monkeypatch.delattr(devices.os, "sched_getaffinity")
+    monkeypatch.setattr(devices.os, "cpu_count", lambda: 6)
+    assert devices.available_cores() == 6 and default_workers("cuda") == 5
+
+
 @pytest.mark.parametrize("offset_fraction", [0.3, 0.6, 0.9])
 def test_a_memo_damaged_inside_never_yields_a_wrong_digest(tmp_path, offset_fraction):
     keys = [f"/images/{i:05d}.png" for i in range(3000)]

@@ -2,8 +2,17 @@
 from __future__ import annotations
 
 import contextlib
+import os
 
 import torch
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on: its affinity where the system tells it (Linux), else
+    every core (macOS and Windows have no ``os.sched_getaffinity``)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 @contextlib.contextmanager

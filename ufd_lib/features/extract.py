@@ -52,7 +52,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
-import os
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -65,7 +65,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from ufd_lib import config
-from ufd_lib.devices import torch_threads
+from ufd_lib.devices import available_cores, torch_threads
 from ufd_lib.features.digest_memo import DigestMemo, identity_of, memo_key, memo_keys
 from ufd_lib.features.encoders import Encoder
 from ufd_lib.features.feature_cache import FeatureCache, fresh_features
@@ -151,7 +151,7 @@ def default_workers(device: torch.device | str, cores: int | None = None) -> int
     """DataLoader decoding processes when none are asked for: 0 on CPU (the model needs the
     cores); on CUDA ``cores - 1`` (the main process feeds the device), at most
     :data:`ufd_lib.config.MAX_DEFAULT_WORKERS`. cores: those this process may run on."""
-    cores = len(os.sched_getaffinity(0)) if cores is None else cores
+    cores = available_cores() if cores is None else cores
     if torch.device(device).type != "cuda":
         return 0
     return max(0, min(config.MAX_DEFAULT_WORKERS, cores - 1))
@@ -160,7 +160,7 @@ def default_workers(device: torch.device | str, cores: int | None = None) -> int
 def hash_threads(cores: int | None = None) -> int:
     """Threads that hash new files: one per core this process may run on beyond the first (which
     the main thread keeps), at least one, at most :data:`MAX_HASH_THREADS`."""
-    cores = len(os.sched_getaffinity(0)) if cores is None else cores
+    cores = available_cores() if cores is None else cores
     return max(1, min(MAX_HASH_THREADS, cores - 1))
 
 
@@ -324,13 +324,19 @@ def extract_features(
     for the same ``precision`` (:func:`open_cache`). With a sharded ``world`` every rank must
     call this with the same arguments; each returns the whole result.
     """
-    # The result's memory is allocated and touched on another thread while files are identified
-    # (torch releases the GIL): page faults cost as much as the conversion that fills it.
-    with ThreadPoolExecutor(max_workers=1) as background:
-        allocated = background.submit(fresh_features, len(paths), encoder.embed_dim)
+    # The result's memory is allocated and touched on another thread while the files are
+    # identified (numpy releases the GIL): its page faults cost as much as the conversion that
+    # fills it. The thread holds no lock and ends on its own, long before any worker is forked.
+    allocated: list[torch.Tensor] = []
+    toucher = threading.Thread(target=lambda: allocated.append(fresh_features(len(paths), encoder.embed_dim)),
+                               name="ufd-features-memory", daemon=True)
+    toucher.start()
+    try:
         kept, digests, report = fill_cache(encoder, paths, cache, options, description=description,
                                            precision=precision, world=world, **overrides)
-        out = allocated.result()[: int(kept.sum())]
+    finally:
+        toucher.join()
+    out = allocated[0][: int(kept.sum())] if allocated else None
     features = cache.load(digests if kept.all() else [digests[i] for i in np.flatnonzero(kept)], out=out)
     return features, kept, report
 

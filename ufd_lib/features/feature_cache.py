@@ -204,12 +204,14 @@ def _read_array(handle: BinaryIO) -> np.ndarray:
 
 
 def fresh_features(rows: int, dim: int) -> torch.Tensor:
-    """A float32 (rows, dim) tensor with its memory touched in order. Allocated by torch: numpy
-    asks the kernel for huge pages for large arrays, and where it compacts memory to find them
-    (transparent huge pages with defrag=madvise, a common default) a first write costs several
-    times more. Touched in order: rows later written in another order would otherwise fault
-    page by page at random."""
-    return torch.empty((rows, dim), dtype=torch.float32).zero_()
+    """A float32 (rows, dim) tensor with its memory touched in order, on the calling thread alone
+    (no thread pool). Allocated by torch: numpy asks the kernel for huge pages for large arrays,
+    and where it compacts memory to find them (transparent huge pages with defrag=madvise, a
+    common default) a first write costs several times more. Touched in order: rows later written
+    in another order would otherwise fault page by page at random."""
+    features = torch.empty((rows, dim), dtype=torch.float32)
+    features.numpy().fill(0)
+    return features
 
 
 def all_finite(features: np.ndarray) -> bool:

@@ -106,31 +106,37 @@ def _identities(keys: Sequence[str], heads: list[str], names: list[str], follow_
     """:func:`regular_identities`, given the keys split at their last "/" (:func:`_split_keys`)."""
     fields = np.zeros((len(keys), 6), dtype=np.int64)
     found = np.zeros(len(keys), dtype=bool)
-    by_directory = os.stat in os.supports_dir_fd
     for head, run in groupby(range(len(keys)), heads.__getitem__):
         run = list(run)
         start, stop = run[0], run[-1] + 1
         try:
-            if not by_directory:
-                raise OSError
-            directory = os.open(head or "/", _DIRECTORY_FLAGS)
-            try:
-                results = map(partial(os.stat, dir_fd=directory, follow_symlinks=follow_symlinks), names[start:stop])
-                fields[start:stop] = np.fromiter(chain.from_iterable(map(_STAT_FIELDS, results)), np.int64,
-                                                 6 * len(run)).reshape(-1, 6)
-            finally:
-                os.close(directory)
+            fields[start:stop] = _stat_fields(head or "/", names[start:stop], follow_symlinks)
             found[start:stop] = True
+            continue
         except (OSError, OverflowError, ValueError):  # a failed stat, a field past 2**63, a NUL in a name
-            for index in run:
-                try:
-                    result = os.stat(keys[index], follow_symlinks=follow_symlinks)
-                except (OSError, ValueError):
-                    continue
-                fields[index] = np.array([field % _WRAP for field in _STAT_FIELDS(result)], np.uint64).view(np.int64)
-                found[index] = True
+            pass
+        for index in run:
+            try:
+                result = os.stat(keys[index], follow_symlinks=follow_symlinks)
+            except (OSError, ValueError):
+                continue
+            fields[index] = np.array([field % _WRAP for field in _STAT_FIELDS(result)], np.uint64).view(np.int64)
+            found[index] = True
     regular = found & ((fields[:, 0] & _FILE_TYPE_BITS) == stat.S_IFREG)
     return Identities(fields[:, 1:], regular)
+
+
+def _stat_fields(directory: str, names: Sequence[str], follow_symlinks: bool) -> np.ndarray:
+    """int64 (n, 6): :data:`_STAT_FIELDS` of each name, relative to ``directory`` opened once.
+    Raises OSError (any failed ``stat``, or no ``dir_fd`` here), OverflowError or ValueError."""
+    if os.stat not in os.supports_dir_fd:
+        raise OSError("stat relative to a directory is not supported here")
+    descriptor = os.open(directory, _DIRECTORY_FLAGS)
+    try:
+        results = map(partial(os.stat, dir_fd=descriptor, follow_symlinks=follow_symlinks), names)
+        return np.fromiter(chain.from_iterable(map(_STAT_FIELDS, results)), np.int64, 6 * len(names)).reshape(-1, 6)
+    finally:
+        os.close(descriptor)
 
 
 def memo_key(path: Path | str) -> str:

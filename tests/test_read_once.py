@@ -14,8 +14,10 @@ import torch
 from torch import nn
 
 from conftest import write_image
+from ufd_lib.devices import torch_threads
 from ufd_lib.features import extract as extract_module
 from ufd_lib.features.digest_memo import MEMO_NAME, DigestMemo, identity_of, memo_key
+from ufd_lib.features.encoders import Encoder
 from ufd_lib.features.extract import ExtractionError, default_workers, extract_features, fill_cache, open_cache
 from ufd_lib.features.preprocess import (Perturbation, centre_crop_pixels, evaluation_transform, load_pixels,
                                          load_tensor, to_model_input)
@@ -277,3 +279,37 @@ def test_hashing_threads_leave_the_main_threads_core_and_stay_few():
 
     assert [hash_threads(cores) for cores in (1, 2, 3, 4)] == [1, 1, 2, 3]
     assert hash_threads(64) == MAX_HASH_THREADS
+
+
+
+@dataclasses.dataclass
+class ThreadRecordingEncoder(Encoder):
+    """Features of ones; records the torch threads each call of the model runs with."""
+
+    threads_seen: list[int] = dataclasses.field(default_factory=list)
+
+    @torch.inference_mode()
+    def encode(self, images):
+        self.threads_seen.append(torch.get_num_threads())
+        return torch.ones((len(images), self.embed_dim))
+
+
+@pytest.mark.parametrize("device, model_threads", [("meta", 1), ("cpu", 2)])
+def test_the_host_works_on_one_torch_thread_and_a_cpu_model_on_all(paths, tmp_path, monkeypatch, device,
+                                                                   model_threads):
+    """Threads that torch would split the host's small ops over spin for milliseconds after each,
+    on the cores that decoding workers need: only a model on the CPU gets the whole pool."""
+    input_threads = []
+
+    def recording_input(*args, **kwargs):
+        input_threads.append(torch.get_num_threads())
+        return to_model_input(*args, **kwargs)
+
+    monkeypatch.setattr(extract_module, "to_model_input", recording_input)
+    encoder = ThreadRecordingEncoder(model=nn.Linear(1, 1), name=f"recording-{device}", checkpoint_sha256="none",
+                                     device=torch.device(device), embed_dim=8)
+    with torch_threads(2):
+        _, kept, _ = run(encoder, paths, tmp_path / "cache", batch_size=2, num_workers=0)
+    assert kept.all()
+    assert input_threads == [1, 1, 1]
+    assert encoder.threads_seen == [model_threads] * 3

@@ -281,7 +281,6 @@ def test_hashing_threads_leave_the_main_threads_core_and_stay_few():
     assert hash_threads(64) == MAX_HASH_THREADS
 
 
-
 @dataclasses.dataclass
 class ThreadRecordingEncoder(Encoder):
     """Features of ones; records the torch threads each call of the model runs with."""

@@ -538,17 +538,18 @@ def _encode_pass(encoder, dataset: _ImageFiles, groups, cache, claims, report, r
     overlap = {"prefetch_factor": PREFETCH_BATCHES_PER_WORKER} if num_workers > 0 else {}
     # One pass per loader, so persistent_workers would only keep idle processes alive.
     loader = DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers, collate_fn=_collate, **overlap)
-    # The host's own work runs on one torch thread: decoding in-process (one image per op) and the
-    # model input (on a busy CPU one elementwise pass is several times faster on one thread than
-    # split over two; on a GPU it is a copy into page-locked memory); so does the model unless it
-    # runs on the CPU. Left with its default pool, every op big enough to be split wakes an
-    # OpenMP thread per core, which then spins for milliseconds on a core a decoding worker needs.
+    # The host's own work runs on one torch thread: fetching batches (decoding, when in-process,
+    # is one image per op) and the model input (on a busy CPU one elementwise pass is several
+    # times faster on one thread than split over two; on a GPU it is a copy into page-locked
+    # memory); so does the model unless it runs on the CPU. Left with its default pool, every op
+    # big enough to be split wakes an OpenMP thread per core, which then spins for milliseconds
+    # on a core a decoding worker needs.
     model_threads = None if encoder.device.type == "cpu" else 1
     keys: list[bytes] = []
     features: list[np.ndarray] = []
     batches = iter(loader)
     while True:
-        with torch_threads(1 if num_workers == 0 else None):
+        with torch_threads(1):
             item = next(batches, None)
         if item is None:
             return sampler.deferred

@@ -133,8 +133,9 @@ def test_a_folder_holding_both_classes_is_listed_once(tmp_path, monkeypatch):
         listed.append(os.fspath(path))
         return scandir(path)
 
-    monkeypatch.setattr(os, "scandir", counting_scandir)
-    images = collect_images(ImageSetSpec("set", root, root))
+    with monkeypatch.context() as patched:  # undone before tmp_path is removed (it lists folders too)
+        patched.setattr(os, "scandir", counting_scandir)
+        images = collect_images(ImageSetSpec("set", root, root))
     assert [label for _, label in labelled(images)] == [0] * 3 + [1] * 3
     assert sorted(listed) == sorted(str(folder) for folder in (root, root / "cat", root / "cat" / "0_real",
                                                                  root / "cat" / "1_fake"))

@@ -264,6 +264,27 @@ def test_a_file_longer_than_its_stat_said_is_read_whole_and_not_trusted(tmp_path
         read_steadily(path, max_bytes=20)
 
 
+def test_a_short_read_is_read_on_to_the_end(tmp_path, monkeypatch):
+    """One read that returns the size stat gave is the whole file; fewer bytes (a read cut short,
+    as network filesystems may) are not taken for it."""
+    from ufd_lib.hashing import read_steadily
+
+    path = write_image(tmp_path / "a.png")
+    data = path.read_bytes()
+    real_read, sizes = os.read, []
+
+    def ten_bytes_at_first(descriptor, size):
+        sizes.append(size)
+        return real_read(descriptor, 10 if len(sizes) == 1 else size)
+
+    monkeypatch.setattr(os, "read", ten_bytes_at_first)
+    read, identity = read_steadily(path)
+    assert read == data and identity is not None and len(sizes) > 1
+    sizes.clear()
+    monkeypatch.setattr(os, "read", lambda descriptor, size: sizes.append(size) or real_read(descriptor, size))
+    assert read_steadily(path)[0] == data and sizes == [len(data) + 1]
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_model_input_on_cuda_is_the_cpu_input_and_frees_the_callers_buffer():
     mean, std = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)

@@ -87,9 +87,11 @@ def read_steadily(path: Path | str, max_bytes: int | None = None) -> tuple[bytes
     descriptor, before = _open_regular(path, max_bytes)
     try:
         # Ask for the size stat gave, plus one byte to see growth: a fixed request of
-        # max_bytes + 1 (or a megabyte block) would allocate that much for every file.
-        data = _read_up_to(descriptor, before.st_size + 1)
-        if len(data) > before.st_size:  # it grew
+        # max_bytes + 1 (or a megabyte block) would allocate that much for every file. Exactly
+        # that size back is the whole file (growth after this read shows in the second fstat);
+        # fewer bytes (a short read) or one more (it grew): read on to the end.
+        data = os.read(descriptor, before.st_size + 1)
+        if len(data) != before.st_size:
             data += _read_up_to(descriptor, None if max_bytes is None else max_bytes + 1 - len(data))
         after = os.fstat(descriptor)
     except OSError as error:

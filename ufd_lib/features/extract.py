@@ -233,7 +233,7 @@ def plan_digests(paths: Sequence[str | Path], memo: DigestMemo | None,
         found = []
         for index in indices:
             try:
-                found.append(regular_file_sha256(paths[index], max_bytes))
+                found.append(regular_file_sha256(keys[index], max_bytes))  # the key: the path as a string
             except FileRefused as error:
                 found.append((str(error), None))
         return found

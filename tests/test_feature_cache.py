@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from ufd_lib.features.feature_cache import FeatureCache, setting_id
+from ufd_lib.features.feature_cache import FeatureCache, setting_id, stored_features
 
 SETTING = {"encoder": "random-clip:tiny", "preprocess": {"center_crop": 224}}
 
@@ -32,6 +32,22 @@ def test_round_trip_within_float16_precision(tmp_path):
     np.testing.assert_allclose(loaded, features, rtol=1e-3, atol=1e-3)
     np.testing.assert_array_equal(loaded, features.astype(np.float16).astype(np.float32))
     assert len(reopened) == 10 and reopened.dim == 16
+
+
+def test_stored_features_are_numpys_float16_bit_for_bit():
+    """Every float16 value, the float32 values on each side of it and halfway to the next (ties
+    to even), beyond the range, subnormals, and layouts torch does not take as they are."""
+    halves = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(np.float16).astype(np.float32)
+    halves = halves[np.isfinite(halves)]
+    values = np.concatenate([halves, np.nextafter(halves, np.inf), np.nextafter(halves, -np.inf),
+                             (halves[:-1] + halves[1:]) / 2, [1e6, -1e6, 65520.0, np.inf, -np.inf]]).astype(np.float32)
+    values = values[: len(values) // 64 * 64].reshape(-1, 64)
+    for features in (values, values[:, ::2], np.asfortranarray(values), values.astype(">f4"), values.astype(np.float64)):
+        stored = stored_features(features)
+        with np.errstate(over="ignore"):
+            expected = np.ascontiguousarray(features, dtype=np.float16)
+        assert stored.dtype == np.float16 and stored.flags.c_contiguous
+        np.testing.assert_array_equal(stored.view(np.uint16), expected.view(np.uint16))
 
 
 def two_chunks(folder, rows: int, first: int) -> tuple[np.ndarray, list[bytes]]:

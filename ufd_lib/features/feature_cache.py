@@ -419,14 +419,16 @@ class FeatureCache:
         ordered_rows = rows[order]
         bounds = np.searchsorted(ordered_rows, self._chunk_starts)
         target = out.numpy()
-        for chunk, start, low, high in zip(self._chunks, self._chunk_starts, bounds[:-1], bounds[1:]):
-            if low < high:
-                # One chunk's rows at a time, converted by torch (with the processor's float16
-                # instructions; numpy converts one value at a time, about 10x slower), then put
-                # in place: no intermediate the size of the result.
-                picked = np.take(chunk, ordered_rows[low:high] - start, axis=0)
-                native = picked.astype(picked.dtype.newbyteorder("="), copy=False)
-                target[order[low:high]] = torch.from_numpy(native).float().numpy()
+        # One chunk's rows at a time, converted by torch (with the processor's float16
+        # instructions; numpy converts one value at a time, about 10x slower) on one thread,
+        # then put in place: no intermediate the size of the result. A chunk is too small for
+        # torch's thread pool to pay: its threads would spin for milliseconds after each one.
+        with torch_threads(1):
+            for chunk, start, low, high in zip(self._chunks, self._chunk_starts, bounds[:-1], bounds[1:]):
+                if low < high:
+                    picked = np.take(chunk, ordered_rows[low:high] - start, axis=0)
+                    native = picked.astype(picked.dtype.newbyteorder("="), copy=False)
+                    target[order[low:high]] = torch.from_numpy(native).float().numpy()
         return target
 
     @property

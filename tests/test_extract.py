@@ -239,9 +239,9 @@ def test_crops_travel_through_the_ring_to_the_right_images(tiny_encoder, paths, 
         broken = tmp_path / "images" / name
         broken.write_bytes(b"" if name == "empty.png" else b"not an image")
         listed.insert(position, broken)
-    from ufd_lib.features import extract as extraction
+    from ufd_lib.features import decoding_workers
 
-    slots = extraction.PREFETCH_BATCHES_PER_WORKER * num_workers + 1
+    slots = decoding_workers.PREFETCH_BATCHES_PER_WORKER * num_workers + 1
     assert len(listed) / 2 > slots, "the test must wrap around the ring"
     features, kept, _ = extract(tiny_encoder, listed, tmp_path / "ring", batch_size=2, num_workers=num_workers)
     assert kept.tolist() == [path.name not in ("empty.png", "text.jpg") for path in listed]
@@ -256,16 +256,16 @@ def test_crops_travel_through_the_ring_to_the_right_images(tiny_encoder, paths, 
 def test_spawned_workers_write_the_shared_ring(tiny_encoder, paths, tmp_path, monkeypatch):
     """With the ``spawn`` start method (macOS's and Windows's default) the dataset reaches the
     worker pickled: its crops must still land in the parent's shared ring, not in a copy."""
-    from ufd_lib.features import extract as extraction
+    from ufd_lib.features import decoding_workers
 
-    loader = extraction.DataLoader
+    loader = decoding_workers.DataLoader
 
     def spawning(*args, num_workers=0, **kwargs):
         return loader(*args, num_workers=num_workers, **({"multiprocessing_context": "spawn"} if num_workers else {}),
                       **kwargs)
 
     in_process, _, _ = extract(tiny_encoder, paths, tmp_path / "in-process", num_workers=0)
-    monkeypatch.setattr(extraction, "DataLoader", spawning)
+    monkeypatch.setattr(decoding_workers, "DataLoader", spawning)
     spawned, kept, _ = extract(tiny_encoder, paths, tmp_path / "spawned", num_workers=1)
     assert kept.all()
     np.testing.assert_array_equal(spawned, in_process)

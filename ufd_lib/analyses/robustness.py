@@ -10,6 +10,7 @@ from ufd_lib.analyses.tables import family_image_counts, family_summary, ordered
 from ufd_lib.data.discovery import sample_images
 from ufd_lib.data.image_sets import ImageSetSpec
 from ufd_lib.evaluation.scoring import evaluate_sets
+from ufd_lib.features.decoding_workers import kept_decoding_workers
 from ufd_lib.features.encoders import Encoder
 from ufd_lib.features.feature_sets import ExtractionOptions, featurize_images
 from ufd_lib.features.preprocess import Perturbation
@@ -36,6 +37,7 @@ def degradations(jpeg_qualities, blur_sigmas) -> list[Degradation]:
             + [Degradation("blur sigma", float(s), Perturbation(blur_sigma=float(s))) for s in blur_sigmas])
 
 
+@kept_decoding_workers()
 def robustness_sweep(methods: dict[str, tuple[Encoder, object]], test_sets: list[ImageSetSpec],
                      families: dict[str, str], options: ExtractionOptions, points: list[Degradation],
                      images_per_class: int | None = None, seed: int = 0, log=None) -> pd.DataFrame:

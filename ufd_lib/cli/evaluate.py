@@ -6,6 +6,7 @@ from ufd_lib.classifiers.linear_probe import LinearProbe
 from ufd_lib.classifiers.nearest_neighbour import NearestNeighbourClassifier
 from ufd_lib.cli.args import UsageError, extraction_options, settings
 from ufd_lib.evaluation.scoring import evaluate_sets
+from ufd_lib.features.decoding_workers import kept_decoding_workers
 from ufd_lib.features.encoders import load_encoder
 from ufd_lib.features.extract import ExtractionReport
 from ufd_lib.features.feature_sets import featurize
@@ -46,6 +47,7 @@ def _in_percent(metrics):
     return table
 
 
+@kept_decoding_workers()
 def run(args) -> int:
     options = extraction_options(args)
     if args.k < 1:

@@ -15,6 +15,7 @@ from ufd_lib.classifiers.released import RELEASED_PROBE
 from ufd_lib.cli.args import UsageError, extraction_options
 from ufd_lib.data.discovery import image_files_under
 from ufd_lib.evaluation.scoring import fake_scores
+from ufd_lib.features.decoding_workers import kept_decoding_workers
 from ufd_lib.features.encoders import load_encoder
 from ufd_lib.features.extract import extract_features, open_cache
 from ufd_lib.features.feature_sets import featurize
@@ -75,6 +76,7 @@ def _classifier(args, probe_path: Path | None, encoder, options):
     return probe
 
 
+@kept_decoding_workers()
 def run(args) -> int:
     paths = _predict_paths(args.images)
     if not paths:

@@ -13,6 +13,7 @@ from ufd_lib.atomic_files import atomic_write
 from ufd_lib.classifiers.linear_probe import LinearProbe
 from ufd_lib.cli.args import UsageError, extraction_options
 from ufd_lib.features.augmentation import featurize_views
+from ufd_lib.features.decoding_workers import kept_decoding_workers
 from ufd_lib.features.encoders import load_encoder
 from ufd_lib.features.feature_sets import featurize
 from ufd_lib.features.preprocess import Perturbation
@@ -38,6 +39,7 @@ def training_warning(history: list[dict], chance: float, lr: float, epochs: int)
             "images of the kind you want to detect.")
 
 
+@kept_decoding_workers()
 def run(args) -> int:
     options = extraction_options(args)
     if args.augmented_views and options.perturbation != Perturbation():

@@ -24,17 +24,17 @@ with the digest the plan used: a file that changed after it was hashed is skippe
 never cached under the other content's key. A file seen for the first time is read twice, once
 to hash it while planning and once to decode it: the groups are cut from the sorted digests of
 the whole request, which is what lets interrupted, shared and sharded runs encode each image
-once, in batches of the same composition. Workers return uint8 crops (224, 224, 3), written
-into a ring of batch buffers allocated once (shared memory when workers write them); float
-conversion, normalisation and the cast to the weights' dtype happen once, on the encoder's
-device (:func:`ufd_lib.features.preprocess.to_model_input`), on CPU into one reused buffer:
-fresh memory for every batch costs more in page faults than the decoding it carries. Features
+once, in batches of the same composition. Decoding (:mod:`ufd_lib.features.decoding_workers`)
+gives uint8 crops (224, 224, 3) in a ring of batch buffers allocated once; float conversion,
+normalisation and the cast to the weights' dtype happen once, on the encoder's device
+(:func:`ufd_lib.features.preprocess.to_model_input`), on CPU into one reused buffer. Features
 with a NaN or an infinity are refused (skipped, naming the encoder) before they reach the cache.
 
 Decoding processes (``num_workers=None``, the default, :func:`default_workers`): none on CPU,
 where the model needs every core and decoding a 224 crop costs a few per cent of one forward
 pass; on CUDA one per available core but one (the main process feeds the GPU), at most
-:data:`ufd_lib.config.MAX_DEFAULT_WORKERS`.
+:data:`ufd_lib.config.MAX_DEFAULT_WORKERS`. Inside
+:func:`ufd_lib.features.decoding_workers.kept_decoding_workers` extractions share their workers.
 
 Numerical precision (``precision``); what each costs and how far its features are from fp32 is
 measured by ``benchmarks/run.py`` (figures in ``benchmarks/README.md``):
@@ -61,23 +61,21 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from ufd_lib import config
 from ufd_lib.devices import available_cores, torch_threads
+from ufd_lib.features.decoding_workers import DecodeSettings, DecodingPool, decoding_pool
 from ufd_lib.features.digest_memo import DigestMemo, identity_of, memo_key, memo_keys
 from ufd_lib.features.encoders import Encoder
 from ufd_lib.features.feature_cache import FeatureCache, fresh_features
-from ufd_lib.features.preprocess import CHANGED_SINCE_HASHED, ImageRejected, Perturbation, load_pixels, preprocess_settings, to_model_input
+from ufd_lib.features.preprocess import CHANGED_SINCE_HASHED, Perturbation, preprocess_settings, to_model_input
 from ufd_lib.features.sharding import World, even_slice
 from ufd_lib.features.work_claims import GroupClaims, group_id
 from ufd_lib.hashing import FileRefused, regular_file_sha256
 
 _WEIGHT_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.float32}
 _DTYPE_NAMES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
-# Batches each DataLoader worker decodes ahead of the model (PyTorch's default is 2).
-PREFETCH_BATCHES_PER_WORKER = 4
 # Seconds between looks at groups that another process is encoding.
 CLAIM_POLL_SECONDS = 0.2
 # Most threads hashing new files: they help where reading waits on storage, and hashlib releases
@@ -256,55 +254,6 @@ def plan_digests(paths: Sequence[str | Path], memo: DigestMemo | None,
     return digests, hashed_count, len(paths) - len(to_hash)
 
 
-class _ImageFiles(Dataset):
-    """Reads, checks and decodes one file per item into a slot of a shared ring of batches.
-
-    An item is (slot, position, index): the uint8 (224, 224, 3) crop of ``paths[index]`` is
-    written to ``ring[slot, position]``; returns (slot, position, index, reason or None). Pixels
-    travel to the main process through the ring, allocated once, not through a new shared
-    memory segment per batch (on this project's machines the page faults of fresh segments cost
-    more than the copy).
-    """
-
-    def __init__(self, paths: Sequence[str | Path], digests: Sequence[bytes | str], options: ExtractionOptions,
-                 max_bytes: int, ring: torch.Tensor):
-        self.paths, self.digests, self.options, self.max_bytes, self.ring = paths, digests, options, max_bytes, ring
-        self._slots: np.ndarray | None = None  # numpy's view of the ring, made where the items are read
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, item: tuple[int, int, int]):
-        slot, position, index = item
-        try:
-            pixels = load_pixels(self.paths[index], self.options.perturbation, self.options.max_pixels, self.max_bytes,
-                                 expected_sha256=self.digests[index])
-        except ImageRejected as error:
-            return slot, position, index, str(error)
-        if self._slots is None:
-            self._slots = self.ring.numpy()  # a crop written through it: 13 µs, through the tensor 21
-        self._slots[slot, position] = pixels
-        return slot, position, index, None
-
-
-def _collate(items):
-    """→ (ring slot, [(position, index)] of decoded images, [(index, reason)] of rejected files)."""
-    good = [(position, index) for _, position, index, reason in items if reason is None]
-    bad = [(index, reason) for _, _, index, reason in items if reason is not None]
-    return items[0][0], good, bad
-
-
-def _ring(slots: int, batch_size: int, shared: bool) -> torch.Tensor:
-    """uint8 (slots, batch_size, 224, 224, 3): decoded batches on their way to the model, in
-    shared memory when worker processes write them."""
-    shape = (slots, batch_size, config.CROP_SIZE, config.CROP_SIZE, 3)
-    if not shared:
-        return torch.empty(shape, dtype=torch.uint8)
-    # Made in shared memory (share_memory_ would first fill private pages, then copy them over).
-    storage = torch.UntypedStorage._new_shared(int(np.prod(shape)))
-    return torch.empty(0, dtype=torch.uint8).set_(storage).view(shape)
-
-
 def _options(options: ExtractionOptions | None, overrides: dict) -> ExtractionOptions:
     """``options`` (default: :class:`ExtractionOptions`()) with some fields replaced by keyword."""
     return dataclasses.replace(options or ExtractionOptions(), **overrides)
@@ -459,17 +408,17 @@ def encoding_groups(unique_digests: Sequence[bytes], batch_size: int) -> list[li
 
 
 class _ClaimedBatches:
-    """Batch sampler over ``groups`` (lists of indices into ``digests``): claims each group in
+    """Batch sampler over ``groups`` (lists of indices into ``paths``): claims each group in
     turn, then yields batches of those of its images the cache still lacks, each item
-    (ring slot, position in the batch, index), the slots taken in turn.
+    (ring slot, position in the batch, index, path, digest), the slots taken in turn.
 
     Groups held by another live process are left in ``deferred``. ``in_flight`` lists, in
     order, [group id, batches not yet consumed] of every claimed group whose batches were
     handed out, so the consumer knows when a group is complete.
     """
 
-    def __init__(self, groups, digests, cache: FeatureCache, claims: GroupClaims, batch_size: int, slots: int):
-        self.groups, self.digests, self.cache, self.claims = groups, digests, cache, claims
+    def __init__(self, groups, paths, digests, cache: FeatureCache, claims: GroupClaims, batch_size: int, slots: int):
+        self.groups, self.paths, self.digests, self.cache, self.claims = groups, paths, digests, cache, claims
         self.batch_size, self.slots = batch_size, slots
         self.deferred: list[list[int]] = []
         self.in_flight: collections.deque[list] = collections.deque()
@@ -494,7 +443,8 @@ class _ClaimedBatches:
             for batch in batches:
                 slot = handed_out % self.slots
                 handed_out += 1
-                yield [(slot, position, index) for position, index in enumerate(batch)]
+                yield [(slot, position, index, str(self.paths[index]), self.digests[index])
+                       for position, index in enumerate(batch)]
 
 
 def _encode_groups(encoder, paths, digests, groups, cache, report, options: ExtractionOptions, *, max_bytes,
@@ -506,21 +456,18 @@ def _encode_groups(encoder, paths, digests, groups, cache, report, options: Extr
     rejected: dict[bytes, str] = {}
     started = time.perf_counter()
     total = int(sum((~cache.contains([digests[i] for i in group])).sum() for group in groups))
-    # A worker may be decoding every batch the loader has asked for while the model holds one more.
-    slots = PREFETCH_BATCHES_PER_WORKER * num_workers + 1
-    dataset = _ImageFiles(paths, digests, options, max_bytes, _ring(slots, options.batch_size, num_workers > 0))
+    settings = DecodeSettings(options.perturbation, options.max_pixels, max_bytes, options.batch_size, num_workers)
     # Model input on CPU, written in place batch after batch (to_model_input says why).
     inputs = None
     if encoder.device.type == "cpu":
         inputs = torch.empty((options.batch_size, 3, config.CROP_SIZE, config.CROP_SIZE), dtype=torch.float32)
     try:
         with tqdm(total=total, desc=description, unit="img", disable=not progress) as bar, \
-                compute_precision(encoder, precision):
+                compute_precision(encoder, precision), decoding_pool(settings) as pool:
             remaining = groups
             while remaining:
-                remaining = _encode_pass(encoder, dataset, remaining, cache, claims, report, rejected, bar, inputs,
-                                         batch_size=options.batch_size, num_workers=num_workers,
-                                         strict=options.strict, dtype=_WEIGHT_DTYPES[precision])
+                remaining = _encode_pass(encoder, pool, paths, digests, remaining, cache, claims, report, rejected,
+                                         bar, inputs, strict=options.strict, dtype=_WEIGHT_DTYPES[precision])
                 if remaining:
                     time.sleep(CLAIM_POLL_SECONDS)
     finally:
@@ -529,15 +476,12 @@ def _encode_groups(encoder, paths, digests, groups, cache, report, options: Extr
     return rejected
 
 
-def _encode_pass(encoder, dataset: _ImageFiles, groups, cache, claims, report, rejected, bar, inputs, *, batch_size,
-                 num_workers, strict, dtype) -> list[list[int]]:
-    """One pass over ``groups`` through one DataLoader; returns the groups other processes held.
+def _encode_pass(encoder, pool: DecodingPool, paths, digests, groups, cache, claims, report, rejected, bar, inputs, *,
+                 strict, dtype) -> list[list[int]]:
+    """One pass over ``groups``, decoded by ``pool``; returns the groups other processes held.
     inputs: the CPU model-input buffer (None on other devices)."""
-    paths, digests, ring = dataset.paths, dataset.digests, dataset.ring
-    sampler = _ClaimedBatches(groups, digests, cache, claims, batch_size, slots=len(ring))
-    overlap = {"prefetch_factor": PREFETCH_BATCHES_PER_WORKER} if num_workers > 0 else {}
-    # One pass per loader, so persistent_workers would only keep idle processes alive.
-    loader = DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers, collate_fn=_collate, **overlap)
+    ring = pool.ring
+    sampler = _ClaimedBatches(groups, paths, digests, cache, claims, pool.settings.batch_size, slots=len(ring))
     # The host's own work runs on one torch thread: fetching batches (decoding, when in-process,
     # is one image per op) and the model input (on a busy CPU one elementwise pass is several
     # times faster on one thread than split over two; on a GPU it is a copy into page-locked
@@ -547,7 +491,8 @@ def _encode_pass(encoder, dataset: _ImageFiles, groups, cache, claims, report, r
     model_threads = None if encoder.device.type == "cpu" else 1
     keys: list[bytes] = []
     features: list[np.ndarray] = []
-    batches = iter(loader)
+    with torch_threads(1):
+        batches = pool.batches(sampler)
     while True:
         with torch_threads(1):
             item = next(batches, None)

@@ -14,6 +14,7 @@ import pandas as pd
 from ufd_lib.data.benchmark import Benchmark
 from ufd_lib.data.discovery import LabelledImage, discover_images
 from ufd_lib.data.image_sets import ImageSetSpec
+from ufd_lib.features.decoding_workers import kept_decoding_workers
 from ufd_lib.features.encoders import Encoder
 from ufd_lib.features.extract import ExtractionOptions, ExtractionReport, extract_features, open_cache
 
@@ -70,6 +71,7 @@ class BenchmarkFeatures:
     report: ExtractionReport
 
 
+@kept_decoding_workers()
 def featurize_benchmark(encoder: Encoder, benchmark: Benchmark, options: ExtractionOptions) -> BenchmarkFeatures:
     """Features of the training, validation and test sets (encoding only what the cache lacks)."""
     report = ExtractionReport()

@@ -1,0 +1,76 @@
+"""Decoding workers kept from one extraction to the next (ufd_lib.features.decoding_workers)."""
+from __future__ import annotations
+
+import multiprocessing
+
+import numpy as np
+import pytest
+
+from conftest import write_image
+from ufd_lib.features.decoding_workers import kept_decoding_workers
+from ufd_lib.features.extract import ExtractionError, extract_features, open_cache
+from ufd_lib.features.preprocess import Perturbation
+
+
+@pytest.fixture
+def paths(tmp_path):
+    return [write_image(tmp_path / "images" / f"{i}.png", seed=i, size=(40 + i, 36)) for i in range(6)]
+
+
+def extract(encoder, paths, root, perturbation=Perturbation(), **kwargs):
+    return extract_features(encoder, paths, open_cache(encoder, perturbation, root), perturbation=perturbation,
+                            batch_size=2, progress=False, **kwargs)
+
+
+def worker_pids(before: set[int]) -> set[int]:
+    """The pids of this process's live multiprocessing children that were not in ``before``."""
+    return {child.pid for child in multiprocessing.active_children()} - before
+
+
+def test_an_extraction_on_its_own_stops_its_workers(tiny_encoder, paths, tmp_path):
+    before = worker_pids(set())
+    features, kept, _ = extract(tiny_encoder, paths, tmp_path / "workers", num_workers=2)
+    assert kept.all() and worker_pids(before) == set()
+    in_process, _, _ = extract(tiny_encoder, paths, tmp_path / "in-process", num_workers=0)
+    np.testing.assert_array_equal(features, in_process)
+
+
+def test_kept_workers_serve_every_extraction_of_the_block_then_stop(tiny_encoder, paths, tmp_path):
+    before = worker_pids(set())
+    reference, _, _ = extract(tiny_encoder, paths, tmp_path / "in-process", num_workers=0)
+    with kept_decoding_workers():
+        first, _, _ = extract(tiny_encoder, paths[:4], tmp_path / "first", num_workers=2)
+        started = worker_pids(before)
+        assert len(started) == 2
+        with kept_decoding_workers():  # nested: the outer block's workers
+            second, _, report = extract(tiny_encoder, paths, tmp_path / "second", num_workers=2)
+        assert report.images_encoded == len(paths) and worker_pids(before) == started
+        perturbed, _, _ = extract(tiny_encoder, paths, tmp_path / "blurred", Perturbation(blur_sigma=1.0),
+                                  num_workers=2)
+        replaced = worker_pids(before)
+        assert len(replaced) == 2 and not replaced & started, "other settings: the kept workers are replaced"
+    assert worker_pids(before) == set()
+    np.testing.assert_array_equal(first, reference[:4])
+    np.testing.assert_array_equal(second, reference)
+    blurred, _, _ = extract(tiny_encoder, paths, tmp_path / "blurred-in-process", Perturbation(blur_sigma=1.0),
+                            num_workers=0)
+    np.testing.assert_array_equal(perturbed, blurred)
+
+
+def test_a_failed_extraction_stops_the_kept_workers(tiny_encoder, paths, tmp_path):
+    """A pass abandoned midway may leave batches in its workers: they are stopped, and the next
+    extraction starts its own and gets every image right."""
+    broken = paths[0].parent / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    before = worker_pids(set())
+    reference, _, _ = extract(tiny_encoder, paths, tmp_path / "in-process", num_workers=0)
+    with kept_decoding_workers():
+        extract(tiny_encoder, paths[:2], tmp_path / "warm", num_workers=1)
+        started = worker_pids(before)
+        with pytest.raises(ExtractionError, match="broken.png"):
+            extract(tiny_encoder, [broken, *paths], tmp_path / "strict", num_workers=1, strict=True)
+        assert worker_pids(before) == set()
+        again, kept, _ = extract(tiny_encoder, [broken, *paths], tmp_path / "again", num_workers=1)
+        assert len(worker_pids(before)) == 1 and not worker_pids(before) & started
+    assert kept.tolist() == [False] + [True] * len(paths)
+    np.testing.assert_array_equal(again, reference)

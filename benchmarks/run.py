@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import platform
 import resource
@@ -504,9 +505,18 @@ def _write_photo(args) -> None:
 
 
 def cpu_seconds() -> float:
-    """CPU seconds (user + system) of this process and of its children that have ended."""
+    """CPU seconds (user + system) of this process, of its children that have ended and of its
+    multiprocessing children still running (kept decoding workers; from ``/proc``, to a clock
+    tick, 10 ms, each)."""
     own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+    running = 0
+    for child in multiprocessing.active_children():
+        try:
+            fields = Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:  # ended since it was listed: counted with the children that ended
+            continue
+        running += int(fields[11]) + int(fields[12])  # utime, stime: the stat file's fields 14 and 15
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime + running / os.sysconf("SC_CLK_TCK")
 
 
 def decode_crop_floor(paths: list[Path]) -> tuple[float, float]:
@@ -532,14 +542,23 @@ def host_pipeline(work: Path, images: int, rounds: int) -> dict:
     decoding in-process and in workers: with the model on the CPU (the model input prepared
     there too), and on a device that costs the host nothing (:class:`FreeDeviceEncoder`).
 
+    Workers are kept from one extraction to the next, as in a ``ufd`` command
+    (:func:`ufd_lib.features.decoding_workers.kept_decoding_workers`); ``start_cpu_seconds`` is
+    the first extraction of one batch, which starts them. ``workers_host_own`` is an extraction
+    on its own, outside such a block, which starts and stops its workers (measured first, its
+    rounds before the others').
+
     Each extraction runs on n images (the whole run); on the free device also on
     :data:`STEADY_MULTIPLE` n, for the steady state (the images added ÷ the CPU time they added),
-    which leaves out what an extraction costs once whatever its size (starting workers, opening
-    the cache): ``fixed_cpu_seconds``. The paper's extractions are hundreds of thousands of
-    images. The floor of each pair is measured just before and just after the extraction(s)
-    (the mean of the two times per image): the machine's speed drifts within seconds."""
+    which leaves out what an extraction costs once whatever its size (opening the cache, and
+    starting workers when it does): ``fixed_cpu_seconds`` (for ``workers_host_own``: its whole
+    run less n times the kept workers' steady cost per image). The paper's extractions are
+    hundreds of thousands of images. The floor of each pair is measured just before and just
+    after the extraction(s) (the mean of the two times per image): the machine's speed drifts
+    within seconds."""
     from multiprocessing import Pool
 
+    from ufd_lib.features.decoding_workers import kept_decoding_workers
     from ufd_lib.features.extract import ExtractionOptions, default_workers
 
     # (size, format, share of ``images``): the large images cost 10x more each, fewer do as well
@@ -552,6 +571,7 @@ def host_pipeline(work: Path, images: int, rounds: int) -> dict:
     batch_size = ExtractionOptions().batch_size
     runs = {"in_process": (null_encoder(), 0), "workers": (null_encoder(), workers),
             "in_process_host": (free_device_encoder(), 0), "workers_host": (free_device_encoder(), workers)}
+    own = free_device_encoder()
     results = {"cores": cores, "workers": workers, "batch_size": batch_size, "rounds": rounds, "cases": {}}
 
     def cpu_of_extraction(encoder, processes: int, paths: list[Path], cache_name: str) -> float:
@@ -562,6 +582,12 @@ def host_pipeline(work: Path, images: int, rounds: int) -> dict:
         assert kept.all()
         return cpu_seconds() - cpu
 
+    def floor_around(measure, paths: list[Path]):
+        """(what ``measure()`` returns, the floor in images per CPU second just before and after it)."""
+        before = decode_crop_floor(paths)[1]
+        measured = measure()
+        return measured, 2 / (1 / before + 1 / decode_crop_floor(paths)[1])
+
     for name, (size, fmt, share) in cases.items():
         count = max(1, int(images * share))
         folder = work / "host" / name
@@ -571,32 +597,47 @@ def host_pipeline(work: Path, images: int, rounds: int) -> dict:
             pool.map(_write_photo, jobs)
         paths = [job[0] for job in jobs]
         decode_crop_floor(paths[:8])  # warm-up
-        # Each measurement right after its own floor, and the ratio taken within the pair: the
-        # machine's speed drifts between rounds by more than the differences measured here.
-        floors, ratios, steady, fixed = [], {run: [] for run in runs}, {run: [] for run in STEADY_RUNS}, \
-            {run: [] for run in STEADY_RUNS}
+        floors, ratios, steady, fixed = [], {run: [] for run in (*runs, "workers_host_own")}, \
+            {run: [] for run in STEADY_RUNS}, {run: [] for run in (*STEADY_RUNS, "workers_host_own")}
+        own_cpu = []
         for round_ in range(rounds):
-            for run, (encoder, processes) in runs.items():
-                before = decode_crop_floor(paths[:count])[1]
-                small = cpu_of_extraction(encoder, processes, paths[:count], f"{name}-{run}-{round_}-n")
-                large = cpu_of_extraction(encoder, processes, paths, f"{name}-{run}-{round_}-large") \
-                    if run in STEADY_RUNS else None
-                floor_cpu = 2 / (1 / before + 1 / decode_crop_floor(paths[:count])[1])
-                floors.append(floor_cpu)
-                ratios[run].append(count / small / floor_cpu)
-                if large is not None:
-                    per_image = (large - small) / (len(paths) - count)
-                    steady[run].append(1 / per_image / floor_cpu)
-                    fixed[run].append(small - count * per_image)
+            small, floor_cpu = floor_around(lambda: cpu_of_extraction(
+                own, workers, paths[:count], f"{name}-own-{round_}"), paths[:count])
+            floors.append(floor_cpu)
+            own_cpu.append(small)
+            ratios["workers_host_own"].append(count / small / floor_cpu)
+        with kept_decoding_workers():
+            start_cpu = cpu_of_extraction(own, workers, paths[:batch_size], f"{name}-start")
+            # Each measurement right after its own floor, and the ratio taken within the pair: the
+            # machine's speed drifts between rounds by more than the differences measured here.
+            for round_ in range(rounds):
+                for run, (encoder, processes) in runs.items():
+                    def measure():
+                        small = cpu_of_extraction(encoder, processes, paths[:count], f"{name}-{run}-{round_}-n")
+                        large = cpu_of_extraction(encoder, processes, paths, f"{name}-{run}-{round_}-large") \
+                            if run in STEADY_RUNS else None
+                        return small, large
+
+                    (small, large), floor_cpu = floor_around(measure, paths[:count])
+                    floors.append(floor_cpu)
+                    ratios[run].append(count / small / floor_cpu)
+                    if large is not None:
+                        per_image = (large - small) / (len(paths) - count)
+                        steady[run].append(1 / per_image / floor_cpu)
+                        fixed[run].append(small - count * per_image)
+                        if run == "workers_host":
+                            fixed["workers_host_own"].append(own_cpu[round_] - count * per_image)
         median = {key: {run: float(np.median(values)) for run, values in table.items()}
                   for key, table in (("over_floor", ratios), ("steady_over_floor", steady), ("fixed_cpu_seconds", fixed))}
-        log(f"host pipeline {name}: per CPU second floor {np.median(floors):.0f} img/s; " + ", ".join(
-            f"{run} {median['over_floor'][run]:.2f}x" + (
-                f" (steady {median['steady_over_floor'][run]:.2f}x, fixed {median['fixed_cpu_seconds'][run]:.2f} CPU s)"
-                if run in STEADY_RUNS else "") for run in runs))
-        results["cases"][name] = {"images": count, "floor_cpu": float(np.median(floors)), **median,
-                                  "raw": {"floor_cpu": floors, "over_floor": ratios, "steady_over_floor": steady,
-                                          "fixed_cpu_seconds": fixed}}
+        log(f"host pipeline {name}: per CPU second floor {np.median(floors):.0f} img/s; starting {workers} kept "
+            f"worker(s) with {batch_size} images {start_cpu:.2f} CPU s; " + ", ".join(
+                f"{run} {median['over_floor'][run]:.2f}x" + (
+                    f" (steady {median['steady_over_floor'][run]:.2f}x)" if run in steady else "") + (
+                    f" (fixed {median['fixed_cpu_seconds'][run]:.2f} CPU s)" if run in fixed else "")
+                for run in ratios))
+        results["cases"][name] = {"images": count, "floor_cpu": float(np.median(floors)), "start_cpu_seconds": start_cpu,
+                                  **median, "raw": {"floor_cpu": floors, "over_floor": ratios,
+                                                    "steady_over_floor": steady, "fixed_cpu_seconds": fixed}}
     return results
 
 
@@ -1026,14 +1067,16 @@ def reading_report(r: dict) -> list[str]:
         over, steady, fixed = case["over_floor"], case["steady_over_floor"], case["fixed_cpu_seconds"]
 
         def figures(run: str) -> str:
-            return f"{over[run]:.2f}x" + (f" (steady {steady[run]:.2f}x, fixed {fixed[run]:.2f} CPU s)"
-                                          if run in steady else "")
+            return f"{over[run]:.2f}x" + "".join(f", {label} {table[run]:.2f}{unit}" for label, table, unit in (
+                ("steady", steady, "x"), ("fixed", fixed, " CPU s")) if run in table)
 
         lines.append(f"   host pipeline {name} ({case['images']} images, batches of {h['batch_size']}; steady: the next "
                      f"{(STEADY_MULTIPLE - 1) * case['images']}), images per CPU second ÷ floor ({case['floor_cpu']:.0f}), medians of "
-                     f"{h['rounds']}: model on the CPU: in-process {figures('in_process')}, {h['workers']} worker(s) "
+                     f"{h['rounds']}: model on the CPU: in-process {figures('in_process')}, {h['workers']} kept worker(s) "
                      f"{figures('workers')}; on a free device (the host's share): in-process "
-                     f"{figures('in_process_host')}, workers {figures('workers_host')}   [target >= 0.8]")
+                     f"{figures('in_process_host')}, kept workers {figures('workers_host')}   [target >= 0.8]; "
+                     f"workers started by the extraction {figures('workers_host_own')}; starting the kept workers "
+                     f"(first extraction, {h['batch_size']} images) {case['start_cpu_seconds']:.2f} CPU s")
     lines += [
         f"   ufd --help {u['help_seconds'] * 1000:.0f} ms / python -c 'import argparse' "
         f"{u['import_argparse_seconds'] * 1000:.0f} ms = {u['ratio']:.2f}   [target <= 3]",

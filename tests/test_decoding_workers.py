@@ -1,6 +1,7 @@
 """Decoding workers kept from one extraction to the next (ufd_lib.features.decoding_workers)."""
 from __future__ import annotations
 
+import gc
 import multiprocessing
 
 import numpy as np
@@ -8,6 +9,7 @@ import pytest
 
 from conftest import write_image
 from ufd_lib.features.decoding_workers import kept_decoding_workers
+from ufd_lib.features import extract as extraction
 from ufd_lib.features.extract import ExtractionError, extract_features, open_cache
 from ufd_lib.features.preprocess import Perturbation
 
@@ -45,6 +47,9 @@ def test_kept_workers_serve_every_extraction_of_the_block_then_stop(tiny_encoder
         with kept_decoding_workers():  # nested: the outer block's workers
             second, _, report = extract(tiny_encoder, paths, tmp_path / "second", num_workers=2)
         assert report.images_encoded == len(paths) and worker_pids(before) == started
+        gc.collect()
+        assert not [o for o in gc.get_objects() if type(o) is extraction._ClaimedBatches], \
+            "between extractions the kept workers' loader holds no extraction's paths and digests"
         perturbed, _, _ = extract(tiny_encoder, paths, tmp_path / "blurred", Perturbation(blur_sigma=1.0),
                                   num_workers=2)
         replaced = worker_pids(before)

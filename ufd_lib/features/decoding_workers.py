@@ -130,7 +130,10 @@ class DecodingPool:
         if self._loader is None:
             raise RuntimeError("this decoding pool is closed")
         self._sampler.batches = sampler
-        return iter(self._loader)
+        try:
+            yield from self._loader
+        finally:
+            self._sampler.batches = ()  # a kept pool holds no extraction's paths between extractions
 
     def close(self) -> None:
         """Stop the workers (the DataLoader shuts them down with its last iterator) and let the

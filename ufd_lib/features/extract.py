@@ -491,8 +491,7 @@ def _encode_pass(encoder, pool: DecodingPool, paths, digests, groups, cache, cla
     model_threads = None if encoder.device.type == "cpu" else 1
     keys: list[bytes] = []
     features: list[np.ndarray] = []
-    with torch_threads(1):
-        batches = pool.batches(sampler)
+    batches = pool.batches(sampler)
     while True:
         with torch_threads(1):
             item = next(batches, None)

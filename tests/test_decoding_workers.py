@@ -72,9 +72,9 @@ def test_a_failed_extraction_stops_the_kept_workers(tiny_encoder, paths, tmp_pat
     with kept_decoding_workers():
         extract(tiny_encoder, paths[:2], tmp_path / "warm", num_workers=1)
         started = worker_pids(before)
-        with pytest.raises(ExtractionError, match="broken.png"):
+        with pytest.raises(ExtractionError, match="broken.png") as failure:
             extract(tiny_encoder, [broken, *paths], tmp_path / "strict", num_workers=1, strict=True)
-        assert worker_pids(before) == set()
+        assert failure.tb is not None and worker_pids(before) == set(), "stopped while the traceback lives on"
         again, kept, _ = extract(tiny_encoder, [broken, *paths], tmp_path / "again", num_workers=1)
         assert len(worker_pids(before)) == 1 and not worker_pids(before) & started
     assert kept.tolist() == [False] + [True] * len(paths)

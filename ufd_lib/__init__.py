@@ -37,6 +37,7 @@ _PUBLIC = {
     "featurize": "ufd_lib.features.feature_sets",
     "featurize_images": "ufd_lib.features.feature_sets",
     "featurize_benchmark": "ufd_lib.features.feature_sets",
+    "kept_decoding_workers": "ufd_lib.features.decoding_workers",
     "Perturbation": "ufd_lib.features.preprocess",
     "NearestNeighbourClassifier": "ufd_lib.classifiers.nearest_neighbour",
     "LinearProbe": "ufd_lib.classifiers.linear_probe",

@@ -119,6 +119,7 @@ class DecodingPool:
         self.settings = settings
         self.ring = _ring(settings.slots, settings.batch_size, settings.num_workers > 0)
         self._sampler = _CurrentBatches()
+        self._pass: Iterator | None = None
         workers = {"prefetch_factor": PREFETCH_BATCHES_PER_WORKER, "persistent_workers": True} \
             if settings.num_workers else {}
         self._loader: DataLoader | None = DataLoader(ImageFiles(settings, self.ring), batch_sampler=self._sampler,
@@ -130,15 +131,22 @@ class DecodingPool:
         if self._loader is None:
             raise RuntimeError("this decoding pool is closed")
         self._sampler.batches = sampler
+        self._pass = self._decoded(self._loader)
+        return self._pass
+
+    def _decoded(self, loader: DataLoader) -> Iterator:
         try:
-            yield from self._loader
+            yield from loader
         finally:
             self._sampler.batches = ()  # a kept pool holds no extraction's paths between extractions
 
     def close(self) -> None:
-        """Stop the workers (the DataLoader shuts them down with its last iterator) and let the
-        ring go."""
-        self._loader = None
+        """Stop the workers and let the ring go. The DataLoader shuts its workers down with its
+        last iterator: the pass under way lets go of it here, not when a traceback that holds it
+        is dropped (a notebook keeps the last one)."""
+        if self._pass is not None:
+            self._pass.close()
+        self._loader = self._pass = None
 
 
 class _KeptPool:

@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import gc
 import multiprocessing
+import os
+import signal
+import time
 
 import numpy as np
 import pytest
@@ -78,4 +81,18 @@ def test_a_failed_extraction_stops_the_kept_workers(tiny_encoder, paths, tmp_pat
         again, kept, _ = extract(tiny_encoder, [broken, *paths], tmp_path / "again", num_workers=1)
         assert len(worker_pids(before)) == 1 and not worker_pids(before) & started
     assert kept.tolist() == [False] + [True] * len(paths)
+    np.testing.assert_array_equal(again, reference)
+
+
+def test_a_kept_worker_killed_while_idle_is_reported_and_replaced(tiny_encoder, paths, tmp_path):
+    before = worker_pids(set())
+    reference, _, _ = extract(tiny_encoder, paths, tmp_path / "in-process", num_workers=0)
+    with kept_decoding_workers():
+        extract(tiny_encoder, paths[:2], tmp_path / "warm", num_workers=1)
+        (killed,) = worker_pids(before)
+        with pytest.raises(RuntimeError, match=f"DataLoader worker \\(pid {killed}\\) is killed by signal"):
+            os.kill(killed, signal.SIGKILL)
+            time.sleep(10)  # PyTorch's SIGCHLD handler raises in this thread, wherever it is
+        again, kept, _ = extract(tiny_encoder, paths, tmp_path / "again", num_workers=1)
+        assert kept.all() and len(worker_pids(before)) == 1 and killed not in worker_pids(before)
     np.testing.assert_array_equal(again, reference)

@@ -13,11 +13,16 @@ set-up in the child, zeroing the shared ring), paid again by every extraction th
 own. Inside :func:`kept_decoding_workers` (the ``ufd`` commands that extract, and
 :func:`ufd_lib.features.feature_sets.featurize_benchmark`), extractions with the same decode
 settings share one pool; one with other settings (another perturbation, batch size or
-worker count) replaces it, so at most one set of workers is ever idle.
+worker count) replaces it, so at most one set of workers is ever idle. A worker that dies,
+even while idle, is reported at once by PyTorch's DataLoader (a ``RuntimeError`` naming it,
+raised in the main thread wherever it is); the next extraction starts new workers.
 """
 from __future__ import annotations
 
 import contextlib
+import functools
+import multiprocessing
+import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -97,6 +102,11 @@ def _ring(slots: int, batch_size: int, shared: bool) -> torch.Tensor:
     return torch.empty(0, dtype=torch.uint8).set_(storage).view(shape)
 
 
+def _record_pid(pids: torch.Tensor, worker_id: int) -> None:
+    """In a worker, as it starts: its process id into the pool's shared ``pids``."""
+    pids[worker_id] = os.getpid()
+
+
 class _CurrentBatches:
     """The loader's batch sampler: whichever batches the pass under way hands out."""
 
@@ -120,8 +130,10 @@ class DecodingPool:
         self.ring = _ring(settings.slots, settings.batch_size, settings.num_workers > 0)
         self._sampler = _CurrentBatches()
         self._pass: Iterator | None = None
-        workers = {"prefetch_factor": PREFETCH_BATCHES_PER_WORKER, "persistent_workers": True} \
-            if settings.num_workers else {}
+        # The workers' process ids (0 until started), in shared memory: whether they still live.
+        self._pids = torch.zeros(settings.num_workers, dtype=torch.int64).share_memory_()
+        workers = {"prefetch_factor": PREFETCH_BATCHES_PER_WORKER, "persistent_workers": True,
+                   "worker_init_fn": functools.partial(_record_pid, self._pids)} if settings.num_workers else {}
         self._loader: DataLoader | None = DataLoader(ImageFiles(settings, self.ring), batch_sampler=self._sampler,
                                                      num_workers=settings.num_workers, collate_fn=_collate, **workers)
 
@@ -140,6 +152,11 @@ class DecodingPool:
         finally:
             self._sampler.batches = ()  # a kept pool holds no extraction's paths between extractions
 
+    def workers_alive(self) -> bool:
+        """False when a worker this pool started has ended since (killed while idle, say)."""
+        started = [pid for pid in self._pids.tolist() if pid]
+        return not started or set(started) <= {child.pid for child in multiprocessing.active_children()}
+
     def close(self) -> None:
         """Stop the workers and let the ring go. The DataLoader shuts its workers down with its
         last iterator: the pass under way lets go of it here, not when a traceback that holds it
@@ -156,7 +173,7 @@ class _KeptPool:
         self.pool: DecodingPool | None = None
 
     def take(self, settings: DecodeSettings) -> DecodingPool:
-        if self.pool is None or self.pool.settings != settings:
+        if self.pool is None or self.pool.settings != settings or not self.pool.workers_alive():
             self.discard()
             self.pool = DecodingPool(settings)
         return self.pool

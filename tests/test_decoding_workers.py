@@ -6,6 +6,7 @@ import multiprocessing
 import os
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -96,3 +97,15 @@ def test_a_kept_worker_killed_while_idle_is_reported_and_replaced(tiny_encoder, 
         again, kept, _ = extract(tiny_encoder, paths, tmp_path / "again", num_workers=1)
         assert kept.all() and len(worker_pids(before)) == 1 and killed not in worker_pids(before)
     np.testing.assert_array_equal(again, reference)
+
+
+def test_extractions_on_two_threads_in_one_block(tiny_encoder, paths, tmp_path):
+    """One uses the kept workers, the other starts its own: both get every image right."""
+    before = worker_pids(set())
+    reference, _, _ = extract(tiny_encoder, paths, tmp_path / "in-process", num_workers=0)
+    with kept_decoding_workers(), ThreadPoolExecutor(2) as threads:
+        results = list(threads.map(lambda name: extract(tiny_encoder, paths, tmp_path / name, num_workers=1)[0],
+                                   ["first", "second", "third", "fourth"]))
+    assert worker_pids(before) == set()
+    for features in results:
+        np.testing.assert_array_equal(features, reference)

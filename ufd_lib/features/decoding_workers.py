@@ -23,6 +23,7 @@ import contextlib
 import functools
 import multiprocessing
 import os
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -167,10 +168,12 @@ class DecodingPool:
 
 
 class _KeptPool:
-    """The pool kept by :func:`kept_decoding_workers`: at most one, with workers."""
+    """The pool kept by :func:`kept_decoding_workers`: at most one, with workers, used by one
+    extraction at a time (``in_use``)."""
 
     def __init__(self):
         self.pool: DecodingPool | None = None
+        self.in_use = threading.Lock()
 
     def take(self, settings: DecodeSettings) -> DecodingPool:
         if self.pool is None or self.pool.settings != settings or not self.pool.workers_alive():
@@ -201,21 +204,27 @@ def kept_decoding_workers():
         yield
     finally:
         _kept = None
-        kept.discard()
+        with kept.in_use:  # an extraction on another thread finishes first
+            kept.discard()
 
 
 @contextlib.contextmanager
 def decoding_pool(settings: DecodeSettings):
     """The pool one extraction decodes with: the kept one (:func:`kept_decoding_workers`) when it
-    uses workers, otherwise its own, closed when it ends. A pool whose pass failed is closed."""
+    uses workers and no other thread's extraction is using it, otherwise its own, closed when it
+    ends. A kept pool whose pass failed is closed."""
     kept = _kept if settings.num_workers > 0 else None
-    pool = kept.take(settings) if kept is not None else DecodingPool(settings)
+    if kept is None or not kept.in_use.acquire(blocking=False):
+        pool = DecodingPool(settings)
+        try:
+            yield pool
+        finally:
+            pool.close()
+        return
     try:
-        yield pool
+        yield kept.take(settings)
     except BaseException:
-        if kept is not None:
-            kept.discard()
+        kept.discard()
         raise
     finally:
-        if kept is None:
-            pool.close()
+        kept.in_use.release()

@@ -10,8 +10,9 @@ the decoding it carries.
 
 Starting workers costs tens of milliseconds of CPU per worker (the fork, the DataLoader's
 set-up in the child, zeroing the shared ring), paid again by every extraction that starts its
-own. Inside :func:`kept_decoding_workers` (the ``ufd`` commands that extract, and
-:func:`ufd_lib.features.feature_sets.featurize_benchmark`), extractions with the same decode
+own. Inside :func:`kept_decoding_workers` (``ufd evaluate``, ``predict`` and ``train-probe``,
+:func:`ufd_lib.features.feature_sets.featurize_benchmark`,
+:func:`ufd_lib.analyses.robustness.robustness_sweep`), extractions with the same decode
 settings share one pool; one with other settings (another perturbation, batch size or
 worker count) replaces it, so at most one set of workers is ever idle. A worker that dies,
 even while idle, is reported at once by PyTorch's DataLoader (a ``RuntimeError`` naming it,

@@ -5,15 +5,16 @@ import gc
 import multiprocessing
 import os
 import signal
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 
 from conftest import write_image
-from ufd_lib.features.decoding_workers import kept_decoding_workers
 from ufd_lib.features import extract as extraction
+from ufd_lib.features.decoding_workers import kept_decoding_workers
+from ufd_lib.features.encoders import Encoder
 from ufd_lib.features.extract import ExtractionError, extract_features, open_cache
 from ufd_lib.features.preprocess import Perturbation
 
@@ -99,13 +100,36 @@ def test_a_kept_worker_killed_while_idle_is_reported_and_replaced(tiny_encoder, 
     np.testing.assert_array_equal(again, reference)
 
 
-def test_extractions_on_two_threads_in_one_block(tiny_encoder, paths, tmp_path):
-    """One uses the kept workers, the other starts its own: both get every image right."""
+def test_an_extraction_on_another_thread_meanwhile_starts_its_own_workers(tiny_encoder, paths, tmp_path,
+                                                                          monkeypatch):
+    """While one thread's extraction holds the kept worker (it waits inside its model), an
+    extraction on this thread decodes with a worker of its own, which stops when it ends; the
+    held extraction then finishes with the kept worker. Both get every image right."""
+    entered, release = threading.Event(), threading.Event()
+    encode = Encoder.encode
+
+    def held_on_its_thread(self, images):
+        if threading.current_thread().name == "held":
+            entered.set()
+            assert release.wait(60)
+        return encode(self, images)
+
+    monkeypatch.setattr(Encoder, "encode", held_on_its_thread)
     before = worker_pids(set())
     reference, _, _ = extract(tiny_encoder, paths, tmp_path / "in-process", num_workers=0)
-    with kept_decoding_workers(), ThreadPoolExecutor(2) as threads:
-        results = list(threads.map(lambda name: extract(tiny_encoder, paths, tmp_path / name, num_workers=1)[0],
-                                   ["first", "second", "third", "fourth"]))
+    held: list[np.ndarray] = []
+    with kept_decoding_workers():
+        holder = threading.Thread(name="held", target=lambda: held.append(
+            extract(tiny_encoder, paths, tmp_path / "held", num_workers=1)[0]))
+        holder.start()
+        try:
+            assert entered.wait(60)
+            kept = worker_pids(before)
+            mine, _, _ = extract(tiny_encoder, paths, tmp_path / "mine", num_workers=1)
+            assert len(kept) == 1 and worker_pids(before) == kept
+        finally:
+            release.set()
+            holder.join(60)
     assert worker_pids(before) == set()
-    for features in results:
-        np.testing.assert_array_equal(features, reference)
+    np.testing.assert_array_equal(mine, reference)
+    np.testing.assert_array_equal(held[0], reference)

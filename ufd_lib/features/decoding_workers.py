@@ -133,9 +133,11 @@ class DecodingPool:
         self._sampler = _CurrentBatches()
         self._pass: Iterator | None = None
         # The workers' process ids (0 until started), in shared memory: whether they still live.
-        self._pids = torch.zeros(settings.num_workers, dtype=torch.int64).share_memory_()
-        workers = {"prefetch_factor": PREFETCH_BATCHES_PER_WORKER, "persistent_workers": True,
-                   "worker_init_fn": functools.partial(_record_pid, self._pids)} if settings.num_workers else {}
+        self._pids = torch.zeros(settings.num_workers, dtype=torch.int64)
+        workers = {}
+        if settings.num_workers:
+            workers = {"prefetch_factor": PREFETCH_BATCHES_PER_WORKER, "persistent_workers": True,
+                       "worker_init_fn": functools.partial(_record_pid, self._pids.share_memory_())}
         self._loader: DataLoader | None = DataLoader(ImageFiles(settings, self.ring), batch_sampler=self._sampler,
                                                      num_workers=settings.num_workers, collate_fn=_collate, **workers)
 

@@ -15,7 +15,7 @@ One run, in this order:
    device, go through :func:`ufd_lib.features.preprocess.to_model_input` and ``Encoder.encode``
    in batches of ``--batch-size``: the most the device can do with this model, model-input
    preparation included, no host work at all. Best of two passes, after a warm-up batch.
-4. *End to end*: :func:`ufd_lib.features.extract.extract_features` into an empty cache
+4. *End to end*: :func:`ufd_lib.features.extraction.extract.extract_features` into an empty cache
    (hashing every file, planning, claims, reading, decoding, cropping, the ring of uint8
    batches, the copy to the device, the model, the cache writes and the final load), once per
    worker count of ``--workers`` (default: 0, 4, 8, the default rule's count and one per core
@@ -43,9 +43,9 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from ufd_lib.features.decoding_workers import kept_decoding_workers  # noqa: E402
+from ufd_lib.features.extraction.decoding_workers import kept_decoding_workers  # noqa: E402
 from ufd_lib.features.encoders import load_encoder  # noqa: E402
-from ufd_lib.features.extract import default_workers, extract_features, open_cache  # noqa: E402
+from ufd_lib.features.extraction.extract import default_workers, extract_features, open_cache  # noqa: E402
 from ufd_lib.features.preprocess import Perturbation, load_pixels, to_model_input  # noqa: E402
 
 

@@ -61,7 +61,7 @@ import torch  # noqa: E402
 
 from ufd_lib.data.discovery import collect_images  # noqa: E402
 from ufd_lib.features.encoders import Encoder, load_encoder  # noqa: E402
-from ufd_lib.features.extract import extract_features, open_cache  # noqa: E402
+from ufd_lib.features.extraction.extract import extract_features, open_cache  # noqa: E402
 from ufd_lib.features.preprocess import Perturbation, evaluation_transform, load_tensor  # noqa: E402
 
 SIZES = {
@@ -427,7 +427,7 @@ def repeat_evaluation(work: Path, files: int, rounds: int) -> dict:
     """Second ``ufd evaluate``-style pass (discovery + extraction through the cache) over a tree
     of ``files`` images: image files opened (audit hook), I/O counters, time vs os.walk + stat."""
     from ufd_lib.data.image_sets import parse_set_spec
-    from ufd_lib.features.digest_memo import MEMO_NAME
+    from ufd_lib.features.extraction.digest_memo import MEMO_NAME
 
     root = work / "tree"
     log(f"repeat evaluation: writing {files} PNGs")
@@ -543,7 +543,7 @@ def host_pipeline(work: Path, images: int, rounds: int) -> dict:
     there too), and on a device that costs the host nothing (:class:`FreeDeviceEncoder`).
 
     Workers are kept from one extraction to the next, as in a ``ufd`` command
-    (:func:`ufd_lib.features.decoding_workers.kept_decoding_workers`); ``start_cpu_seconds`` is
+    (:func:`ufd_lib.features.extraction.decoding_workers.kept_decoding_workers`); ``start_cpu_seconds`` is
     the first extraction of one batch, which starts them. ``workers_host_own`` is an extraction
     on its own, outside such a block, which starts and stops its workers (measured first, its
     rounds before the others').
@@ -558,8 +558,8 @@ def host_pipeline(work: Path, images: int, rounds: int) -> dict:
     within seconds."""
     from multiprocessing import Pool
 
-    from ufd_lib.features.decoding_workers import kept_decoding_workers
-    from ufd_lib.features.extract import ExtractionOptions, default_workers
+    from ufd_lib.features.extraction.decoding_workers import kept_decoding_workers
+    from ufd_lib.features.extraction.extract import ExtractionOptions, default_workers
 
     # (size, format, share of ``images``): the large images cost 10x more each, fewer do as well
     cases = {"png_256x256": ((256, 256), "PNG", 1), "jpeg_256x256": ((256, 256), "JPEG", 1),

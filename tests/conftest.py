@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 TINY_ENCODER = "random-clip:tiny"
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(autouse=True)

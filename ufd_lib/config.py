@@ -141,6 +141,12 @@ def max_image_bytes() -> int:
     return _positive_int_from_env("UFD_MAX_IMAGE_BYTES", MAX_IMAGE_BYTES)
 
 
+def env_flag(name: str) -> bool:
+    """Whether the environment variable ``name`` is set to a true value (anything but empty,
+    ``0``, ``false`` or ``False``). The one reader of on/off switches such as ``UFD_OFFLINE``."""
+    return os.environ.get(name, "") not in ("", "0", "false", "False")
+
+
 def offline() -> bool:
     """Whether downloads are forbidden (``UFD_OFFLINE=1``)."""
-    return os.environ.get("UFD_OFFLINE", "") not in ("", "0", "false", "False")
+    return env_flag("UFD_OFFLINE")

@@ -10,7 +10,7 @@ from ufd_lib.analyses.tables import family_image_counts, family_summary, ordered
 from ufd_lib.data.discovery import sample_images
 from ufd_lib.data.image_sets import ImageSetSpec
 from ufd_lib.evaluation.scoring import evaluate_sets
-from ufd_lib.features.decoding_workers import kept_decoding_workers
+from ufd_lib.features.extraction.decoding_workers import kept_decoding_workers
 from ufd_lib.features.encoders import Encoder
 from ufd_lib.features.feature_sets import ExtractionOptions, featurize_images
 from ufd_lib.features.preprocess import Perturbation

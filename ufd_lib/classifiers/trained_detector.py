@@ -13,7 +13,7 @@ One door, :func:`load_or_train_detector`, tries in order:
 A ResNet-50 is only ever trained from torchvision's ImageNet weights (as Wang et al.; read from
 the torch hub cache): without them, and without the released weights, the detector is skipped
 with :class:`DetectorUnavailable`, whose message says which file to put where. A random-init
-ResNet-50 would be a different, much weaker baseline. The smoke profile trains :class:`~ufd_lib.features.detector_networks.SmallCNN`
+ResNet-50 would be a different, much weaker baseline. The smoke profile trains :class:`~ufd_lib.features.encoders.detector.SmallCNN`
 from random weights, in about a minute on CPU.
 
 Training follows Wang et al. 2020, "Blur+JPEG (0.5)": the training augmentation shared with
@@ -26,7 +26,7 @@ rate / 10 after ``patience`` epochs without an improvement of ``min_delta``, sto
 an ``architecture`` and a ``meta`` entry.
 
 The detector is then used as two pieces: its body, the registry's ``detector:<file>`` encoder
-(:mod:`ufd_lib.features.detector_networks`; identity the file's SHA-256, so its penultimate
+(:mod:`ufd_lib.features.encoders.detector`; identity the file's SHA-256, so its penultimate
 features go through the feature cache, test-time perturbations included), and its ``fc`` layer
 as a :class:`LinearProbe` on those features. Test images get the pipeline's evaluation
 preprocessing (centre crop 224, no resize; CNNDetection's own evaluation feeds the whole image).
@@ -58,10 +58,10 @@ from ufd_lib.classifiers.lr_schedule import ReleasedLearningRateSchedule
 from ufd_lib.data.discovery import LabelledImage, collect_images
 from ufd_lib.devices import resolve_device, torch_threads
 from ufd_lib.features.augmentation import TrainingAugmentation
-from ufd_lib.features.detector_networks import ARCHITECTURES, DetectorFileError, empty_network, read_detector_file
+from ufd_lib.features.encoders.detector import ARCHITECTURES, DetectorFileError, empty_network, read_detector_file
 from ufd_lib.features.encoders import Encoder, EncoderUnavailable, load_encoder
 from ufd_lib.features.preprocess import ImageRejected, decode_image, evaluation_transform, load_tensor
-from ufd_lib.features.torchvision_encoders import expected_checkpoint, imagenet_checkpoint
+from ufd_lib.features.encoders.torchvision_models import expected_checkpoint, imagenet_checkpoint
 from ufd_lib.hashing import file_sha256
 
 DETECTOR_FILE = "trained_detector.pth"

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from ufd_lib import config
+from ufd_lib.features.encoders.registry import encoder_usage
 from ufd_lib.data.image_sets import PathArgumentError, output_directory, parse_set_spec
 from ufd_lib.messages import escape_control
 
@@ -114,9 +115,7 @@ def jpeg_quality(text: str) -> int:
 def add_extraction_flags(parser: argparse.ArgumentParser) -> None:
     """The flags of every command that encodes images: encoder, cache, perturbation, sampling,
     device and decoding."""
-    parser.add_argument("--encoder", default=config.DEFAULT_ENCODER,
-                        help="clip:ViT-L/14 (default), clip:/path/to/checkpoint.pt, random-clip:tiny|small|ViT-B/32|..., "
-                        "torchvision:resnet50, detector:/path/to/trained_detector.pth")
+    parser.add_argument("--encoder", default=config.DEFAULT_ENCODER, help=f"one of: {encoder_usage()}")
     parser.add_argument("--cache-dir", type=argument_type(output_directory), default=None,
                         help="feature cache (default $UFD_CACHE_DIR or ~/.cache/ufd/features)")
     parser.add_argument("--jpeg-quality", type=jpeg_quality, default=None, help="re-encode each image as JPEG at this quality (1..100)")

@@ -6,9 +6,9 @@ from ufd_lib.classifiers.linear_probe import LinearProbe
 from ufd_lib.classifiers.nearest_neighbour import NearestNeighbourClassifier
 from ufd_lib.cli.args import UsageError, extraction_options, settings
 from ufd_lib.evaluation.scoring import evaluate_sets
-from ufd_lib.features.decoding_workers import kept_decoding_workers
+from ufd_lib.features.extraction.decoding_workers import kept_decoding_workers
 from ufd_lib.features.encoders import load_encoder
-from ufd_lib.features.extract import ExtractionReport
+from ufd_lib.features.extraction.extract import ExtractionReport
 from ufd_lib.features.feature_sets import featurize
 from ufd_lib.report.provenance import run_record, write_evaluation
 
@@ -52,7 +52,7 @@ def run(args) -> int:
     options = extraction_options(args)
     if args.k < 1:
         raise UsageError(f"--k must be >= 1, got {args.k}")
-    encoder = load_encoder(args.encoder, args.device)
+    encoder = load_encoder(args.encoder, args.device, args.allow_torchscript)
     report = ExtractionReport()
     classifier = _fit_classifier(args, encoder, options, report)
     test_sets = [featurize(encoder, spec, options, report) for spec in args.test]

@@ -5,7 +5,7 @@
 
 Every image of every ``--set`` is encoded at most once per setting (encoder, preprocessing,
 perturbation, precision); later ``ufd evaluate``/``train-probe`` runs and the notebooks read
-the features from the cache. Under torchrun the ranks share the work (:mod:`ufd_lib.features.sharding`)
+the features from the cache. Under torchrun the ranks share the work (:mod:`ufd_lib.features.extraction.sharding`)
 and rank 0 prints the summary and writes ``run.json``.
 
 Exit status: 0 done (unusable files are skipped and counted); 1 an encoder or image error;
@@ -21,9 +21,9 @@ import time
 
 from ufd_lib.cli.args import UsageError, device_problem, extraction_options, settings
 from ufd_lib.data.discovery import collect_images
-from ufd_lib.features import sharding
+from ufd_lib.features.extraction import sharding
 from ufd_lib.features.encoders import load_encoder
-from ufd_lib.features.extract import fill_cache, open_cache
+from ufd_lib.features.extraction.extract import fill_cache, open_cache
 from ufd_lib.report.provenance import run_record
 
 
@@ -49,7 +49,7 @@ def run(args) -> int:
     _check_before_loading(args, device)
     world = sharding.init_world(device)
     try:
-        encoder = load_encoder(args.encoder, device)
+        encoder = load_encoder(args.encoder, device, args.allow_torchscript)
         paths, per_set = [], {}
         for spec in args.sets:
             images = collect_images(spec, options.sampling)

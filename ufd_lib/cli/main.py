@@ -20,7 +20,7 @@ def _exit_status(error: Exception) -> int | None:
     from ufd_lib.classifiers.linear_probe import ProbeFileError
     from ufd_lib.evaluation.metrics import MetricError
     from ufd_lib.features.encoders import EncoderUnavailable
-    from ufd_lib.features.extract import ExtractionError
+    from ufd_lib.features.extraction.extract import ExtractionError
     from ufd_lib.runs.reproduce import ReproduceError
 
     if isinstance(error, (EncoderUnavailable, ExtractionError, MetricError, ReproduceError, OSError)):
@@ -34,8 +34,6 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "allow_pickled_lists", False):
         os.environ["UFD_ALLOW_PICKLED_LISTS"] = "1"  # read by ufd_lib.data.file_lists, for this run
-    if getattr(args, "allow_torchscript", False):
-        os.environ["UFD_ALLOW_TORCHSCRIPT"] = "1"  # read by ufd_lib.features.encoders, for this run
     try:
         return importlib.import_module(args.command_module).run(args)
     except KeyboardInterrupt:

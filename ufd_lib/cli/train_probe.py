@@ -13,7 +13,7 @@ from ufd_lib.atomic_files import atomic_write
 from ufd_lib.classifiers.linear_probe import LinearProbe
 from ufd_lib.cli.args import UsageError, extraction_options
 from ufd_lib.features.augmentation import featurize_views
-from ufd_lib.features.decoding_workers import kept_decoding_workers
+from ufd_lib.features.extraction.decoding_workers import kept_decoding_workers
 from ufd_lib.features.encoders import load_encoder
 from ufd_lib.features.feature_sets import featurize
 from ufd_lib.features.preprocess import Perturbation
@@ -45,7 +45,7 @@ def run(args) -> int:
     if args.augmented_views and options.perturbation != Perturbation():
         raise UsageError("--augmented-views augments the original images; it cannot be combined with "
                          "--blur-sigma or --jpeg-quality")
-    encoder = load_encoder(args.encoder, args.device)
+    encoder = load_encoder(args.encoder, args.device, args.allow_torchscript)
     train = featurize(encoder, args.train, options)
     validation = featurize(encoder, args.val, options) if args.val else None
     views = featurize_views(encoder, train, options, args.augmented_views) if args.augmented_views else None

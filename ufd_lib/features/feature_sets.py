@@ -14,9 +14,9 @@ import pandas as pd
 from ufd_lib.data.benchmark import Benchmark
 from ufd_lib.data.discovery import LabelledImage, discover_images
 from ufd_lib.data.image_sets import ImageSetSpec
-from ufd_lib.features.decoding_workers import kept_decoding_workers
+from ufd_lib.features.extraction.decoding_workers import kept_decoding_workers
 from ufd_lib.features.encoders import Encoder
-from ufd_lib.features.extract import ExtractionOptions, ExtractionReport, extract_features, open_cache
+from ufd_lib.features.extraction.extract import ExtractionOptions, ExtractionReport, extract_features, open_cache
 
 
 @dataclass

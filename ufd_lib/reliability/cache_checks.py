@@ -186,7 +186,7 @@ def check_orphans_removed(workload, work: Path, reference) -> Check:
 def check_non_finite_features(workload, work: Path, reference_root: Path, reference) -> Check:
     """NaN, inf and float16 overflow written: refused naming the image, nothing written. NaN and
     -inf found in a committed chunk (with a matching record): set aside and re-encoded."""
-    from ufd_lib.features.feature_cache import FeatureCache, FeatureCacheError
+    from ufd_lib.features.extraction.feature_cache import FeatureCache, FeatureCacheError
 
     fine = differences = 0
     refused_values = (np.nan, np.inf, 1e5)
@@ -225,8 +225,8 @@ def check_non_finite_features(workload, work: Path, reference_root: Path, refere
 def check_unwritable_cache(work: Path) -> Check:
     """A cache root that is a file: a clear FeatureCacheError, nothing created."""
     from ufd_lib.features.encoders import load_encoder
-    from ufd_lib.features.extract import extract_features, open_cache
-    from ufd_lib.features.feature_cache import FeatureCacheError
+    from ufd_lib.features.extraction.extract import extract_features, open_cache
+    from ufd_lib.features.extraction.feature_cache import FeatureCacheError
     from ufd_lib.features.preprocess import Perturbation
 
     blocker = work / "not-a-directory"

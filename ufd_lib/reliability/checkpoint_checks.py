@@ -23,7 +23,8 @@ def check_pickle_payloads(work: Path) -> Check:
     import torch
 
     from ufd_lib.classifiers.linear_probe import LinearProbe, ProbeFileError
-    from ufd_lib.features.encoders import EncoderUnavailable, load_clip_state_dict
+    from ufd_lib.features.encoders import EncoderUnavailable
+    from ufd_lib.features.encoders.clip import load_clip_state_dict
 
     loaders = {"linear probe": (LinearProbe.load, ProbeFileError),
                "CLIP checkpoint": (load_clip_state_dict, EncoderUnavailable)}
@@ -77,11 +78,8 @@ def check_non_finite_weights(work: Path) -> Check:
     import torch
 
     from ufd_lib.classifiers.linear_probe import LinearProbe, ProbeFileError
-    from ufd_lib.features.encoders import (
-        EncoderUnavailable,
-        load_encoder,
-        random_clip_state_dict,
-    )
+    from ufd_lib.features.encoders import EncoderUnavailable, load_encoder
+    from ufd_lib.features.encoders.clip import random_clip_state_dict
 
     state = random_clip_state_dict("tiny")
     state["visual.proj"][0, 0] = float("nan")
@@ -105,7 +103,8 @@ def check_mismatched_state_dicts(work: Path) -> Check:
     import torch
 
     from ufd_lib.checkpoints import CheckpointMismatch
-    from ufd_lib.features.encoders import load_encoder, random_clip_state_dict
+    from ufd_lib.features.encoders import load_encoder
+    from ufd_lib.features.encoders.clip import random_clip_state_dict
 
     missing = random_clip_state_dict("tiny")
     del missing["visual.ln_post.weight"]

@@ -66,7 +66,7 @@ def _extract(paths, cache_root, report_path, delay, die_in) -> None:
 
     from ufd_lib import config
     from ufd_lib.features.encoders import load_encoder
-    from ufd_lib.features.extract import fill_cache, open_cache
+    from ufd_lib.features.extraction.extract import fill_cache, open_cache
     from ufd_lib.features.preprocess import Perturbation
 
     torch.set_num_threads(1)
@@ -98,7 +98,7 @@ def _extract(paths, cache_root, report_path, delay, die_in) -> None:
 
 def _context():
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["ufd_lib.features.extract", "ufd_lib.features.encoders"])
+    context.set_forkserver_preload(["ufd_lib.features.extraction.extract", "ufd_lib.features.encoders.clip"])
     return context
 
 
@@ -128,11 +128,11 @@ def cache_folder(cache_root: Path) -> Path:
 def stored_rows(folder: Path) -> dict[bytes, bytes]:
     """Every committed row of a cache setting folder: digest → its stored float16 bytes.
 
-    Reads chunks through :class:`~ufd_lib.features.feature_cache.FeatureCache`'s own checks (a chunk
+    Reads chunks through :class:`~ufd_lib.features.extraction.feature_cache.FeatureCache`'s own checks (a chunk
     that fails them raises here, since warnings are errors) and raises if a digest is stored
     twice, which would mean work was done twice.
     """
-    from ufd_lib.features.feature_cache import FeatureCache
+    from ufd_lib.features.extraction.feature_cache import FeatureCache
 
     if not (folder / "setting.json").exists():  # written with the first chunk
         if any(folder.glob("chunk-*.json")):

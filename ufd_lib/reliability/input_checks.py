@@ -281,7 +281,7 @@ def check_files_changed_after_planning(work: Path) -> Check:
     it; the next run takes it up and ends bit for bit equal to a clean run on the final files."""
     from unittest import mock
 
-    from ufd_lib.features import extract as extraction
+    from ufd_lib.features.extraction import extract as extraction
     from ufd_lib.features.encoders import load_encoder
     from ufd_lib.features.preprocess import CHANGED_SINCE_HASHED, Perturbation
 
@@ -325,7 +325,7 @@ def check_inputs_that_are_not_images(work: Path) -> Check:
     import threading
 
     from ufd_lib.features.encoders import load_encoder
-    from ufd_lib.features.extract import extract_features, open_cache
+    from ufd_lib.features.extraction.extract import extract_features, open_cache
     from ufd_lib.features.preprocess import Perturbation
 
     images = faults.make_workload(work / "images", decodable=4, broken=0)
@@ -368,7 +368,7 @@ def check_non_finite_encoder_output(work: Path) -> Check:
     import torch
 
     from ufd_lib.features.encoders import load_encoder
-    from ufd_lib.features.extract import ExtractionError, extract_features, open_cache
+    from ufd_lib.features.extraction.extract import ExtractionError, extract_features, open_cache
     from ufd_lib.features.preprocess import Perturbation
 
     class Poisoned(torch.nn.Module):

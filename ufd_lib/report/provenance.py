@@ -13,7 +13,7 @@ from pathlib import Path
 from ufd_lib.atomic_files import atomic_write_files
 from ufd_lib.evaluation.scoring import EvaluationResult
 from ufd_lib.features.encoders import Encoder
-from ufd_lib.features.extract import ExtractionReport
+from ufd_lib.features.extraction.extract import ExtractionReport
 
 
 def library_versions() -> dict[str, str]:

@@ -14,7 +14,7 @@ from ufd_lib.classifiers.released import RELEASED_PROBE
 from ufd_lib.data.benchmark import Benchmark
 from ufd_lib.data.discovery import EmptyImageSetError, LabelledImage, collect_images
 from ufd_lib.data.image_sets import ImageSetSpec
-from ufd_lib.features.encoders import Encoder, load_encoder
+from ufd_lib.features.encoders import Encoder, load_encoder, parse_encoder_spec
 from ufd_lib.features.feature_sets import ExtractionOptions
 from ufd_lib.hashing import file_sha256
 from ufd_lib.report import artifacts
@@ -95,7 +95,7 @@ def weights_notice(encoder: Encoder) -> str:
     if encoder.checkpoint_path is None:
         return f"encoder {encoder.name}: RANDOM weights, no weights file (id {encoder.checkpoint_sha256})"
     parts += [f"weights {encoder.checkpoint_path}", f"SHA-256 {encoder.checkpoint_sha256}"]
-    if encoder.name.startswith("clip:"):
+    if parse_encoder_spec(encoder.name)[0] == "clip":
         parts.append("OpenAI's published checkpoint" if encoder.checkpoint_official
                      else "NOT one of OpenAI's published checkpoints")
     return ", ".join(parts)

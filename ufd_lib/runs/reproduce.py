@@ -52,12 +52,12 @@ def select_notebooks(only: list[str] | None) -> list[str]:
 
 def _check_encoder(spec: str) -> None:
     """A usage error before any notebook runs when ``spec`` names no registered encoder."""
-    from ufd_lib.features.encoders import available_prefixes
+    from ufd_lib.features.encoders import parse_encoder_spec
 
-    prefix, sep, argument = spec.partition(":")
-    if not sep or not argument or prefix not in available_prefixes():
-        raise ValueError(f"--encoder {spec!r}: expected one of "
-                         + ", ".join(f"{p}:<...>" for p in available_prefixes()))
+    try:
+        parse_encoder_spec(spec)
+    except ValueError as error:
+        raise ValueError(f"--encoder: {error}") from None
 
 
 def _ipc_kernel_config(socket_folder: str):

@@ -52,12 +52,12 @@ def select_notebooks(only: list[str] | None) -> list[str]:
 
 def _check_encoder(spec: str) -> None:
     """A usage error before any notebook runs when ``spec`` names no registered encoder."""
-    from ufd_lib.features.encoders import parse_encoder_spec
+    from ufd_lib.features.encoders import encoder_usage, parse_encoder_spec
 
     try:
         parse_encoder_spec(spec)
-    except ValueError as error:
-        raise ValueError(f"--encoder: {error}") from None
+    except ValueError:
+        raise ValueError(f"--encoder {spec!r}: expected one of {encoder_usage()}") from None
 
 
 def _ipc_kernel_config(socket_folder: str):

@@ -12,6 +12,7 @@ import importlib
 
 _PUBLIC = {
     "Encoder": "encoder",
+    "LayerTokens": "encoder",
     "CheckpointRefused": "registry",
     "EncoderUnavailable": "registry",
     "LoadOptions": "registry",

@@ -31,7 +31,7 @@ from torch import nn
 from ufd_lib import config
 from ufd_lib.atomic_files import atomic_write
 from ufd_lib.checkpoints import CheckpointMismatch, load_checkpoint, one_line, require_finite
-from ufd_lib.features.encoders.encoder import Encoder
+from ufd_lib.features.encoders.encoder import Encoder, LayerTokens
 from ufd_lib.features.encoders.registry import CheckpointRefused, EncoderUnavailable, LoadOptions
 from ufd_lib.hashing import file_sha256
 
@@ -55,11 +55,41 @@ def _finish_clip(model: nn.Module, device: torch.device) -> nn.Module:
     return model
 
 
+def clip_layer_tokens(model: nn.Module, images: torch.Tensor,
+                      layers: tuple[int, ...]) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+    """CLIP's ``encode_image`` step by step, keeping the class token of the residual stream.
+
+    images: (n, 3, 224, 224) on the model's device. Returns (the final embedding (n, output_dim),
+    exactly ``encode_image``'s, {layer: (n, width)}) in the model's dtype. Layer 0 is the stream
+    entering block 1 (after ``ln_pre``), layer L the output of block L; the class token is
+    position 0 of the sequence, the first dimension in the transformer's (seq, batch, width) layout.
+    """
+    visual = model.visual
+    x = visual.conv1(images.type(model.dtype))
+    x = x.reshape(x.shape[0], x.shape[1], -1).permute(0, 2, 1)
+    cls = visual.class_embedding.to(x.dtype) + torch.zeros(x.shape[0], 1, x.shape[-1], dtype=x.dtype, device=x.device)
+    x = visual.ln_pre(torch.cat([cls, x], dim=1) + visual.positional_embedding.to(x.dtype))
+    x = x.permute(1, 0, 2)
+    tokens = {0: x[0]} if 0 in layers else {}
+    for depth, block in enumerate(visual.transformer.resblocks, start=1):
+        x = block(x)
+        if depth in layers:
+            tokens[depth] = x[0]
+    final = visual.ln_post(x.permute(1, 0, 2)[:, 0, :])
+    if visual.proj is not None:
+        final = final @ visual.proj
+    return final, tokens
+
+
 def _clip_encoder(model: nn.Module, name: str, sha256: str, device: torch.device, path: Path | None = None) -> Encoder:
     embed_dim = model.visual.output_dim
+    layer_tokens = None
+    if hasattr(model.visual, "class_embedding"):  # a ViT; the ResNet CLIPs have no class token
+        layer_tokens = LayerTokens(depth=len(model.visual.transformer.resblocks),
+                                   width=model.visual.class_embedding.shape[-1], forward=clip_layer_tokens)
     return Encoder(model=model, name=name, checkpoint_sha256=sha256, device=device, embed_dim=embed_dim,
                    checkpoint_official=path is not None and is_official_sha256(sha256),
-                   checkpoint_path=None if path is None else str(path))
+                   checkpoint_path=None if path is None else str(path), layer_tokens=layer_tokens)
 
 
 def official_clip_checkpoints() -> dict[str, tuple[str, str]]:

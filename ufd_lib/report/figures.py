@@ -238,3 +238,60 @@ def probe_training_curve(history: pd.DataFrame, title: str) -> plt.Figure:
     axes.legend()
     figure.tight_layout()
     return figure
+
+
+def precision_recall_panels(curves: pd.DataFrame, families: dict[str, str], title: str) -> plt.Figure:
+    """Precision against recall: rows = classifiers, columns = generator families, one line per
+    test set. curves: long, columns classifier, test_set, recall, precision (fractions)."""
+    classifiers = list(curves["classifier"].unique())
+    family_names = list(dict.fromkeys(families.get(name, "unknown") for name in curves["test_set"].unique()))
+    figure, panels = plt.subplots(len(classifiers), len(family_names), squeeze=False,
+                                  figsize=(3.4 * len(family_names), 3.2 * len(classifiers)))
+    for row, classifier in enumerate(classifiers):
+        for column, family in enumerate(family_names):
+            axes = panels[row][column]
+            mine = curves[(curves["classifier"] == classifier)
+                          & curves["test_set"].map(lambda name: families.get(name, "unknown") == family)]
+            for test_set, points in mine.groupby("test_set", sort=False):
+                axes.plot(points["recall"], points["precision"], lw=1.3, label=test_set)
+            axes.set_xlim(0, 1.01)
+            axes.set_ylim(0, 1.02)
+            axes.set_xlabel("recall (fakes found)")
+            axes.set_ylabel(f"{classifier}: precision")
+            axes.set_title(family, fontsize=10)
+            axes.grid(alpha=0.3)
+            axes.legend(fontsize=7, loc="lower left")
+    figure.suptitle(title)
+    figure.tight_layout()
+    return figure
+
+
+def layer_curves(sweep: pd.DataFrame, title: str, metric: str = "ap") -> plt.Figure:
+    """A metric (percent) against the block whose CLS token is used, one panel per classifier,
+    one line per generator family (all test sets in black); the final embedding drawn as a
+    marker one step past the last block. sweep: long, columns layer, depth (NaN: final),
+    classifier, family and ``metric``."""
+    classifiers = list(sweep["classifier"].unique())
+    figure, panels = plt.subplots(1, len(classifiers), squeeze=False, figsize=(5.6 * len(classifiers), 4.2))
+    last = int(sweep["depth"].max())
+    families = [f for f in sweep["family"].unique() if f != ALL_SETS]
+    for axes, classifier in zip(panels[0], classifiers):
+        rows = sweep[sweep["classifier"] == classifier]
+        for family in families + [ALL_SETS]:
+            mine = rows[rows["family"] == family]
+            blocks = mine[mine["depth"].notna()].sort_values("depth")
+            style = dict(color="black", lw=2.2) if family == ALL_SETS else dict(lw=1.4)
+            line, = axes.plot(blocks["depth"], blocks[metric], marker="o", label=family, **style)
+            final = mine[mine["depth"].isna()]
+            if len(final):
+                axes.plot([last + 1], final[metric], marker="*", ms=12, ls="none", color=line.get_color())
+        axes.axhline(50, color="grey", lw=0.8, ls="--", label="chance")
+        axes.set_xticks(list(range(last + 2)), [str(depth) for depth in range(last + 1)] + ["final"])
+        axes.set_xlabel("layer (CLS token after block L; ★ final embedding)")
+        axes.set_ylabel(f"{classifier}: mean {'average precision' if metric == 'ap' else 'accuracy'} (%)")
+        axes.set_ylim(0, 102)
+        axes.grid(alpha=0.3)
+    panels[0][-1].legend(title="generator family", fontsize=8, loc="lower right")
+    figure.suptitle(title)
+    figure.tight_layout()
+    return figure

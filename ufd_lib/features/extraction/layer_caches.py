@@ -1,0 +1,57 @@
+"""Per-layer features in the feature cache, and what a request for them takes on disk.
+
+The CLS token of each requested block of a CLIP ViT (:class:`ufd_lib.features.encoders.LayerTokens`)
+is kept in a cache of its own: the setting of the final features (encoder, checkpoint,
+preprocessing, perturbation, precision) plus ``"layer": L``, of the token's width, float16
+like every feature. A setting is a separate folder, so asking for one more layer later needs
+only that layer's folder to be filled, and the final features' cache is never rewritten.
+"""
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable
+
+from ufd_lib import config
+from ufd_lib.features.extraction.feature_cache import FeatureCache
+
+LAYER_KEY = "layer"
+# Bytes of a chunk beyond its rows: two .npy headers (numpy pads a 2-D array's header to 128
+# bytes) and the commit record (about 300 bytes of JSON).
+CHUNK_OVERHEAD_BYTES = 128 + 128 + 300
+KEY_BYTES = 32  # SHA-256 of the image file, one per row
+
+
+def layer_setting(setting: dict, layer: int) -> dict:
+    """The cache setting of layer ``layer``'s CLS tokens, given the final features' setting."""
+    return {**setting, LAYER_KEY: int(layer)}
+
+
+def layer_caches(cache: FeatureCache, layers: Iterable[int], width: int) -> dict[int, FeatureCache]:
+    """The caches of the CLS tokens of ``layers`` (width ``width``), beside ``cache`` (the final
+    features' cache, whose root and setting they share but for the layer)."""
+    root = cache.directory.parent
+    return {int(layer): FeatureCache(root, layer_setting(cache.setting, layer), dim=width) for layer in layers}
+
+
+def stored_bytes(images: int, dim: int, setting: dict | None = None, chunk_images: int | None = None) -> int:
+    """Bytes a cache writes to store ``images`` new feature rows of width ``dim``: float16 values,
+    a 32-byte key per row, chunk headers and commit records (chunks of ``chunk_images``, default
+    :func:`ufd_lib.config.cache_chunk_images`), and the ``setting.json`` of a new folder when
+    ``setting`` is given. An estimate: a run cut into more chunks (resumed, shared) writes a few
+    hundred bytes more per extra chunk."""
+    if images <= 0:
+        return 0
+    item = 2 if config.FEATURE_STORE_DTYPE == "float16" else 4
+    chunks = math.ceil(images / (chunk_images or config.cache_chunk_images()))
+    marker = len(json.dumps(setting, sort_keys=True, indent=2).encode()) if setting is not None else 0
+    return images * (dim * item + KEY_BYTES) + chunks * CHUNK_OVERHEAD_BYTES + marker
+
+
+def human_bytes(count: float) -> str:
+    """``2080`` → ``"2.0 KB"`` (powers of 1000, as disks are sold)."""
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if count < 1000 or unit == "GB":
+            return f"{count:.0f} {unit}" if unit == "bytes" else f"{count:.1f} {unit}"
+        count /= 1000
+    raise AssertionError("unreachable")

@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 
 from ufd_lib.analyses.layers import (
-    FINAL, concatenated, layer_sweep, paper_layer_map, paper_layer_table, training_images_within, training_subset,
+    FINAL,
+    concatenated,
+    layer_sweep,
+    paper_layer_map,
+    paper_layer_table,
+    training_images_within,
+    training_subset,
 )
 from ufd_lib.analyses.tables import ALL_SETS
 from ufd_lib.classifiers.nearest_neighbour import NearestNeighbourClassifier

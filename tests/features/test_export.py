@@ -21,7 +21,8 @@ def test_export_writes_final_and_layer_arrays_with_an_index(tmp_path):
     assert tokens.dtype == np.float16 and tokens.shape == (3, 6) and np.all(tokens == 0.5)
     index = pd.read_csv(tmp_path / "out" / "progan.csv")
     assert list(index.columns) == ["row", "path", "label"]
-    assert index["path"].tolist() == paths and index["label"].tolist() == [0, 1, 1] and index["row"].tolist() == [0, 1, 2]
+    assert index["path"].tolist() == paths and index["label"].tolist() == [0, 1, 1]
+    assert index["row"].tolist() == [0, 1, 2]
 
 
 def test_export_refuses_layers_of_other_images_and_writes_nothing(tmp_path):

@@ -45,6 +45,7 @@ def test_layout_matches_the_papers_data(bench):
     for split in ("train", "val"):
         categories = SMALL["train_categories"]
         expected |= {f"{split}/progan/{c}/{label}" for c in categories for label in ("0_real", "1_fake")}
+        expected |= {f"{split}/ldm/{label}" for label in ("0_real", "1_fake")}
     for name, categories in CATEGORY_SETS.items():
         expected |= {f"test/{name}/{c}/{label}" for c in categories for label in ("0_real", "1_fake")}
     expected |= {f"test/{name}/{label}" for name in FLAT_SETS for label in ("0_real", "1_fake")}
@@ -68,7 +69,10 @@ def test_specs_point_at_the_right_existing_directories(bench):
     for name, source in DIFFUSION_SETS.items():
         assert by_name[name].real_root == root / "diffusion_datasets" / source
         assert by_name[name].fake_root == root / "diffusion_datasets" / name
-    for spec in (bench.train, bench.val, *bench.test_sets):
+    ldm_train, ldm_val = bench.other_training["ldm"]
+    assert ldm_train.real_root == ldm_train.fake_root == root / "train" / "ldm"
+    assert ldm_val.real_root == ldm_val.fake_root == root / "val" / "ldm"
+    for spec in (bench.train, bench.val, *bench.test_sets, ldm_train, ldm_val):
         assert spec.real_root.is_dir() and spec.fake_root.is_dir()
 
 
@@ -78,7 +82,9 @@ def test_counts_names_and_image_format(bench):
     counts = json.loads((bench.root / MANIFEST_NAME).read_text())["counts"]
     expected = {"train": per_class * n_categories, "val": max(4, per_class // 4) * n_categories}
     expected |= {spec.name: per_class for spec in bench.test_sets}
+    expected |= {"train_ldm": 2 * per_class, "val_ldm": max(4, per_class // 4)}
     keyed = [("train", bench.train), ("val", bench.val)] + [(spec.name, spec) for spec in bench.test_sets]
+    keyed += [("train_ldm", bench.other_training["ldm"][0]), ("val_ldm", bench.other_training["ldm"][1])]
     for key, spec in keyed:
         real, fake = _set_images(spec)
         assert len(real) == len(fake) == expected[key] == counts[key]["real"] == counts[key]["fake"]

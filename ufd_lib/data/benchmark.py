@@ -20,6 +20,8 @@ class Benchmark:
 
     families: test set name → generator family; family_descriptions: family → explanation;
     expected_counts: test set name → (real, fake) images it should hold, where known.
+    other_training: name → (training set, validation set or None) of training data other than
+    the ProGAN training set that is present (the paper's Sec. 6.4 trains on LAION/LDM).
     """
 
     train: ImageSetSpec
@@ -28,3 +30,4 @@ class Benchmark:
     families: dict[str, str]
     family_descriptions: dict[str, str] = field(default_factory=dict)
     expected_counts: dict[str, tuple[int, int]] = field(default_factory=dict)
+    other_training: dict[str, tuple[ImageSetSpec, ImageSetSpec | None]] = field(default_factory=dict)

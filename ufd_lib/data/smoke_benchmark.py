@@ -11,6 +11,8 @@ The layout copies the real data exactly, so every stage reads it through the sam
 
     train/progan/<category>/{0_real,1_fake}/000000.png    (CNNDetection training set)
     val/progan/<category>/{0_real,1_fake}/
+    train/ldm/{0_real,1_fake}/, val/ldm/{0_real,1_fake}/  (a diffusion-like training set, standing
+                                                           in for the paper's LAION/LDM one)
     test/<gan>/<category>/{0_real,1_fake}/                (CNNDetection test sets with a
     test/<gan>/{0_real,1_fake}/                            category level, and without)
     diffusion_datasets/{imagenet,laion}/0_real/           (UnivFD: reals shared by ...)
@@ -42,7 +44,7 @@ from sklearn.datasets import load_sample_image
 
 from ufd_lib.data.image_sets import ImageSetSpec
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 MANIFEST_NAME = "smoke_benchmark.json"
 
 # Three disjoint photo pools stand in for the paper's three real-image sources, so that
@@ -71,6 +73,9 @@ class SmokeBenchmark:
 
     root: directory holding the tree and ``smoke_benchmark.json``.
     train, val: the ProGAN-style training and validation sets (name "progan").
+    other_training: name → (training set, validation set) of training data other than ProGAN:
+    ``ldm``, LAION-style reals and fakes of the ``ldm_200`` test set's process (the paper's
+    Sec. 6.4 setting, where LDM is seen and the GANs are not).
     test_sets: CNNDetection-style sets, then UnivFD-style diffusion/autoregressive sets.
     families: test set name -> generator family name (keys of ``family_descriptions``).
     family_descriptions: family -> plain-English description of its process and artefacts.
@@ -82,6 +87,7 @@ class SmokeBenchmark:
     test_sets: list[ImageSetSpec]
     families: dict[str, str]
     family_descriptions: dict[str, str]
+    other_training: dict[str, tuple[ImageSetSpec, ImageSetSpec]]
 
 
 # --- fake-image processes. Each maps a float32 (H, W, 3) image in [0, 1] to another. ---
@@ -266,6 +272,8 @@ class _TestSetRecipe:
 
 
 _PROGAN = _GanUpsampling(stages=2, kernel_size=3, unevenness=0.25, detail=0.5, kernel_seed=1)
+_LDM = _DiffusionDenoise(2, 0.04, 0.6, decoder_sharpen=1.5)
+OTHER_TRAINING_SET = "ldm"
 
 
 def _test_recipes(train_categories: tuple[str, ...]) -> tuple[_TestSetRecipe, ...]:
@@ -278,9 +286,7 @@ def _test_recipes(train_categories: tuple[str, ...]) -> tuple[_TestSetRecipe, ..
         _TestSetRecipe("gaugan", _GanUpsampling(1, 3, 0.2, 0.5, 5), "lsun"),
         _TestSetRecipe("stargan", _GanUpsampling(2, 3, 0.35, 0.3, 6), "lsun"),
         _TestSetRecipe("guided", _DiffusionDenoise(1, 0.10, 1.0), "imagenet", shared_real=True),
-        _TestSetRecipe(
-            "ldm_200", _DiffusionDenoise(2, 0.04, 0.6, decoder_sharpen=1.5), "laion", shared_real=True
-        ),
+        _TestSetRecipe("ldm_200", _LDM, "laion", shared_real=True),
         _TestSetRecipe(
             "glide_100_27", _DiffusionDenoise(4, 0.08, 1.0, upsampler_noise=0.03), "laion", shared_real=True
         ),
@@ -315,6 +321,12 @@ def _plan(
             folders.append(_Folder(f"{base}/1_fake", per_class, "lsun", _PROGAN))
         total = per_class * len(train_categories)
         counts[split] = {"real": total, "fake": total}
+    # The diffusion-like training set: twice a test set's images, no category level.
+    for split, per_class in (("train", 2 * images_per_class), ("val", val_per_class)):
+        base = f"{split}/{OTHER_TRAINING_SET}"
+        folders.append(_Folder(f"{base}/0_real", per_class, "laion", None))
+        folders.append(_Folder(f"{base}/1_fake", per_class, "laion", _LDM))
+        counts[f"{split}_{OTHER_TRAINING_SET}"] = {"real": per_class, "fake": per_class}
     shared_done: set[str] = set()
     for recipe in _test_recipes(train_categories):
         counts[recipe.name] = {"real": images_per_class, "fake": images_per_class}
@@ -355,6 +367,9 @@ def _specs(root: Path, train_categories: tuple[str, ...]) -> SmokeBenchmark:
         test_sets=test_sets,
         families=families,
         family_descriptions=dict(FAMILY_DESCRIPTIONS),
+        other_training={OTHER_TRAINING_SET: tuple(
+            ImageSetSpec(OTHER_TRAINING_SET, root / split / OTHER_TRAINING_SET, root / split / OTHER_TRAINING_SET)
+            for split in ("train", "val"))},
     )
 
 
@@ -431,7 +446,9 @@ def generate_smoke_benchmark(
 
     images_per_class: images of each class per training category, and per test set (a test set
         with a category level splits them over its categories; shared real folders hold this
-        many). Validation holds max(4, images_per_class // 4) per class and category.
+        many). Validation holds max(4, images_per_class // 4) per class and category. The
+        diffusion-like training set holds twice images_per_class per class, its validation set
+        max(4, images_per_class // 4).
     image_size: side in pixels of every (square, RGB, PNG) image; a multiple of 8 (the token
         patch), at least 32.
     seed: everything is a deterministic function of the parameters.

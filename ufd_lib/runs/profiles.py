@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ufd_lib import config
 from ufd_lib.data.benchmark import Benchmark
+from ufd_lib.data.image_sets import ImageSetSpec
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,7 @@ class Profile:
     extreme_examples: int = 10
     spectrum_images: int = 1000
     probe_view_counts: tuple[int, ...] = (0, 1, 2, 4)
+    other_training_set: str = "ldm"
 
 
 PROFILES = {
@@ -152,7 +154,9 @@ def load_benchmark(profile: Profile, data_root: Path | str | None) -> Benchmark:
         per_class = profile.smoke_images_per_class
         smoke = generate_smoke_benchmark(data_root, images_per_class=per_class)
         expected = {spec.name: (per_class, per_class) for spec in smoke.test_sets}
-        return Benchmark(smoke.train, smoke.val, smoke.test_sets, smoke.families, smoke.family_descriptions, expected)
+        return Benchmark(smoke.train, smoke.val, smoke.test_sets, smoke.families, smoke.family_descriptions, expected,
+                         other_training={name: sets for name, sets in smoke.other_training.items()
+                                         if name == profile.other_training_set})
     from ufd_lib.data import manifests
 
     expected = {entry.paper_name: (entry.expected_real, entry.expected_fake)
@@ -164,4 +168,14 @@ def load_benchmark(profile: Profile, data_root: Path | str | None) -> Benchmark:
         test_sets=manifests.paper_benchmark(data_root),
         families=manifests.test_set_families(),
         expected_counts=expected,
+        other_training=other_training_sets(data_root, profile.other_training_set),
     )
+
+
+def other_training_sets(data_root: Path, name: str) -> dict[str, tuple[ImageSetSpec, ImageSetSpec | None]]:
+    """``{name: (train/<name>, val/<name> or None)}`` under ``data_root`` when ``train/<name>`` is
+    a directory, else ``{}`` (the data is the user's to provide; none is downloaded)."""
+    train, val = Path(data_root) / "train" / name, Path(data_root) / "val" / name
+    if not train.is_dir():
+        return {}
+    return {name: (ImageSetSpec(name, train, train), ImageSetSpec(name, val, val) if val.is_dir() else None)}

@@ -7,6 +7,7 @@ import pytest
 
 from ufd_lib.analyses.layers import (
     FINAL,
+    beside_final,
     concatenated,
     layer_sweep,
     paper_layer_map,
@@ -84,3 +85,12 @@ def test_training_subset_fits_the_budget_balanced():
     labels = np.repeat([0, 1], [70, 50])
     chosen = training_subset(labels, 60)
     assert len(chosen) == 60 and (labels[chosen] == 0).sum() == 30
+
+
+def test_named_features_sit_beside_the_final_embedding():
+    layers = {FINAL: benchmark(4.0, 1), "L0+L1": concatenated([benchmark(4.0, 2), benchmark(0.0, 3)])}
+    sweep = layer_sweep({FINAL: layers[FINAL]}, FAMILIES, classifiers=("NN",))
+    other = layer_sweep({"L0+L1": layers["L0+L1"]}, FAMILIES, classifiers=("NN",))
+    assert other["depth"].isna().all() and set(other["layer"]) == {"L0+L1"}
+    table = beside_final(sweep, other)
+    assert list(dict.fromkeys(table["layer"])) == ["final", "L0+L1"]

@@ -27,3 +27,15 @@ def test_long_curves_are_thinned_keeping_the_ends():
     curves = precision_recall_curves(scores, max_points=50)
     assert len(curves) <= 50
     assert curves["recall"].iloc[0] == 1.0 and curves["recall"].iloc[-1] == 0.0
+
+
+def test_curves_of_several_classifiers_carry_their_name():
+    from ufd_lib.evaluation.pr_curves import precision_recall_by_classifier
+    from ufd_lib.evaluation.scoring import EvaluationResult
+
+    scores = pd.DataFrame({"test_set": "a", "label": [0, 1, 0, 1], "score": [0.1, 0.9, 0.2, 0.8]})
+    curves = precision_recall_by_classifier({"NN k=1": EvaluationResult(None, scores, None),
+                                             "LC": EvaluationResult(None, scores, None)})
+    assert list(curves.columns) == ["classifier", "test_set", "recall", "precision"]
+    one = len(precision_recall_curves(scores))
+    assert curves.groupby("classifier").size().to_dict() == {"LC": one, "NN k=1": one}

@@ -36,3 +36,28 @@ def test_backbone_legend_is_outside_every_panel():
                             for method in ("NN k=1", "LC") for family in ("GAN", "diffusion")
                             for backbone in ("clip:ViT-L/14", "clip:RN50", "torchvision:resnet50")])
     assert _outside_every_axes(backbone_bars(summary, "backbones"))
+
+
+def test_layer_curves_mark_every_block_and_the_final_embedding_with_the_legend_outside():
+    from ufd_lib.report.figures import layer_curves
+
+    rows = [{"layer": f"L{depth}", "depth": depth, "classifier": classifier, "family": family, "ap": 60.0 + depth}
+            for classifier in ("NN", "LC") for family in ("GAN", "diffusion", "all test sets") for depth in range(5)]
+    rows += [{"layer": "final", "depth": float("nan"), "classifier": classifier, "family": family, "ap": 90.0}
+             for classifier in ("NN", "LC") for family in ("GAN", "diffusion", "all test sets")]
+    figure = layer_curves(pd.DataFrame(rows), "layers")
+    assert len(figure.axes) == 2
+    assert [tick.get_text() for tick in figure.axes[0].get_xticklabels()] == ["0", "1", "2", "3", "4", "final"]
+    assert _outside_every_axes(figure)
+
+
+def test_precision_recall_panels_are_classifiers_by_families():
+    from ufd_lib.report.figures import precision_recall_panels
+
+    curves = pd.DataFrame([{"classifier": c, "test_set": s, "recall": r, "precision": 1 - r / 2}
+                           for c in ("NN k=1", "LC") for s in ("progan", "ldm_200", "dalle") for r in (1.0, 0.5, 0.0)])
+    families = {"progan": "gan", "ldm_200": "diffusion", "dalle": "autoregressive"}
+    figure = precision_recall_panels(curves, families, "pr")
+    assert len(figure.axes) == 6
+    assert [axes.get_title() for axes in figure.axes[:3]] == ["gan", "diffusion", "autoregressive"]
+    assert [len(axes.get_lines()) for axes in figure.axes] == [1] * 6

@@ -33,8 +33,8 @@ LAYER_NOTE = ("layer L: the CLS token of the residual stream after block L (L0: 
 
 
 def layer_label(layer: int | str) -> str:
-    """``3`` → ``"L3"``; ``"final"`` stays."""
-    return layer if layer == FINAL else f"L{int(layer)}"
+    """``3`` → ``"L3"``; a name (``"final"``, ``"L0+L8"``) stays."""
+    return layer if isinstance(layer, str) else f"L{int(layer)}"
 
 
 def paper_layer_map(depth: int) -> dict[int, int]:
@@ -48,18 +48,19 @@ def layer_sweep(layer_features: dict[int | str, BenchmarkFeatures], families: di
                 device: str | None = None) -> pd.DataFrame:
     """Each classifier fitted on each layer's training features and evaluated on its test sets.
 
-    layer_features: layer (int, or :data:`FINAL`) → that layer's features of the benchmark.
+    layer_features: layer (int; or a name such as :data:`FINAL` or ``"L0+L8"`` for features that
+    are not one block's) → that layer's features of the benchmark.
     classifiers: ``NN`` (nearest neighbour, pool size ``k``) and/or ``LC`` (the linear probe,
     early stopping on the validation set). Columns: layer, depth (the block number; NaN for
-    the final embedding), classifier, family, ap, acc.
+    named features), classifier, family, ap, acc.
     """
     frames = []
     for layer, features in layer_features.items():
         for name in classifiers:
             classifier = _fit(name, features, k, probe_lr, device)
             summary = family_summary(evaluate_sets(classifier, features.test_sets), families)
-            frames.append(summary.assign(layer=layer_label(layer), depth=np.nan if layer == FINAL else int(layer),
-                                         classifier=name))
+            depth = np.nan if isinstance(layer, str) else int(layer)
+            frames.append(summary.assign(layer=layer_label(layer), depth=depth, classifier=name))
     table = pd.concat(frames, ignore_index=True)
     return table[["layer", "depth", "classifier", "family", "ap", "acc"]]
 
@@ -101,6 +102,12 @@ def concatenated(parts: Sequence[BenchmarkFeatures]) -> BenchmarkFeatures:
     return BenchmarkFeatures(
         train=joined([part.train for part in parts]), val=joined([part.val for part in parts]),
         test_sets=[joined(sets) for sets in zip(*(part.test_sets for part in parts))], report=parts[0].report)
+
+
+def beside_final(sweep: pd.DataFrame, other: pd.DataFrame) -> pd.DataFrame:
+    """The :data:`FINAL` rows of a :func:`layer_sweep` table, then the rows of ``other`` (a
+    :func:`layer_sweep` table of other features, e.g. concatenated layers), one table."""
+    return pd.concat([sweep[sweep["layer"] == FINAL], other], ignore_index=True)
 
 
 def training_images_within(budget_bytes: float, bytes_per_image: float, other_images: int, train_images: int) -> int:

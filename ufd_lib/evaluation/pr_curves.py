@@ -27,3 +27,10 @@ def precision_recall_curves(scores: pd.DataFrame, max_points: int = 200) -> pd.D
     if not frames:
         return pd.DataFrame(columns=["test_set", "recall", "precision"])
     return pd.concat(frames, ignore_index=True)
+
+
+def precision_recall_by_classifier(results: dict) -> pd.DataFrame:
+    """:func:`precision_recall_curves` of several classifiers' results (name →
+    :class:`~ufd_lib.evaluation.scoring.EvaluationResult`), with a ``classifier`` column first."""
+    frames = [precision_recall_curves(result.scores).assign(classifier=name) for name, result in results.items()]
+    return pd.concat(frames, ignore_index=True)[["classifier", "test_set", "recall", "precision"]]

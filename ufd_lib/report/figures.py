@@ -246,7 +246,7 @@ def precision_recall_panels(curves: pd.DataFrame, families: dict[str, str], titl
     classifiers = list(curves["classifier"].unique())
     family_names = list(dict.fromkeys(families.get(name, "unknown") for name in curves["test_set"].unique()))
     figure, panels = plt.subplots(len(classifiers), len(family_names), squeeze=False,
-                                  figsize=(3.4 * len(family_names), 3.2 * len(classifiers)))
+                                  figsize=(3.6 * len(family_names), 4.4 * len(classifiers)))
     for row, classifier in enumerate(classifiers):
         for column, family in enumerate(family_names):
             axes = panels[row][column]
@@ -260,7 +260,8 @@ def precision_recall_panels(curves: pd.DataFrame, families: dict[str, str], titl
             axes.set_ylabel(f"{classifier}: precision")
             axes.set_title(family, fontsize=10)
             axes.grid(alpha=0.3)
-            axes.legend(fontsize=7, loc="lower left")
+            if len(mine):  # below the panel, never on the curves
+                axes.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2, borderaxespad=0)
     figure.suptitle(title)
     figure.tight_layout()
     return figure
@@ -291,7 +292,9 @@ def layer_curves(sweep: pd.DataFrame, title: str, metric: str = "ap") -> plt.Fig
         axes.set_ylabel(f"{classifier}: mean {'average precision' if metric == 'ap' else 'accuracy'} (%)")
         axes.set_ylim(0, 102)
         axes.grid(alpha=0.3)
-    panels[0][-1].legend(title="generator family", fontsize=8, loc="lower right")
+    # right of the last panel: inside it would cover points
+    panels[0][-1].legend(title="generator family", fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1),
+                         borderaxespad=0)
     figure.suptitle(title)
     figure.tight_layout()
     return figure

@@ -21,11 +21,10 @@ from ufd_lib.classifiers.linear_probe import LinearProbe
 from ufd_lib.classifiers.nearest_neighbour import NearestNeighbourClassifier
 from ufd_lib.data.discovery import balanced_subsample
 from ufd_lib.evaluation.scoring import evaluate_sets
-from ufd_lib.features.feature_sets import BenchmarkFeatures, FeatureSet, subset
+from ufd_lib.features.feature_sets import FINAL, BenchmarkFeatures, FeatureSet, subset
 
 PAPER_DEPTH = 24  # blocks of ViT-L/14's image tower
 PAPER_LAYERS = (0, 8, 16, 24)
-FINAL = "final"
 LAYER_NOTE = ("layer L: the CLS token of the residual stream after block L (L0: entering block 1, after ln_pre); "
               "final: the model's image embedding (ln_post and projection of the last CLS token), the paper's "
               "feature. ap, acc: percent, the mean over the test sets of each generator family (all test sets: "

@@ -112,6 +112,21 @@ def jpeg_quality(text: str) -> int:
     return value
 
 
+def layer_list(text: str) -> tuple[int, ...] | str:
+    """``--layers``: ``all``, or comma-separated block numbers ``0,8,16,24`` → sorted unique ints
+    (whether they exist is checked once the encoder, and so its depth, is known)."""
+    if text.strip().lower() == "all":
+        return "all"
+    try:
+        layers = sorted({int(part) for part in text.split(",")})
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected 'all' or comma-separated layer numbers such as 0,8,16,24") from None
+    if layers[0] < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: layer numbers start at 0 (the stream entering block 1)")
+    return tuple(layers)
+
+
 def add_extraction_flags(parser: argparse.ArgumentParser) -> None:
     """The flags of every command that encodes images: encoder, cache, perturbation, sampling,
     device and decoding."""

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ufd_lib import config
 from ufd_lib.cli.args import (
-    Parser, add_extraction_flags, argument_type, non_negative_int, positive_int, set_spec,
+    Parser, add_extraction_flags, argument_type, layer_list, non_negative_int, positive_int, set_spec,
 )
 from ufd_lib.classifiers.released import RELEASED_PROBE
 from ufd_lib.data.image_sets import existing_directory, existing_file, output_directory, output_file
@@ -147,6 +147,13 @@ def build_parser() -> argparse.ArgumentParser:
                          "bf16 (autocast; faster on CPUs with AVX512-BF16/AMX, own cache key), fp16 (CUDA)")
     extract.add_argument("--out", type=argument_type(output_directory), default=None,
                          help="directory for run.json (optional)")
+    extract.add_argument("--layers", type=layer_list, default=(), metavar="L,L,...|all",
+                         help="also cache the CLS token of these blocks of a CLIP ViT (0: entering block 1, L: after "
+                         "block L; all: every one), float16, from the same forward pass (about 2 KB per image and "
+                         "layer for ViT-L/14)")
+    extract.add_argument("--export", type=argument_type(output_directory), default=None, metavar="DIR",
+                         help="write each set's features to DIR: <set>.npy (float32), <set>_layer<L>.npy per "
+                         "--layers layer (float16) and <set>.csv (row, path, label)")
 
     reproduce = _command(subparsers, "reproduce", "reproduce", help="run the numbered notebooks with papermill")
     reproduce.add_argument("--profile", choices=("smoke", "paper"), required=True,

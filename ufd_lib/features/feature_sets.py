@@ -6,6 +6,8 @@ command line and every analysis obtain features here.
 """
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -14,9 +16,19 @@ import pandas as pd
 from ufd_lib.data.benchmark import Benchmark
 from ufd_lib.data.discovery import LabelledImage, discover_images
 from ufd_lib.data.image_sets import ImageSetSpec
-from ufd_lib.features.extraction.decoding_workers import kept_decoding_workers
 from ufd_lib.features.encoders import Encoder
-from ufd_lib.features.extraction.extract import ExtractionOptions, ExtractionReport, extract_features, open_cache
+from ufd_lib.features.extraction.decoding_workers import kept_decoding_workers
+from ufd_lib.features.extraction.extract import (
+    ExtractionOptions,
+    ExtractionReport,
+    extract_features,
+    fill_cache,
+    open_cache,
+)
+from ufd_lib.features.extraction.layer_caches import layer_caches
+
+# Key of the final embedding among per-layer feature sets (the layers are keyed by their number).
+FINAL = "final"
 
 
 @dataclass
@@ -99,3 +111,53 @@ def subset(feature_set: FeatureSet, indices: np.ndarray, name: str | None = None
     indices = np.asarray(indices, dtype=int)
     return FeatureSet(name or feature_set.name, feature_set.features[indices], feature_set.labels[indices],
                       [feature_set.paths[i] for i in indices])
+
+
+def featurize_images_with_layers(
+    encoder: Encoder, name: str, images: list[LabelledImage], options: ExtractionOptions, layers: Iterable[int],
+    report: ExtractionReport | None = None,
+) -> dict[int | str, FeatureSet]:
+    """The final embedding (key :data:`FINAL`) and the CLS token of each of ``layers`` (keys: the
+    layer numbers) of an explicit list of labelled images, through the feature cache: images that
+    lack any of them are encoded once, all layers from the same forward pass. Every set holds the
+    same images in the same order; layer features are float32 (n, ``encoder.layer_tokens.width``)
+    read from their float16 store. Raises ValueError when the encoder has no such layers."""
+    wanted = encoder.check_layers(layers)
+    options = dataclasses.replace(options, layers=wanted)
+    cache = open_cache(encoder, options.perturbation, options.cache_root)
+    kept, digests, this_report = fill_cache(encoder, [image.path for image in images], cache, options,
+                                            description=name)
+    if report is not None:
+        report.merge(this_report)
+    keys = [digests[i] for i in np.flatnonzero(kept)]
+    labels = np.array([image.label for image, keep in zip(images, kept) if keep], dtype=int)
+    paths = [image.path for image, keep in zip(images, kept) if keep]
+    sets: dict[int | str, FeatureSet] = {FINAL: FeatureSet(name, cache.load(keys), labels, paths, this_report.skipped)}
+    for layer, tokens in layer_caches(cache, wanted, encoder.layer_tokens.width).items():
+        sets[layer] = FeatureSet(name, tokens.load(keys), labels, list(paths), this_report.skipped)
+    return sets
+
+
+@kept_decoding_workers()
+def featurize_benchmark_layers(
+    encoder: Encoder, benchmark: Benchmark, options: ExtractionOptions, layers: Iterable[int],
+    train_indices: Sequence[int] | None = None,
+) -> dict[int | str, BenchmarkFeatures]:
+    """Per-layer features of the training, validation and test sets: layer number (and
+    :data:`FINAL`) → :class:`BenchmarkFeatures`. train_indices: the training images kept (indices
+    into the discovered training images, e.g. a balanced subset that fits a disk budget); None
+    keeps them all. Validation and test sets are whole. Each entry's ``report`` is the one
+    extraction's."""
+    report = ExtractionReport()
+
+    def of(spec: ImageSetSpec, indices: Sequence[int] | None = None) -> dict[int | str, FeatureSet]:
+        discovered = discover_images(spec, options.sampling)
+        images = discovered.images if indices is None else [discovered.images[i] for i in indices]
+        sets = featurize_images_with_layers(encoder, spec.name, images, options, layers, report)
+        for feature_set in sets.values():
+            feature_set.skipped = discovered.skipped + feature_set.skipped
+        return sets
+
+    train, val = of(benchmark.train, train_indices), of(benchmark.val)
+    tests = [of(spec) for spec in benchmark.test_sets]
+    return {key: BenchmarkFeatures(train[key], val[key], [test[key] for test in tests], report) for key in train}

@@ -65,12 +65,14 @@ def fetch_data(
     *,
     retries: int = 3,
     timeout_s: float = 60.0,
+    manifest_directory: Path | None = None,
 ) -> dict[str, str]:
     """Fetch the named manifests (all when None) into ``data_root``.
 
     download_dir: where archives are downloaded, and where a hand-downloaded archive is looked
     for (default ``data_root/downloads``). Archives are kept after extraction.
     retries: extra attempts per HTTP download after a dropped connection, each resuming.
+    manifest_directory: where the manifests are read (default :func:`~ufd_lib.data.manifests.manifest_dir`).
     Returns {manifest name: what was done}. Raises FetchError, after trying every manifest,
     if any could not be fetched.
     """
@@ -78,9 +80,10 @@ def fetch_data(
     download_dir = Path(download_dir) if download_dir is not None else data_root / "downloads"
     done: dict[str, str] = {}
     failures: list[str] = []
-    for name in resolve_manifest_names(manifest_names):
+    for name in resolve_manifest_names(manifest_names, manifest_directory):
         try:
-            done[name] = _fetch_manifest(load_manifest(name), data_root, download_dir, retries, timeout_s)
+            manifest = load_manifest(name, manifest_directory)
+            done[name] = _fetch_manifest(manifest, data_root, download_dir, retries, timeout_s)
         except FetchError as error:
             failures.append(str(error))
         else:

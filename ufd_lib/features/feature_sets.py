@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -19,7 +20,7 @@ from ufd_lib.data.image_sets import ImageSetSpec
 from ufd_lib.features.encoders import Encoder
 from ufd_lib.features.extraction.decoding_workers import kept_decoding_workers
 from ufd_lib.features.extraction.extract import (
-    ExtractionOptions,
+    EngineOptions,
     ExtractionReport,
     extract_features,
     fill_cache,
@@ -29,6 +30,16 @@ from ufd_lib.features.extraction.layer_caches import layer_caches
 
 # Key of the final embedding among per-layer feature sets (the layers are keyed by their number).
 FINAL = "final"
+
+
+@dataclass
+class ExtractionOptions(EngineOptions):
+    """The engine's options plus what the feature-set level decides: which images of a set are
+    read (``sampling``: ``all``, or ``official``, the released code's capped draw) and where the
+    cache lives (``cache_root``; None: :func:`ufd_lib.config.cache_dir`)."""
+
+    sampling: str = "all"
+    cache_root: Path | None = None
 
 
 @dataclass

@@ -10,9 +10,9 @@ from conftest import make_image_set
 from ufd_lib.data.discovery import collect_images
 from ufd_lib.data.image_sets import ImageSetSpec
 from ufd_lib.features.encoders import load_encoder
-from ufd_lib.features.extraction.extract import ExtractionOptions, extract_features, open_cache
+from ufd_lib.features.extraction.extract import extract_features, open_cache
 from ufd_lib.features.extraction.layer_caches import layer_caches
-from ufd_lib.features.feature_sets import FINAL, featurize_images_with_layers
+from ufd_lib.features.feature_sets import FINAL, ExtractionOptions, featurize_images_with_layers
 from ufd_lib.features.preprocess import evaluation_transform, load_tensor
 
 
@@ -49,7 +49,7 @@ def images(tmp_path):
 
 
 def options(tmp_path, **overrides):
-    return ExtractionOptions(cache_root=tmp_path / "cache", batch_size=4, progress=False, **overrides)
+    return ExtractionOptions(**{"cache_root": tmp_path / "cache", "batch_size": 4, "progress": False, **overrides})
 
 
 def chunk_files(cache) -> set[str]:

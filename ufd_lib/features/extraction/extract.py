@@ -69,6 +69,7 @@ from ufd_lib.features.extraction.decoding_workers import DecodeSettings, Decodin
 from ufd_lib.features.extraction.digest_memo import DigestMemo, identity_of, memo_key, memo_keys
 from ufd_lib.features.encoders import Encoder
 from ufd_lib.features.extraction.feature_cache import FeatureCache, fresh_features
+from ufd_lib.features.extraction.layer_caches import LayeredCache, layer_caches
 from ufd_lib.features.preprocess import CHANGED_SINCE_HASHED, Perturbation, preprocess_settings, to_model_input
 from ufd_lib.features.extraction.sharding import World, even_slice
 from ufd_lib.features.extraction.work_claims import GroupClaims, group_id
@@ -96,7 +97,9 @@ class EngineOptions:
 
     num_workers: DataLoader decoding processes (None: :func:`default_workers`). max_pixels:
     images with more pixels are refused from their header. max_bytes: files with more bytes are
-    refused unread (None: :func:`ufd_lib.config.max_image_bytes`).
+    refused unread (None: :func:`ufd_lib.config.max_image_bytes`). layers: also cache the CLS
+    token of these blocks of a CLIP ViT (:mod:`ufd_lib.features.extraction.layer_caches`), from
+    the same forward pass; an image lacking any of them, or the final features, is encoded.
     """
 
     perturbation: Perturbation = field(default_factory=Perturbation)
@@ -106,6 +109,7 @@ class EngineOptions:
     max_pixels: int = config.MAX_IMAGE_PIXELS
     max_bytes: int | None = None
     progress: bool = True
+    layers: tuple[int, ...] = ()
 
 
 @dataclass
@@ -303,6 +307,8 @@ def fill_cache(
     if cache.setting.get("precision") != cache_setting(encoder, options.perturbation, resolved).get("precision"):
         raise ValueError(f"the cache {cache.directory} was opened for another precision than {resolved}; "
                          "open it with open_cache(..., precision=...)")
+    layers = encoder.check_layers(options.layers) if options.layers else ()
+    target = LayeredCache(cache, layer_caches(cache, layers, encoder.layer_tokens.width) if layers else None)
     report = ExtractionReport(precision=resolved, world_size=world.world_size)
     max_bytes = config.max_image_bytes() if options.max_bytes is None else options.max_bytes
     memo = DigestMemo(cache.directory.parent)
@@ -329,7 +335,7 @@ def fill_cache(
     # Rank 0 alone reads the cache state, before anyone writes, so that all ranks agree.
     plan = None
     if world.is_main:
-        cached = cache.contains(digests if len(readable) == len(digests) else [digests[i] for i in readable])
+        cached = target.contains(digests if len(readable) == len(digests) else [digests[i] for i in readable])
         plan = (len(readable), []) if cached.all() else (int(cached.sum()), _pending_groups(digests, readable, cached,
                                                                                              options.batch_size))
     report.images_from_cache, pending = world.broadcast(plan)
@@ -345,7 +351,7 @@ def fill_cache(
             inputs = None
             if encoder.device.type == "cpu":
                 inputs = torch.empty((options.batch_size, 3, config.CROP_SIZE, config.CROP_SIZE), dtype=torch.float32)
-            encoding = _GroupEncoding(encoder, paths, digests, cache, local, options.strict, _WEIGHT_DTYPES[resolved],
+            encoding = _GroupEncoding(encoder, paths, digests, target, local, options.strict, _WEIGHT_DTYPES[resolved],
                                       inputs)
             encoding.encode_all(my_groups, _Share(
                 DecodeSettings(options.perturbation, options.max_pixels, max_bytes, options.batch_size, workers),
@@ -421,7 +427,7 @@ class _ClaimedBatches:
     handed out, so the consumer knows when a group is complete.
     """
 
-    def __init__(self, groups, paths, digests, cache: FeatureCache, claims: GroupClaims, batch_size: int, slots: int):
+    def __init__(self, groups, paths, digests, cache: LayeredCache, claims: GroupClaims, batch_size: int, slots: int):
         self.groups, self.paths, self.digests, self.cache, self.claims = groups, paths, digests, cache, claims
         self.batch_size, self.slots = batch_size, slots
         self.deferred: list[list[int]] = []
@@ -464,13 +470,14 @@ class _Share:
 @dataclass
 class _GroupEncoding:
     """The state of encoding a rank's share of groups into the cache: what is encoded (encoder,
-    paths, their digests), where to (cache, claims), how (strict, weight dtype, the CPU
-    model-input buffer ``inputs`` or None) and what happened (report, rejected {digest: reason})."""
+    paths, their digests), where to (cache, with the layers it holds; claims), how (strict, weight
+    dtype, the CPU model-input buffer ``inputs`` or None) and what happened (report, rejected
+    {digest: reason})."""
 
     encoder: Encoder
     paths: Sequence[str | Path]
     digests: Sequence[bytes | str]
-    cache: FeatureCache
+    cache: LayeredCache
     report: ExtractionReport
     strict: bool
     dtype: torch.dtype
@@ -513,8 +520,10 @@ class _GroupEncoding:
         # the CPU: left with the default pool, every op big enough to split wakes an OpenMP thread
         # per core, which then spins on a core a decoding worker needs.
         model_threads = None if self.encoder.device.type == "cpu" else 1
+        layers = tuple(self.cache.layers)
         keys: list[bytes] = []
         features: list[np.ndarray] = []
+        tokens: dict[int, list[np.ndarray]] = {layer: [] for layer in layers}
         batches = pool.batches(sampler)
         while True:
             with torch_threads(1):
@@ -532,11 +541,19 @@ class _GroupEncoding:
                     model_input = to_model_input(pixels, self.encoder.mean, self.encoder.std, self.encoder.device,
                                                  self.dtype, out=self.inputs)
                 with torch_threads(model_threads):
-                    rows = self.encoder.encode(model_input).numpy()
+                    if layers:  # every layer and the final embedding from one forward pass
+                        final, by_layer = self.encoder.encode_layers(model_input, layers)
+                        rows, layer_rows = final.numpy(), {layer: by_layer[layer].numpy() for layer in layers}
+                    else:
+                        rows, layer_rows = self.encoder.encode(model_input).numpy(), {}
                 finite = np.isfinite(rows).all(axis=1)
+                for values in layer_rows.values():
+                    finite &= np.isfinite(values).all(axis=1)
                 for i in indices[~finite]:
                     self.reject(i, f"the encoder {self.encoder.name} gave non-finite features (NaN or infinity)")
                 features.append(rows[finite])
+                for layer, values in layer_rows.items():
+                    tokens[layer].append(values[finite])
                 keys.extend(self.digests[i] for i in indices[finite])
                 self.report.images_encoded += int(finite.sum())
             bar.update(len(good) + len(bad))
@@ -544,7 +561,9 @@ class _GroupEncoding:
             group[1] -= 1
             if group[1] == 0:  # the group's last batch: commit its chunk, then let the claim go
                 if keys:
-                    self.cache.write_chunk(keys, np.concatenate(features), tag=group[0])
+                    self.cache.write_chunk(keys, np.concatenate(features), tag=group[0],
+                                           tokens={layer: np.concatenate(rows) for layer, rows in tokens.items()})
                 self.claims.release(group[0])
                 sampler.in_flight.popleft()
                 keys, features = [], []
+                tokens = {layer: [] for layer in layers}

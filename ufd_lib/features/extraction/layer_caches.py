@@ -12,6 +12,8 @@ import json
 import math
 from collections.abc import Iterable
 
+import numpy as np
+
 from ufd_lib import config
 from ufd_lib.features.extraction.feature_cache import FeatureCache
 
@@ -55,3 +57,48 @@ def human_bytes(count: float) -> str:
             return f"{count:.0f} {unit}" if unit == "bytes" else f"{count:.1f} {unit}"
         count /= 1000
     raise AssertionError("unreachable")
+
+
+class LayeredCache:
+    """The final features' cache and its layers' caches, seen by extraction as one: an image is
+    cached when every one of them holds it, and a committed group writes to each only the rows it
+    lacks (an image encoded again for a new layer never rewrites what is cached). Claims and
+    leftovers are those of the final features' cache's folder (``directory``)."""
+
+    def __init__(self, cache: FeatureCache, layers: dict[int, FeatureCache] | None = None):
+        self.cache = cache
+        self.layers = dict(sorted((layers or {}).items()))
+
+    @property
+    def directory(self):
+        return self.cache.directory
+
+    @property
+    def setting(self) -> dict:
+        return self.cache.setting
+
+    def contains(self, digests) -> np.ndarray:
+        """bool (n,): which digests every store holds."""
+        found = self.cache.contains(digests)
+        for store in self.layers.values():
+            found &= store.contains(digests)
+        return found
+
+    def remove_leftovers(self, tag: str) -> int:
+        """:meth:`FeatureCache.remove_leftovers` in every store; the files removed."""
+        return sum(store.remove_leftovers(tag) for store in (self.cache, *self.layers.values()))
+
+    def write_chunk(self, digests, features: np.ndarray, tag: str | None = None,
+                    tokens: dict[int, np.ndarray] | None = None) -> None:
+        """Commit one group: ``features`` (n, d) of the final embedding and ``tokens`` {layer: (n,
+        width)} (every layer of this cache), rows following ``digests``; each store gets the rows
+        it lacks, as one chunk named with ``tag``. Raises as :meth:`FeatureCache.write_chunk`."""
+        tokens = tokens or {}
+        if set(tokens) != set(self.layers):
+            raise ValueError(f"tokens of layers {sorted(tokens)} for a cache of layers {sorted(self.layers)}")
+        for store, rows in ((self.cache, features), *((self.layers[layer], tokens[layer]) for layer in self.layers)):
+            lacking = ~store.contains(digests)
+            if lacking.all():
+                store.write_chunk(digests, rows, tag=tag)
+            elif lacking.any():
+                store.write_chunk([d for d, keep in zip(digests, lacking) if keep], rows[lacking], tag=tag)

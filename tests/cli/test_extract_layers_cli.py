@@ -7,7 +7,6 @@ import re
 
 import numpy as np
 import pandas as pd
-
 from conftest import TINY_ENCODER, make_image_set, ufd
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from conftest import make_image_set
+
 from ufd_lib.data.discovery import collect_images
 from ufd_lib.data.image_sets import ImageSetSpec
 from ufd_lib.features.encoders import load_encoder
@@ -18,9 +18,8 @@ from ufd_lib.features.preprocess import evaluation_transform, load_tensor
 
 @pytest.fixture(scope="module")
 def encoder():
-    """A 2-block CLIP ViT whose forward passes are counted (images per pass)."""
-    loaded = load_encoder("random-clip:tiny", "cpu")
-    return loaded
+    """A 2-block CLIP ViT (its own instance: tests patch its layer tokens)."""
+    return load_encoder("random-clip:tiny", "cpu")
 
 
 @pytest.fixture

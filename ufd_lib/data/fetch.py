@@ -35,7 +35,7 @@ from tqdm import tqdm
 from ufd_lib.atomic_files import atomic_write_text
 from ufd_lib.data.manifests import Manifest, Source, load_manifest, resolve_manifest_names
 from ufd_lib.data.safe_extract import ArchiveError, safe_extract
-from ufd_lib.data.verify import verify_data
+from ufd_lib.data.verify import verify_manifests
 from ufd_lib.hashing import file_sha256
 
 _CHUNK = 1 << 20
@@ -120,7 +120,7 @@ def fetch_plan(data_root: Path, manifest_names: Sequence[str] | None = None,
     for name in resolve_manifest_names(manifest_names):
         manifest = load_manifest(name)
         archive = download_dir / manifest.archive.filename
-        if verify_data(data_root, [name], check_content=False).ok:
+        if verify_manifests(data_root, [manifest], check_content=False).ok:
             action = "present"
         elif (data_root / manifest.root).exists():
             action = "blocked"
@@ -132,7 +132,7 @@ def fetch_plan(data_root: Path, manifest_names: Sequence[str] | None = None,
 
 
 def _fetch_manifest(manifest: Manifest, data_root: Path, download_dir: Path, retries: int, timeout_s: float) -> str:
-    before = verify_data(data_root, [manifest.name], check_content=False)
+    before = verify_manifests(data_root, [manifest], check_content=False)
     if before.ok:
         return "already present (layout and counts verified)"
     root = data_root / manifest.root
@@ -145,7 +145,7 @@ def _fetch_manifest(manifest: Manifest, data_root: Path, download_dir: Path, ret
         )
     archive = _obtain_archive(manifest, data_root, download_dir, retries, timeout_s)
     _extract(archive, manifest, data_root)
-    after = verify_data(data_root, [manifest.name], check_content=False)
+    after = verify_manifests(data_root, [manifest], check_content=False)
     if not after.ok:
         problems = "; ".join(p for check in after.sets for p in check.problems[:3])
         raise FetchError(

@@ -90,6 +90,16 @@ class Profile:
     probe_view_counts: tuple[int, ...] = (0, 1, 2, 4)
     other_training_set: str = "ldm"
 
+    def detector_request(self):
+        """The trained-detector baseline this profile asks for, a
+        :class:`~ufd_lib.classifiers.trained_detector.DetectorRequest` (imported here: it needs torch)."""
+        from ufd_lib.classifiers.trained_detector import DetectorRecipe, DetectorRequest
+
+        recipe = DetectorRecipe(architecture=self.detector_architecture, max_epochs=self.detector_max_epochs,
+                                batch_size=self.detector_batch_size, lr=self.detector_lr,
+                                time_budget_s=self.detector_time_budget_s)
+        return DetectorRequest(recipe, self.released_detector, f"{self.name} profile")
+
 
 PROFILES = {
     "smoke": Profile(

@@ -19,7 +19,7 @@ from ufd_lib import config
 from ufd_lib.analyses.tables import family_summary
 from ufd_lib.classifiers.linear_probe import LinearProbe
 from ufd_lib.classifiers.nearest_neighbour import NearestNeighbourClassifier
-from ufd_lib.classifiers.trained_detector import TrainedDetector, detector_or_notice
+from ufd_lib.classifiers.trained_detector import DetectorRequest, TrainedDetector, detector_or_notice
 from ufd_lib.data.benchmark import Benchmark
 from ufd_lib.data.image_sets import ImageSetSpec
 from ufd_lib.evaluation.reported import PAPER_GROUPS, reported_results
@@ -111,12 +111,12 @@ def paper_beside_ours(ours: dict[str, EvaluationResult], compare_with_paper: boo
     return table
 
 
-def detector_trained_on(profile, benchmark: Benchmark, train: ImageSetSpec, val: ImageSetSpec | None,
+def detector_trained_on(request: DetectorRequest, benchmark: Benchmark, train: ImageSetSpec, val: ImageSetSpec | None,
                         output_dir: Path | str, **options) -> tuple[TrainedDetector | None, str]:
-    """Notebook 05's end-to-end detector (the profile's recipe) trained on ``train``, early
+    """Notebook 05's end-to-end detector (``request``'s recipe) trained on ``train``, early
     stopping on ``val`` (None: the benchmark's ProGAN validation set), saved under
     ``<output_dir>/models/``; never the released CNNDetection weights, which are ProGAN-trained.
     Returns (detector, notice) or (None, the notice of why it was skipped), as
     :func:`ufd_lib.classifiers.trained_detector.detector_or_notice`."""
     other = dataclasses.replace(benchmark, train=train, val=val or benchmark.val)
-    return detector_or_notice(dataclasses.replace(profile, released_detector=None), other, output_dir, **options)
+    return detector_or_notice(dataclasses.replace(request, released_file=None), other, output_dir, **options)

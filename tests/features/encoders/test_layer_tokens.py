@@ -47,8 +47,10 @@ def test_layer_tokens_equal_forward_hooks(checkpoint_encoder):
     # The same pass gives the final embedding, exactly encode()'s.
     torch.testing.assert_close(final, reference_final.float(), rtol=0, atol=0)
     torch.testing.assert_close(final, checkpoint_encoder.encode(images), rtol=0, atol=0)
-    # Tokens of different layers differ (no layer is another's copy).
+    # Tokens of different layers differ (no layer is another's copy); the class token entering
+    # block 1 has seen no patch yet, so it is the same for every image, and later ones are not.
     assert not torch.equal(tokens[1], tokens[2])
+    assert torch.equal(tokens[0][0], tokens[0][2]) and not torch.equal(tokens[1][0], tokens[1][2])
 
 
 def test_a_subset_of_layers_matches_the_full_request(checkpoint_encoder):

@@ -106,3 +106,11 @@ def test_a_plain_extraction_after_a_layered_one_encodes_nothing(encoder, images,
 def test_layers_the_encoder_lacks_are_refused(encoder, images, tmp_path):
     with pytest.raises(ValueError, match="layer 3 does not exist"):
         featurize_images_with_layers(encoder, "set", images, options(tmp_path), [3])
+
+
+def test_disk_figures_are_stated_in_powers_of_1000():
+    from ufd_lib.features.extraction.layer_caches import human_bytes, stored_bytes
+
+    assert stored_bytes(1, 1024, chunk_images=10**9) == 1024 * 2 + 32 + 556  # row, key, one chunk's records
+    assert stored_bytes(0, 1024) == 0
+    assert [human_bytes(n) for n in (999, 2080, 2.1e6, 10e9)] == ["999 bytes", "2.1 KB", "2.1 MB", "10.0 GB"]

@@ -52,11 +52,13 @@ def stored_bytes(images: int, dim: int, setting: dict | None = None, chunk_image
 
 def human_bytes(count: float) -> str:
     """``2080`` → ``"2.0 KB"`` (powers of 1000, as disks are sold)."""
-    for unit in ("bytes", "KB", "MB", "GB"):
-        if count < 1000 or unit == "GB":
-            return f"{count:.0f} {unit}" if unit == "bytes" else f"{count:.1f} {unit}"
+    if count < 1000:
+        return f"{count:.0f} bytes"
+    for unit in ("KB", "MB"):
         count /= 1000
-    raise AssertionError("unreachable")
+        if count < 1000:
+            return f"{count:.1f} {unit}"
+    return f"{count / 1000:.1f} GB"
 
 
 class LayeredCache:

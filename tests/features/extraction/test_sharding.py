@@ -213,3 +213,24 @@ def test_chunk_size_comes_from_the_environment_and_is_checked(monkeypatch):
         monkeypatch.setenv("UFD_CACHE_CHUNK_IMAGES", bad)
         with pytest.raises(ValueError, match="UFD_CACHE_CHUNK_IMAGES must be a positive integer"):
             encoding_groups([bytes(32)], 4)
+
+
+def test_simulated_ranks_with_layers_write_the_single_process_tokens(tiny_encoder, images, tmp_path,
+                                                                     one_thread_decoding, monkeypatch):
+    from ufd_lib.features.extraction.layer_caches import layer_caches
+
+    monkeypatch.setattr(config, "CACHE_CHUNK_IMAGES", 4)
+    single = open_cache(tiny_encoder, Perturbation(), tmp_path / "single")
+    fill_cache(tiny_encoder, images, single, batch_size=4, progress=False, layers=(0, 2))
+
+    def work(world):
+        cache = open_cache(tiny_encoder, Perturbation(), tmp_path / "sharded")
+        return fill_cache(tiny_encoder, images, cache, batch_size=4, progress=False, layers=(0, 2), world=world)
+
+    for kept, _, rank_report in run_ranks(2, work):
+        assert kept.all() and rank_report.images_encoded == 17
+    sharded = open_cache(tiny_encoder, Perturbation(), tmp_path / "sharded")
+    assert stored_rows(sharded.directory) == stored_rows(single.directory)
+    for layer, store in layer_caches(sharded, (0, 2), 64).items():
+        assert stored_rows(store.directory) == stored_rows(layer_caches(single, (layer,), 64)[layer].directory)
+        assert len(store) == 17

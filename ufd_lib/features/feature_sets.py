@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ufd_lib.data.benchmark import Benchmark
+from ufd_lib.data.image_sets import Benchmark
 from ufd_lib.data.discovery import LabelledImage, discover_images
 from ufd_lib.data.image_sets import ImageSetSpec
 from ufd_lib.features.extraction.decoding_workers import kept_decoding_workers

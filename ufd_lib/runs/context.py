@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from ufd_lib.classifiers.released import RELEASED_PROBE
-from ufd_lib.data.benchmark import Benchmark
+from ufd_lib.data.image_sets import Benchmark
 from ufd_lib.data.discovery import EmptyImageSetError, LabelledImage, collect_images
 from ufd_lib.data.image_sets import ImageSetSpec
 from ufd_lib.features.encoders import Encoder, load_encoder, parse_encoder_spec

@@ -20,8 +20,7 @@ from ufd_lib.analyses.tables import family_summary
 from ufd_lib.classifiers.linear_probe import LinearProbe
 from ufd_lib.classifiers.nearest_neighbour import NearestNeighbourClassifier
 from ufd_lib.classifiers.trained_detector import DetectorRequest, TrainedDetector, detector_or_notice
-from ufd_lib.data.benchmark import Benchmark
-from ufd_lib.data.image_sets import ImageSetSpec
+from ufd_lib.data.image_sets import Benchmark, ImageSetSpec
 from ufd_lib.evaluation.reported import PAPER_GROUPS, reported_results
 from ufd_lib.evaluation.scoring import EvaluationResult, evaluate_sets
 from ufd_lib.features.feature_sets import FeatureSet

@@ -31,15 +31,14 @@ from torch.utils.data import DataLoader, Dataset
 from ufd_lib import config
 from ufd_lib.atomic_files import atomic_write
 from ufd_lib.checkpoints import load_checkpoint, load_state_dict_strictly
-from ufd_lib.classifiers.linear_probe import LinearProbe, ProbeFileError
-from ufd_lib.classifiers.lr_schedule import ReleasedLearningRateSchedule
+from ufd_lib.classifiers.linear_probe import LinearProbe, ProbeFileError, ReleasedLearningRateSchedule
 from ufd_lib.data.discovery import LabelledImage, collect_images
 from ufd_lib.devices import resolve_device, torch_threads
 from ufd_lib.features.augmentation import TrainingAugmentation
-from ufd_lib.features.encoders.detector import ARCHITECTURES, DetectorFileError, empty_network, read_detector_file
 from ufd_lib.features.encoders import Encoder, EncoderUnavailable, load_encoder
-from ufd_lib.features.preprocess import ImageRejected, decode_image, evaluation_transform, load_tensor
+from ufd_lib.features.encoders.detector import ARCHITECTURES, DetectorFileError, empty_network, read_detector_file
 from ufd_lib.features.encoders.torchvision_models import expected_checkpoint, imagenet_checkpoint
+from ufd_lib.features.preprocess import ImageRejected, decode_image, evaluation_transform, load_tensor
 from ufd_lib.hashing import file_sha256
 
 DETECTOR_FILE = "trained_detector.pth"

@@ -16,8 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ufd_lib import config
-from ufd_lib.data.benchmark import Benchmark
-from ufd_lib.data.image_sets import ImageSetSpec
+from ufd_lib.data.image_sets import Benchmark, ImageSetSpec
 
 
 @dataclass(frozen=True)

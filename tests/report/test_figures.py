@@ -61,3 +61,18 @@ def test_precision_recall_panels_are_classifiers_by_families():
     assert len(figure.axes) == 6
     assert [axes.get_title() for axes in figure.axes[:3]] == ["gan", "diffusion", "autoregressive"]
     assert [len(axes.get_lines()) for axes in figure.axes] == [1] * 6
+
+
+def test_training_data_bars_keep_one_colour_per_training_set_with_the_legend_outside():
+    from ufd_lib.report.figures import training_data_bars
+
+    rows = [{"training": t, "classifier": c, "family": f, "ap": 70.0}
+            for c, trainings in (("NN k=1", ("progan", "ldm", "progan+ldm")), ("trained detector", ("ldm",)))
+            for t in trainings for f in ("GAN", "diffusion")]
+    figure = training_data_bars(pd.DataFrame(rows), "training data")
+    legend = figure.axes[-1].get_legend()
+    assert [text.get_text() for text in legend.get_texts()] == ["progan", "ldm", "progan+ldm"]
+    ldm_colour = legend.legend_handles[1].get_facecolor()
+    detector_bars = [patch for patch in figure.axes[1].patches if patch.get_height() > 0]
+    assert detector_bars and all(patch.get_facecolor() == ldm_colour for patch in detector_bars)
+    assert _outside_every_axes(figure)

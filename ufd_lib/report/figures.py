@@ -298,3 +298,31 @@ def layer_curves(sweep: pd.DataFrame, title: str, metric: str = "ap") -> plt.Fig
     figure.suptitle(title)
     figure.tight_layout()
     return figure
+
+
+def training_data_bars(table: pd.DataFrame, title: str, metric: str = "ap") -> plt.Figure:
+    """Grouped bars per classifier panel: generator family (x) × training data (colour, the same
+    colour for the same training data in every panel), percent. table: long, columns training,
+    classifier, family and ``metric``."""
+    classifiers = list(table["classifier"].unique())
+    trainings = list(table["training"].unique())
+    palette = dict(zip(trainings, sns.color_palette(n_colors=len(trainings))))
+    label = "mean average precision (%)" if metric == "ap" else "mean accuracy (%)"
+    figure, panels = plt.subplots(1, len(classifiers), figsize=(6.0 * len(classifiers), 4.3), squeeze=False)
+    for axes, classifier in zip(panels[0], classifiers):
+        rows = table[table["classifier"] == classifier].rename(columns={metric: label})
+        sns.barplot(data=rows, x="family", y=label, hue="training", palette=palette, saturation=1,
+                    hue_order=[t for t in trainings if t in set(rows["training"])], ax=axes)
+        axes.axhline(50, color="grey", lw=0.8, ls="--")
+        axes.set_ylim(0, 105)
+        axes.set_title(classifier)
+        axes.set_xlabel("generator family")
+        axes.tick_params(axis="x", rotation=20)
+        axes.get_legend().remove()
+    handles = [plt.Rectangle((0, 0), 1, 1, color=palette[t]) for t in trainings]
+    # one legend for every panel, right of the last one: inside a panel it would cover bars
+    panels[0, -1].legend(handles, trainings, title="training data", fontsize=8, loc="upper left",
+                         bbox_to_anchor=(1.01, 1), borderaxespad=0)
+    figure.suptitle(title)
+    figure.tight_layout()
+    return figure

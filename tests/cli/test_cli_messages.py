@@ -5,7 +5,7 @@ import os
 import subprocess
 import sys
 
-from conftest import REPO_ROOT, TINY_ENCODER, make_image_set
+from conftest import REPO_ROOT, TINY_ENCODER, make_image_set, ufd
 
 
 def test_predict_into_a_closed_pipe_exits_0_quietly(tmp_path):
@@ -20,3 +20,22 @@ def test_predict_into_a_closed_pipe_exits_0_quietly(tmp_path):
     stderr = process.stderr.read().decode()
     assert process.wait(timeout=300) == 0, stderr
     assert "Broken pipe" not in stderr and "Exception ignored" not in stderr
+
+
+def test_a_warning_is_one_line_naming_the_command_and_a_short_mean_is_announced(capsys, tmp_path):
+    """A set without fakes: its warning is one line without Python's source echo, and the mean
+    row's AP covers one set where the accuracies cover two."""
+    both = make_image_set(tmp_path / "both", 3, 3)
+    reals = make_image_set(tmp_path / "reals", 3, 0)
+    code, stdout, stderr = ufd(
+        capsys, "evaluate", "--encoder", TINY_ENCODER, "--device", "cpu", "--quiet", "--cache-dir", tmp_path / "cache",
+        "--classifier", "knn", "--train", f"train={both}", "--test", f"both={both}", "--test", f"r={reals}",
+        "--out", tmp_path / "out",
+    )
+    assert code == 0, stderr
+    warning_lines = [line for line in stderr.splitlines() if "no fake images" in line]
+    assert warning_lines and all(line.startswith("ufd evaluate: warning: set r: no fake images")
+                                 for line in warning_lines)
+    assert "UserWarning" not in stderr and ".py:" not in stderr
+    [note] = [line for line in stdout.splitlines() if line.startswith("note: the mean row averages")]
+    assert "AP% over 1" in note and "of the 2 test sets" in note and "acc% over" not in note

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import warnings
 
 from ufd_lib.cli.args import UsageError
 from ufd_lib.cli.parser import build_parser
@@ -39,10 +40,26 @@ def _silence_stdout() -> None:
     os.close(devnull)
 
 
+def _one_line_warnings(command: str):
+    """A ``warnings.showwarning`` that prints ``ufd <command>: warning: <message>`` on one line of
+    stderr, without the source file and line that Python's default echoes."""
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        print(f"ufd {command}: warning: {' '.join(str(message).split())}", file=file or sys.stderr)
+
+    return show
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "allow_pickled_lists", False):
         os.environ["UFD_ALLOW_PICKLED_LISTS"] = "1"  # read by ufd_lib.data.file_lists, for this run
+    with warnings.catch_warnings():
+        warnings.showwarning = _one_line_warnings(args.command)
+        return _run(args)
+
+
+def _run(args) -> int:
     try:
         status = importlib.import_module(args.command_module).run(args)
         sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's last flush

@@ -37,6 +37,7 @@ folder layouts (as the official validate.py reads them):
   diffusion sets share their reals: NAME=REAL:FAKE takes the 0_real folders under REAL
   and the 1_fake folders under FAKE, e.g.
     ldm_200=diffusion_datasets/laion:diffusion_datasets/ldm_200
+  images are files named *.png, *.jpg, *.jpeg, *.bmp or *.webp (any case)
 """
 
 

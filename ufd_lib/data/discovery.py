@@ -40,7 +40,6 @@ from ufd_lib.data.file_lists import is_pickled_list, read_pickled_list
 from ufd_lib.data.image_sets import ImageSetSpec, PathArgumentError
 
 
-
 class EmptyImageSetError(PathArgumentError):
     """An image set in which neither class holds an image (a usage error: wrong folder or layout)."""
 

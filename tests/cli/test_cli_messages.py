@@ -39,3 +39,37 @@ def test_a_warning_is_one_line_naming_the_command_and_a_short_mean_is_announced(
     assert "UserWarning" not in stderr and ".py:" not in stderr
     [note] = [line for line in stdout.splitlines() if line.startswith("note: the mean row averages")]
     assert "AP% over 1" in note and "of the 2 test sets" in note and "acc% over" not in note
+
+
+def _subcommands(parser) -> dict:
+    """{'evaluate': parser, 'data verify': parser, ...}"""
+    found = {}
+    for action in parser._subparsers._group_actions:
+        for name, sub in action.choices.items():
+            found[name] = sub
+            if sub._subparsers is not None:
+                found.update({f"{name} {inner}": p for inner, p in _subcommands(sub).items()})
+    return found
+
+
+def test_every_command_has_a_description_and_shows_its_own_options_first():
+    from ufd_lib.cli.parser import build_parser
+
+    for name, parser in _subcommands(build_parser()).items():
+        assert parser.description, f"ufd {name} --help has no description"
+        text = parser.format_help()
+        if "--encoder ENCODER" in text and name != "reproduce":
+            shared = text.index("options shared by the commands that encode images:")
+            own = {"evaluate": "--classifier", "train-probe": "--augmented-views", "predict": "--bank",
+                   "extract": "--precision"}[name]
+            assert text.index(f"  {own}") < shared < text.index("  --encoder ENCODER"), name
+
+
+def test_predict_offers_no_sampling(capsys):
+    from ufd_lib.cli.parser import build_parser
+
+    assert build_parser().parse_args(["predict", "x.png"]).sampling == "all"  # banks: every image
+    assert "--sampling" not in _subcommands(build_parser())["predict"].format_help()
+    assert "--sampling" in _subcommands(build_parser())["evaluate"].format_help()
+    code, _, stderr = ufd(capsys, "predict", "--sampling", "official", "x.png")
+    assert code == 2 and "--sampling" in stderr

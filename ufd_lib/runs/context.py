@@ -18,6 +18,8 @@ from ufd_lib.features.encoders import Encoder, load_encoder, parse_encoder_spec
 from ufd_lib.features.feature_sets import ExtractionOptions
 from ufd_lib.hashing import file_sha256
 from ufd_lib.report import artifacts
+from ufd_lib.report.index_page import record_run, recorded_run
+from ufd_lib.report.provenance import code_revision, library_versions
 from ufd_lib.runs.profiles import Profile, default_data_root, get_profile, load_benchmark
 
 
@@ -83,9 +85,23 @@ def open_run(profile: str, data_root: str | None, output_dir: str, cache_dir: st
     chosen = get_profile(profile)
     output = Path(output_dir)
     output.mkdir(parents=True, exist_ok=True)
-    benchmark = load_benchmark(chosen, data_root or default_data_root(chosen, output))
+    data_root = data_root or default_data_root(chosen, output)
+    if recorded_run(output).get("settings", {}).get("profile") != chosen.name:
+        _record_profile(chosen, output, notebook, {"data_root": str(data_root), "output_dir": str(output),
+                                                   "cache_dir": str(cache_dir), "encoder": encoder or chosen.encoder})
+    benchmark = load_benchmark(chosen, data_root)
     return RunContext(chosen, benchmark, output, extraction_options(chosen, cache_dir), notebook,
                       encoder or chosen.encoder)
+
+
+def _record_profile(profile: Profile, output: Path, notebook: str, parameters: dict) -> None:
+    """State on the index page the profile of a notebook run on its own (not by ``ufd reproduce``,
+    which records its run itself), so the page keeps its banner."""
+    settings = {"profile": profile.name, "description": profile.description,
+                "compare_with_paper": profile.compare_with_paper, **parameters,
+                "written by": f"notebook {notebook} run on its own, not by ufd reproduce"}
+    record_run(output, f"UnivFD replication — profile {profile.name}", settings,
+               {**library_versions(), "ufd code": code_revision()})
 
 
 def weights_notice(encoder: Encoder) -> str:

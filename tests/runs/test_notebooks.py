@@ -59,3 +59,14 @@ def test_notebooks_only_call_ufd_lib_and_display(path: Path):
     assert "ufd_lib.report.artifacts" not in modules and "NOTEBOOK" not in code
     assert "plt." not in code
     assert re.findall(r"(?<!run\.)save_(?:table|figure)\(", code) == []
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_saved_with_the_kernel_make_setup_registers(path: Path):
+    """Opened in any JupyterLab, a notebook asks for the kernel that has ufd_lib."""
+    from conftest import REPO_ROOT
+
+    kernelspec = json.loads(path.read_text())["metadata"]["kernelspec"]
+    registered = re.search(r"ipykernel install --user --name (\S+) --display-name \"([^\"]+)\"",
+                           (REPO_ROOT / "Makefile").read_text())
+    assert (kernelspec["name"], kernelspec["display_name"]) == registered.groups() == ("ufd", "Python (ufd)")

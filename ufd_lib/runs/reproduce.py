@@ -8,6 +8,9 @@ says which one stopped and why, and keeps what the notebooks before it produced.
 encodes nothing. ``encoder`` replaces the profile's encoder (any registry string, e.g.
 ``clip:/path/to/ViT-L-14.pt``) in every notebook.
 
+The notebooks are saved for the kernel ``make setup`` registers ("Python (ufd)"), which is what
+a person opening them by hand needs; papermill here runs them on ``python3``, the kernel of the
+interpreter running ufd, so a run needs no registered kernel and never runs another environment.
 The kernel talks to papermill over local IPC sockets in a private temporary folder rather than
 TCP: nothing leaves the machine, and the kernel has no unencrypted-TCP warning to print.
 """

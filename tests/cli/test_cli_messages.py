@@ -73,3 +73,13 @@ def test_predict_offers_no_sampling(capsys):
     assert "--sampling" in _subcommands(build_parser())["evaluate"].format_help()
     code, _, stderr = ufd(capsys, "predict", "--sampling", "official", "x.png")
     assert code == 2 and "--sampling" in stderr
+
+
+def test_predict_with_the_released_probe_on_other_weights_cautions_in_one_line(capsys, tmp_path):
+    folder = make_image_set(tmp_path / "images", 1, 1)
+    code, stdout, stderr = ufd(capsys, "predict", "--encoder", TINY_ENCODER, "--device", "cpu", "--quiet",
+                               "--cache-dir", tmp_path / "cache", folder)
+    assert code == 0 and len(stdout.splitlines()) == 2
+    [caution] = stderr.splitlines()
+    assert caution.startswith("ufd predict: warning: the released probe was trained on the features of OpenAI's")
+    assert "random-clip:tiny: RANDOM weights" in caution and "not UnivFD's" in caution

@@ -14,7 +14,7 @@ from ufd_lib.analyses.main_results import fit_methods
 from ufd_lib.analyses.tables import family_summary, ordered_columns
 from ufd_lib.data.discovery import balanced_subsample
 from ufd_lib.evaluation.scoring import evaluate_sets
-from ufd_lib.features.encoders import Encoder, EncoderUnavailable, load_encoder, random_stand_in
+from ufd_lib.features.encoders import Encoder, EncoderUnavailable, load_encoder, random_stand_in, weights_notice
 from ufd_lib.features.feature_sets import ExtractionOptions, featurize_benchmark
 
 
@@ -25,7 +25,7 @@ def load_backbone(spec: str, device: str | None = None) -> tuple[Encoder | None,
     label rows with the encoder actually used, so a stand-in is never mistaken."""
     try:
         encoder = load_encoder(spec, device)
-        return encoder, f"{spec}: loaded (weights {encoder.checkpoint_sha256[:16]}…)"
+        return encoder, f"{spec}: loaded; {weights_notice(encoder)}"
     except EncoderUnavailable as error:
         stand_in = random_stand_in(spec)
         if stand_in is None:
@@ -59,13 +59,18 @@ def backbone_comparison(backbones, benchmark, options: ExtractionOptions, famili
                         seed: int = 0, device: str | None = None, log=print) -> BackboneComparison:
     """For each backbone: features of the benchmark (through the cache), nearest neighbour (k)
     and the linear probe trained on its training features, evaluated per family; plus a
-    balanced sample of its training bank. One backbone's features are held at a time."""
+    balanced sample of its training bank. One backbone's features are held at a time. log: called
+    with each notice as it is made (None: silent)."""
     frames, samples, notices = [], {}, []
-    for spec in backbones:
-        encoder, notice = load_backbone(spec, device)
+
+    def tell(notice: str) -> None:
         notices.append(notice)
         if log:
             log(notice)
+
+    for spec in backbones:
+        encoder, notice = load_backbone(spec, device)
+        tell(notice)
         if encoder is None:
             continue
         features = featurize_benchmark(encoder, benchmark, options)
@@ -77,8 +82,8 @@ def backbone_comparison(backbones, benchmark, options: ExtractionOptions, famili
         if has_spread(features.train.features[keep]):
             samples[encoder.name] = (features.train.features[keep], features.train.labels[keep])
         else:
-            notices.append(f"{encoder.name}: every training feature points the same way (or is zero), so it "
-                           "separates nothing and gets no map")
+            tell(f"{encoder.name}: every training feature points the same way (or is zero), so it "
+                 "separates nothing and gets no map")
         del encoder, features, methods
         gc.collect()
         if torch.cuda.is_available():

@@ -2,8 +2,11 @@
 accuracies (metrics.csv, scores.csv, skipped.csv, run.json)."""
 from __future__ import annotations
 
+import warnings
+
 from ufd_lib.classifiers.linear_probe import LinearProbe
 from ufd_lib.classifiers.nearest_neighbour import NearestNeighbourClassifier
+from ufd_lib.classifiers.released import RELEASED_PROBE, released_probe_caution
 from ufd_lib.cli.args import UsageError, extraction_options, settings
 from ufd_lib.evaluation.scoring import evaluate_sets
 from ufd_lib.features.extraction.decoding_workers import kept_decoding_workers
@@ -24,6 +27,9 @@ def _fit_classifier(args, encoder, options, report):
         if probe.n_features_in_ != encoder.embed_dim:
             raise UsageError(f"--probe {args.probe}: takes {probe.n_features_in_}-d features, "
                              f"{encoder.name} gives {encoder.embed_dim}-d")
+        caution = released_probe_caution(encoder) if args.probe == RELEASED_PROBE else None
+        if caution:
+            warnings.warn(caution, stacklevel=2)
         return probe
     if args.train is None:
         raise UsageError("--classifier linear needs --probe PATH or --train NAME=REAL[:FAKE]")

@@ -10,11 +10,11 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from ufd_lib.classifiers.released import RELEASED_PROBE
+from ufd_lib.classifiers.released import RELEASED_PROBE, released_probe_caution
 from ufd_lib.data.benchmark import Benchmark
 from ufd_lib.data.discovery import EmptyImageSetError, LabelledImage, collect_images
 from ufd_lib.data.image_sets import ImageSetSpec
-from ufd_lib.features.encoders import Encoder, load_encoder, parse_encoder_spec
+from ufd_lib.features.encoders import Encoder, load_encoder, weights_notice
 from ufd_lib.features.feature_sets import ExtractionOptions
 from ufd_lib.hashing import file_sha256
 from ufd_lib.report import artifacts
@@ -75,6 +75,9 @@ class RunContext:
             return None
         self.note(f"released probe: {RELEASED_PROBE.name} from the authors' UniversalFakeDetect release, "
                   f"SHA-256 {file_sha256(RELEASED_PROBE)}")
+        caution = released_probe_caution(self.encoder)
+        if caution:
+            self.note(caution)
         return RELEASED_PROBE
 
 
@@ -102,19 +105,6 @@ def _record_profile(profile: Profile, output: Path, notebook: str, parameters: d
                 "written by": f"notebook {notebook} run on its own, not by ufd reproduce"}
     record_run(output, f"UnivFD replication — profile {profile.name}", settings,
                {**library_versions(), "ufd code": code_revision()})
-
-
-def weights_notice(encoder: Encoder) -> str:
-    """Which weights an encoder runs on: its registry string, weights file, SHA-256 and whether
-    they are the official ones (as far as the encoder knows)."""
-    parts = [f"encoder {encoder.name}"]
-    if encoder.checkpoint_path is None:
-        return f"encoder {encoder.name}: RANDOM weights, no weights file (id {encoder.checkpoint_sha256})"
-    parts += [f"weights {encoder.checkpoint_path}", f"SHA-256 {encoder.checkpoint_sha256}"]
-    if parse_encoder_spec(encoder.name)[0] == "clip":
-        parts.append("OpenAI's published checkpoint" if encoder.checkpoint_official
-                     else "NOT one of OpenAI's published checkpoints")
-    return ", ".join(parts)
 
 
 def family_table(benchmark: Benchmark) -> pd.DataFrame:

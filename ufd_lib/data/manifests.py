@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 from dataclasses import dataclass
 from functools import lru_cache
@@ -82,6 +83,19 @@ class Archive:
     sources: tuple[Source, ...]
     format: str = "zip"
     extracted_size_bytes: int | None = None
+
+    @property
+    def approx_size_bytes(self) -> int | None:
+        """The size ``approx_size`` starts with ("about 19 GB (...)" → 19e9 bytes, decimal
+        units), or None when it starts with none ("unknown (...)")."""
+        found = _LEADING_SIZE.match(self.approx_size)
+        if found is None:
+            return None
+        return round(float(found.group(1)) * _SIZE_UNITS[found.group(2).upper()])
+
+
+_LEADING_SIZE = re.compile(r"\s*(?:about\s+|~)?(\d+(?:\.\d+)?)\s*([kmgt]b)\b", re.IGNORECASE)
+_SIZE_UNITS = {"KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12}
 
 
 @dataclass(frozen=True)

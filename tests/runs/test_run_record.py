@@ -63,6 +63,23 @@ def test_a_failed_reproduce_writes_a_page_that_says_which_notebook_stopped_and_w
     assert list(run["seconds"]) == ["01_ok"] and run["started"] <= run["finished"]
 
 
+def test_an_interrupted_reproduce_does_not_stay_in_progress(tmp_path, monkeypatch, capsys):
+    calls = []
+
+    def execute(papermill, name, *args):
+        calls.append(name)
+        if name == "02_b":
+            raise KeyboardInterrupt
+        return 1.0
+
+    monkeypatch.setattr(reproduce_module, "_execute", execute)
+    status, out = _reproduce(tmp_path, monkeypatch, {"01_a": ["x = 1"], "02_b": ["x = 1"], "03_c": ["x = 1"]})
+    assert status == 130 and calls == ["01_a", "02_b"]
+    text = re.sub(r"<[^>]+>", "", (out / "index.html").read_text())
+    assert "This run failed. Notebook 02_b stopped: interrupted" in text and "in progress" not in text
+    assert "Finished before it: 01_a" in text and "Not run: 03_c" in text
+
+
 def test_a_finished_reproduce_records_code_command_times_and_durations(tmp_path, monkeypatch):
     status, out = _reproduce(tmp_path, monkeypatch, {"01_a": [SAVE_TABLE.format(name="01_a")], "02_b": ["x = 1"]})
     assert status == 0

@@ -135,14 +135,18 @@ def run_status(run: dict) -> str:
         return (f"<p>Run {when}, finished {html.escape(str(run.get('finished', '?')))}: {len(seconds)} "
                 f"notebook(s) in {sum(seconds.values()):.0f} s ({html.escape(each)}).</p>")
     failure = run.get("failure", {})
-    stopped = str(failure.get("notebook", "?"))
-    link = html.escape(stopped, quote=True)
+    stopped = failure.get("notebook")
+    error = html.escape(str(failure.get("error", "")))
+    if stopped is None:
+        what = f"It stopped before its first notebook: {error}."
+    else:
+        link = html.escape(stopped, quote=True)
+        cell = f" in cell {html.escape(str(failure['cell']))}" if failure.get("cell") is not None else ""
+        what = (f"Notebook {html.escape(stopped)} stopped{cell}: {error} "
+                f'(<a href="notebooks/{link}.html">executed notebook</a>, <a href="notebooks/{link}.ipynb">.ipynb</a>).')
     finished = [name for name in planned if name in seconds]
     never = [name for name in planned if name not in seconds and name != stopped]
-    return (f'<div class="banner failed"><strong>This run failed.</strong> Notebook {html.escape(stopped)} '
-            f"stopped in cell {html.escape(str(failure.get('cell', '?')))}: "
-            f"{html.escape(str(failure.get('error', '')))} (<a href=\"notebooks/{link}.html\">executed notebook</a>, "
-            f'<a href="notebooks/{link}.ipynb">.ipynb</a>). '
+    return (f'<div class="banner failed"><strong>This run failed.</strong> {what} '
             f"Finished before it: {html.escape(', '.join(finished) or 'none')}; their tables and figures are below. "
             f"Not run: {html.escape(', '.join(never) or 'none')}. Run {when}, stopped "
             f"{html.escape(str(run.get('finished', '?')))}.</div>")

@@ -109,14 +109,18 @@ def reproduce(profile_name: str, data_root: Path | None = None, only: list[str] 
     versions = {**library_versions(), "ufd code": code_revision()}
     run = {"status": "running", "started": _now(), "planned": notebooks, "seconds": {}}
     record_run(output_dir, title, settings, versions, run)
+    name = None
     try:
         with tempfile.TemporaryDirectory(prefix="ufd-kernel-") as socket_folder:
             for name in notebooks:
                 run["seconds"][name] = _execute(papermill, name, parameters, output_dir,
                                                 _ipc_kernel_config(socket_folder), profile.name, log)
                 record_run(output_dir, title, settings, versions, run)
-    except ReproduceError as error:
-        run.update(status="failed", finished=_now(), failure=error.failure)
+    except BaseException as error:  # the page must not say "in progress" after any stop, Ctrl-C included
+        failure = getattr(error, "failure", None) or {
+            "notebook": name, "error": "interrupted" if isinstance(error, KeyboardInterrupt)
+            else " ".join(f"{type(error).__name__}: {error}".split())}
+        run.update(status="failed", finished=_now(), failure=failure)
         write_index(output_dir, title, settings, versions, run)
         raise
     run.update(status="finished", finished=_now())

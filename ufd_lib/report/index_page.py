@@ -143,7 +143,8 @@ def run_status(run: dict) -> str:
         link = html.escape(stopped, quote=True)
         cell = f" in cell {html.escape(str(failure['cell']))}" if failure.get("cell") is not None else ""
         what = (f"Notebook {html.escape(stopped)} stopped{cell}: {error} "
-                f'(<a href="notebooks/{link}.html">executed notebook</a>, <a href="notebooks/{link}.ipynb">.ipynb</a>).')
+                f'(<a href="notebooks/{link}.html">executed notebook</a>, '
+                f'<a href="notebooks/{link}.ipynb">.ipynb</a>).')
     finished = [name for name in planned if name in seconds]
     never = [name for name in planned if name not in seconds and name != stopped]
     return (f'<div class="banner failed"><strong>This run failed.</strong> {what} '

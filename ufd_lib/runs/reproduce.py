@@ -5,8 +5,8 @@ Outputs go to ``<output>/`` (default ``runs/<profile>``): executed notebooks in 
 versions that produced them, the code's git commit, the command line, and when each notebook
 ran and for how long (also in ``index.json``). A failed notebook stops the run; the page then
 says which one stopped and why, and keeps what the notebooks before it produced. The feature
-cache is shared between runs, so a second run encodes nothing. ``encoder`` replaces the profile's encoder (any registry string, e.g.
-``clip:/path/to/ViT-L-14.pt``) in every notebook.
+cache is shared between runs, so a second run encodes nothing. ``encoder`` replaces the
+profile's encoder (any registry string, e.g. ``clip:/path/to/ViT-L-14.pt``) in every notebook.
 
 The notebooks are saved for the kernel ``make setup`` registers ("Python (ufd)"), which is what
 a person opening them by hand needs; papermill here runs them on ``python3``, the kernel of the

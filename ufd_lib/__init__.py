@@ -49,7 +49,7 @@ _PUBLIC = {
     "featurize_views": "ufd_lib.features.augmentation",
     "ExtractionReport": "ufd_lib.features.extraction.extract",
     "open_cache": "ufd_lib.features.extraction.extract",
-    "find_test_set": "ufd_lib.data.benchmark",
+    "find_test_set": "ufd_lib.data.image_sets",
     "RELEASED_PROBE": "ufd_lib.classifiers.released",
     "detector_or_notice": "ufd_lib.classifiers.trained_detector",
     "save_table": "ufd_lib.report.artifacts",

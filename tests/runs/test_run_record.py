@@ -11,7 +11,7 @@ import nbformat
 import pandas as pd
 
 from ufd_lib.cli.main import main
-from ufd_lib.data.benchmark import Benchmark
+from ufd_lib.data.image_sets import Benchmark
 from ufd_lib.data.image_sets import ImageSetSpec
 from ufd_lib.runs import context as context_module
 from ufd_lib.runs import reproduce as reproduce_module

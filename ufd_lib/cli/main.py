@@ -14,6 +14,7 @@ import warnings
 from ufd_lib.cli.args import UsageError
 from ufd_lib.cli.parser import build_parser
 from ufd_lib.data.image_sets import PathArgumentError
+from ufd_lib.messages import one_line
 
 
 def _exit_status(error: Exception) -> int | None:
@@ -45,7 +46,7 @@ def _one_line_warnings(command: str):
     stderr, without the source file and line that Python's default echoes."""
 
     def show(message, category, filename, lineno, file=None, line=None) -> None:
-        print(f"ufd {command}: warning: {' '.join(str(message).split())}", file=file or sys.stderr)
+        print(f"ufd {command}: warning: {one_line(message)}", file=file or sys.stderr)
 
     return show
 
@@ -54,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "allow_pickled_lists", False):
         os.environ["UFD_ALLOW_PICKLED_LISTS"] = "1"  # read by ufd_lib.data.file_lists, for this run
+    args.command_line = main  # the selfcheck runs commands in-process through this very entry point
     with warnings.catch_warnings():
         warnings.showwarning = _one_line_warnings(args.command)
         return _run(args)
@@ -74,6 +76,6 @@ def _run(args) -> int:
         status = _exit_status(error)
         if status is None:
             raise
-        message = str(error) if status == 1 else " ".join(str(error).split())  # usage: one line
+        message = str(error) if status == 1 else one_line(error)  # usage: one line
         print(f"ufd {args.command}: error: {message}", file=sys.stderr)
         return status

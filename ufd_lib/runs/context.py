@@ -11,9 +11,8 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from ufd_lib.classifiers.released import RELEASED_PROBE, released_probe_caution
-from ufd_lib.data.benchmark import Benchmark
 from ufd_lib.data.discovery import EmptyImageSetError, LabelledImage, collect_images
-from ufd_lib.data.image_sets import ImageSetSpec
+from ufd_lib.data.image_sets import Benchmark, ImageSetSpec
 from ufd_lib.features.encoders import Encoder, load_encoder, weights_notice
 from ufd_lib.features.feature_sets import ExtractionOptions
 from ufd_lib.hashing import file_sha256

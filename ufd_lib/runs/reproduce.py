@@ -25,6 +25,7 @@ from importlib import resources
 from pathlib import Path
 
 from ufd_lib import config
+from ufd_lib.messages import one_line
 from ufd_lib.report.artifacts import ARTIFACTS
 from ufd_lib.report.index_page import record_run, write_index
 from ufd_lib.report.provenance import code_revision, library_versions
@@ -119,7 +120,7 @@ def reproduce(profile_name: str, data_root: Path | None = None, only: list[str] 
     except BaseException as error:  # the page must not say "in progress" after any stop, Ctrl-C included
         failure = getattr(error, "failure", None) or {
             "notebook": name, "error": "interrupted" if isinstance(error, KeyboardInterrupt)
-            else " ".join(f"{type(error).__name__}: {error}".split())}
+            else one_line(f"{type(error).__name__}: {error}")}
         run.update(status="failed", finished=_now(), failure=failure)
         write_index(output_dir, title, settings, versions, run)
         raise

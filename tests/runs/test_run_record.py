@@ -11,8 +11,7 @@ import nbformat
 import pandas as pd
 
 from ufd_lib.cli.main import main
-from ufd_lib.data.image_sets import Benchmark
-from ufd_lib.data.image_sets import ImageSetSpec
+from ufd_lib.data.image_sets import Benchmark, ImageSetSpec
 from ufd_lib.runs import context as context_module
 from ufd_lib.runs import reproduce as reproduce_module
 
@@ -61,6 +60,14 @@ def test_a_failed_reproduce_writes_a_page_that_says_which_notebook_stopped_and_w
     run = json.loads((out / "index.json").read_text())["run"]
     assert run["status"] == "failed" and run["failure"]["notebook"] == "02_broken"
     assert list(run["seconds"]) == ["01_ok"] and run["started"] <= run["finished"]
+
+    spec = ImageSetSpec("set", tmp_path, tmp_path)  # the failed notebook, fixed and run by hand
+    monkeypatch.setattr(context_module, "load_benchmark", lambda profile, root: Benchmark(spec, spec, [spec], {}))
+    context_module.open_run("paper", str(tmp_path), str(out), None, notebook="02_broken").save_table(
+        pd.DataFrame({"ap": [0.5]}), "late", "Table of 02_broken")
+    text = re.sub(r"<[^>]+>", "", (out / "index.html").read_text())
+    assert "This run failed. Notebook 02_broken stopped" in text and "Table of 02_broken" in text
+    assert re.search(r"Run again on its own after this run: 02_broken \(20\d\d-", text)
 
 
 def test_an_interrupted_reproduce_does_not_stay_in_progress(tmp_path, monkeypatch, capsys):

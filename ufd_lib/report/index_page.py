@@ -52,8 +52,9 @@ def write_index(output_dir: Path, title: str, settings: dict, versions: dict, ru
 def record_run(output_dir: Path, title: str, settings: dict, versions: dict, run: dict | None = None) -> None:
     """Write ``index.json``, what every refresh of the page reads. run (optional): ``status``
     (``running``, ``finished`` or ``failed``), ``started`` and ``finished`` (ISO 8601 UTC),
-    ``planned`` (the notebooks, in order), ``seconds`` ({notebook: its duration}) and, when it
-    failed, ``failure`` ({``notebook``, ``cell``, ``error``})."""
+    ``planned`` (the notebooks, in order), ``seconds`` ({notebook: its duration}), when it
+    failed, ``failure`` ({``notebook``, ``cell``, ``error``}), and ``rerun_on_its_own``
+    ({notebook: when}) for notebooks run by hand after it."""
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(output_dir / INDEX_SETTINGS, json.dumps(
@@ -121,10 +122,19 @@ def _banner(settings: dict) -> str:
 def run_status(run: dict) -> str:
     """How the run went, as a block under the banner: still running, finished (when, how long) or
     failed (which notebook stopped, in which cell and why, a link to its executed copy, and which
-    notebooks finished before it or never ran); empty when nothing is recorded."""
-    status = run.get("status")
-    if status is None:
+    notebooks finished before it or never ran), then the notebooks run again on their own since;
+    empty when nothing is recorded."""
+    if run.get("status") is None:
         return ""
+    reruns = run.get("rerun_on_its_own", {})
+    rerun = (f"<p><strong>Run again on its own after this run:</strong> "
+             f"{html.escape(', '.join(f'{name} ({when})' for name, when in reruns.items()))}; the tables, figures "
+             "and notices of those notebooks come from that later run.</p>") if reruns else ""
+    return _run_outcome(run) + rerun
+
+
+def _run_outcome(run: dict) -> str:
+    status = run.get("status")
     planned, seconds = run.get("planned", []), run.get("seconds", {})
     when = f"started {html.escape(str(run.get('started', '?')))}"
     if status == "running":

@@ -5,6 +5,7 @@ own name."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -88,12 +89,23 @@ def open_run(profile: str, data_root: str | None, output_dir: str, cache_dir: st
     output = Path(output_dir)
     output.mkdir(parents=True, exist_ok=True)
     data_root = data_root or default_data_root(chosen, output)
-    if recorded_run(output).get("settings", {}).get("profile") != chosen.name:
+    recorded = recorded_run(output)
+    if recorded.get("settings", {}).get("profile") != chosen.name:
         _record_profile(chosen, output, notebook, {"data_root": str(data_root), "output_dir": str(output),
                                                    "cache_dir": str(cache_dir), "encoder": encoder or chosen.encoder})
+    elif recorded.get("run", {}).get("status") in ("finished", "failed"):
+        _record_rerun(output, recorded, notebook)
     benchmark = load_benchmark(chosen, data_root)
     return RunContext(chosen, benchmark, output, extraction_options(chosen, cache_dir), notebook,
                       encoder or chosen.encoder)
+
+
+def _record_rerun(output: Path, recorded: dict, notebook: str) -> None:
+    """Add to a finished or failed ``ufd reproduce`` run's record that ``notebook`` was run again
+    on its own afterwards, and when, so the page does not pass off its new results as the run's."""
+    run = recorded["run"]
+    run.setdefault("rerun_on_its_own", {})[notebook] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    record_run(output, recorded.get("title", ""), recorded.get("settings", {}), recorded.get("versions", {}), run)
 
 
 def _record_profile(profile: Profile, output: Path, notebook: str, parameters: dict) -> None:

@@ -9,14 +9,14 @@ from types import SimpleNamespace
 import matplotlib
 import pandas as pd
 import pytest
-
 from conftest import TINY_ENCODER
+
 from ufd_lib.classifiers.released import RELEASED_PROBE
-from ufd_lib.data.image_sets import Benchmark
-from ufd_lib.data.image_sets import ImageSetSpec
+from ufd_lib.data.image_sets import Benchmark, ImageSetSpec
+from ufd_lib.features.encoders import weights_notice
 from ufd_lib.hashing import file_sha256
 from ufd_lib.report.artifacts import read_artifacts, save_notice
-from ufd_lib.runs.context import RunContext, extraction_options, weights_notice
+from ufd_lib.runs.context import RunContext, extraction_options
 from ufd_lib.runs.profiles import get_profile
 
 matplotlib.use("Agg")

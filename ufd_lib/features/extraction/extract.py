@@ -155,8 +155,8 @@ def compute_precision(encoder: Encoder, precision: str):
 def cache_setting(encoder: Encoder, perturbation: Perturbation, precision: str = "auto") -> dict:
     """The cache key of an extraction: encoder identity plus everything in preprocessing.
 
-    bf16 adds ``"precision": "bf16"``; fp32 and fp16 keep the key they always had, so
-    existing caches stay valid.
+    bf16 adds ``"precision": "bf16"``; fp32 and fp16 share one key (fp16 compute stays within
+    float16 storage rounding of fp32, ``benchmarks/README.md``).
     """
     setting = {
         "encoder": encoder.name,

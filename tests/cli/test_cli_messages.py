@@ -63,6 +63,8 @@ def test_every_command_has_a_description_and_shows_its_own_options_first():
             own = {"evaluate": "--classifier", "train-probe": "--augmented-views", "predict": "--bank",
                    "extract": "--precision"}[name]
             assert text.index(f"  {own}") < shared < text.index("  --encoder ENCODER"), name
+            usage = parser.format_usage()
+            assert usage.index(f"{own}") < usage.index("[--encoder ENCODER]"), name
 
 
 def test_predict_offers_no_sampling(capsys):

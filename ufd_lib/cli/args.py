@@ -113,12 +113,23 @@ def jpeg_quality(text: str) -> int:
     return value
 
 
+SHARED_OPTIONS = "options shared by the commands that encode images"
+
+
+def shared_options_last(parser: argparse.ArgumentParser) -> None:
+    """List the shared options (:func:`add_extraction_flags`) after the command's own in the usage
+    line too, as the help lists their group; call it once the command's own options are added."""
+    shared = {action for group in parser._action_groups if group.title == SHARED_OPTIONS
+              for action in group._group_actions}
+    parser._actions.sort(key=lambda action: action in shared)  # stable: each part keeps its order
+
+
 def add_extraction_flags(parser: argparse.ArgumentParser, sampling: bool = True) -> None:
     """The flags of every command that encodes images: encoder, cache, perturbation, sampling
     (only with ``sampling``; otherwise every image, ``all``), device and decoding. They form their
     own group, shown in the help after the command's own options."""
     own_options = parser
-    parser = own_options.add_argument_group("options shared by the commands that encode images")
+    parser = own_options.add_argument_group(SHARED_OPTIONS)
     parser.add_argument("--encoder", default=config.DEFAULT_ENCODER, help=f"one of: {encoder_usage()}")
     parser.add_argument("--cache-dir", type=argument_type(output_directory), default=None,
                         help="feature cache (default $UFD_CACHE_DIR or ~/.cache/ufd/features)")

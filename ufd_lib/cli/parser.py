@@ -18,6 +18,7 @@ from ufd_lib.cli.args import (
     non_negative_int,
     positive_int,
     set_spec,
+    shared_options_last,
 )
 from ufd_lib.cli.paths import existing_directory, existing_file, output_directory, output_file
 
@@ -154,6 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "bf16 (autocast; faster on CPUs with AVX512-BF16/AMX, own cache key), fp16 (CUDA)")
     extract.add_argument("--out", type=argument_type(output_directory), default=None,
                          help="directory for run.json (optional)")
+
+    for encoding in (evaluate, train_probe, predict, extract):
+        shared_options_last(encoding)
 
     reproduce = _command(
         subparsers, "reproduce", "reproduce", help="run the numbered notebooks with papermill",

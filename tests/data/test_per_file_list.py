@@ -1,0 +1,43 @@
+"""A per-file list built twice is the same file, and comparing a copy with it catches one
+missing, one extra and one changed file."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from conftest import write_image
+
+from ufd_lib.data.per_file_list import build_file_list, compare_with_list, covered_files, write_file_list
+
+
+def _copy(root: Path) -> Path:
+    for i in range(4):
+        write_image(root / "set" / "0_real" / f"{i}.png", seed=i)
+        write_image(root / "set" / "1_fake" / f"{i}.png", seed=50 + i)
+    return root
+
+
+def _build(root: Path, out: Path) -> str:
+    return write_file_list(out, build_file_list(root, covered_files(root)))
+
+
+def test_a_list_built_twice_is_identical(tmp_path: Path) -> None:
+    root = _copy(tmp_path / "data")
+    first, second = _build(root, tmp_path / "a.csv"), _build(root, tmp_path / "b.csv")
+    assert first == second and (tmp_path / "a.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()
+    lines = (tmp_path / "a.csv").read_text().splitlines()
+    assert lines[0] == "path,size_bytes,sha256" and lines[1].startswith("set/0_real/0.png,")
+    assert len(lines) == 9 and lines[1:] == sorted(lines[1:])
+
+
+def test_verify_catches_missing_extra_and_changed(tmp_path: Path) -> None:
+    root = _copy(tmp_path / "data")
+    _build(root, tmp_path / "list.csv")
+    assert compare_with_list(root, tmp_path / "list.csv").ok
+    (root / "set" / "0_real" / "1.png").unlink()
+    write_image(root / "set" / "1_fake" / "new.png", seed=99)
+    write_image(root / "set" / "1_fake" / "2.png", seed=98)
+    found = compare_with_list(root, tmp_path / "list.csv")
+    assert (found.missing, found.extra, found.changed) == (["set/0_real/1.png"], ["set/1_fake/new.png"],
+                                                             ["set/1_fake/2.png"])
+    assert found.matched == 6 and not found.ok
+    assert "1 missing, 1 extra, 1 changed" in found.summary()

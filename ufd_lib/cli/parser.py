@@ -248,10 +248,12 @@ def _add_newer_data_commands(commands) -> None:
                                    description="Build a per-file list (path,size_bytes,sha256) of a copy.")
     build = manifest.add_subparsers(dest="manifest_command", metavar="{build}", required=True).add_parser(
         "build", help="write the sorted relative paths, sizes and SHA-256 of the images under --data-root")
-    build.add_argument("--data-root", type=argument_type(existing_directory), required=True, metavar="DIR")
+    build.add_argument("--data-root", type=argument_type(existing_directory), required=True, metavar="DIR",
+                       help="the copy to list (paths in the list are relative to it)")
     build.add_argument("--manifest", dest="manifest_name", metavar="NAME",
                        help="only the files of this paper manifest's sets (default: every image under DIR)")
-    build.add_argument("--out", type=argument_type(output_file), required=True, metavar="FILE")
+    build.add_argument("--out", type=argument_type(output_file), required=True, metavar="FILE",
+                       help="the per-file list to write (CSV path,size_bytes,sha256; its SHA-256 is printed)")
     build.add_argument("--cache-dir", type=argument_type(output_directory), default=None, metavar="DIR",
                        help="feature cache root whose file-identity memo spares re-reading unchanged files "
                        "(default: $UFD_CACHE_DIR or ~/.cache/ufd/features)")

@@ -3,9 +3,11 @@
 Per image, without decoding pixels: file format, JPEG quality (estimated from the quantisation
 tables), width, height, aspect ratio, bytes per pixel and EXIF presence. Per class, the
 distribution of each. And ``metadata_auc``: the cross-validated ROC AUC of a random forest that
-sees only that metadata. Near 0.5 the metadata carries no label; far from it (the set is
-flagged) a detector's score on the set may come from a shortcut such as real JPEG against fake
-PNG, the format bias documented for DiffusionForensics.
+sees only how the files were made (format, JPEG quality, size, aspect ratio, EXIF). Near 0.5 the
+metadata carries no label; far from it (the set is flagged) a detector's score on the set may
+come from a shortcut such as real JPEG against fake PNG, the format bias documented for
+DiffusionForensics. Bytes per pixel is reported but not given to the classifier: in a lossless
+file it measures how compressible the pixels are, which is content, not provenance.
 """
 from __future__ import annotations
 
@@ -78,14 +80,13 @@ def metadata_table(images: list[LabelledImage]) -> pd.DataFrame:
 
 def metadata_features(table: pd.DataFrame) -> np.ndarray:
     """float64 (n_images, 9): format one-hot (JPEG, PNG, WEBP, other), JPEG quality (-1 when not
-    JPEG), log width, log height, log aspect ratio, log bytes per pixel, EXIF present; never pixels."""
+    JPEG), log width, log height, log aspect ratio, EXIF present; never pixels, nor bytes per
+    pixel (module docstring)."""
     formats = [(table["format"] == name).to_numpy(float) for name in (*FORMATS, "other")]
     columns = [*formats, table["jpeg_quality"].fillna(-1).to_numpy(float),
                np.log(table["width"].to_numpy(float)), np.log(table["height"].to_numpy(float)),
-               np.log(table["aspect_ratio"].to_numpy(float)),
-               np.log(np.maximum(table["bytes_per_pixel"].to_numpy(float), 1e-9)),
-               table["has_exif"].to_numpy(float)]
-    return np.stack(columns, axis=1) if len(table) else np.zeros((0, 10))
+               np.log(table["aspect_ratio"].to_numpy(float)), table["has_exif"].to_numpy(float)]
+    return np.stack(columns, axis=1) if len(table) else np.zeros((0, 9))
 
 
 def metadata_auc(table: pd.DataFrame, seed: int = 0) -> float:
@@ -156,3 +157,16 @@ def card_from_table(name: str, table: pd.DataFrame, seed: int = 0) -> BiasCard:
 def bias_card(spec: ImageSetSpec, seed: int = 0) -> BiasCard:
     """The bias card of every image of ``spec`` (any layout or adapter discovery reads)."""
     return card_from_table(spec.name, metadata_table(collect_images(spec)), seed)
+
+
+def bias_card_table(cards: list[BiasCard]) -> pd.DataFrame:
+    """One row per card: set, n_real, n_fake, metadata_auc, flagged, then the per-class medians
+    and shares of :func:`class_distributions` as ``<column> (real)`` and ``<column> (fake)``."""
+    rows = []
+    for card in cards:
+        row = card.summary_row()
+        for record in card.distributions.to_dict("records"):
+            name = record.pop("class")
+            row.update({f"{column} ({name})": value for column, value in record.items() if column != "images"})
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -56,3 +56,14 @@ def test_a_second_build_reads_no_image_bytes(tmp_path: Path, capsys, monkeypatch
     (root / "1_fake" / "3.png").write_bytes(b"changed")  # only this file is read again
     with pytest.raises(AssertionError, match=r"3\.png was read again"):
         ufd(capsys, *args, "--out", tmp_path / "third.csv")
+
+
+def test_verify_benchmark_checks_the_owners_archive_md5_and_counts(tmp_path: Path, capsys) -> None:
+    (tmp_path / "synthbuster.zip").write_bytes(b"not the owner's archive")
+    write_image(tmp_path / "wildrf" / "test" / "reddit" / "0_real" / "a.jpg", seed=1)
+    code, out, _ = ufd(capsys, "data", "verify", "--data-root", tmp_path, "--benchmark", "synthbuster")
+    assert code == 1 and "synthbuster.zip" in out and "MISMATCH" in out and "0695bd328e16ea21c5c9cc2ae1d994ff" in out
+    assert "real_RAISE_1k.zip" in out and "not present" in out
+    code, out, _ = ufd(capsys, "data", "verify", "--data-root", tmp_path, "--benchmark", "wildrf")
+    assert code == 0 and "1 real, 0 fake" in out
+    assert ufd(capsys, "data", "verify", "--data-root", tmp_path, "--benchmark", "nonesuch")[0] == 2

@@ -103,3 +103,11 @@ def test_a_directory_named_like_an_adapter_keeps_the_old_meaning(tmp_path: Path,
 def test_every_adapter_is_described() -> None:
     text = describe_adapters()
     assert all(f"{name}:" in text for name in ADAPTERS)
+
+
+def test_list_with_an_unknown_class_is_a_usage_error_naming_the_line(tmp_path: Path) -> None:
+    _tree(tmp_path, ["a.png"])
+    listing = tmp_path / "test.csv"
+    listing.write_text("image,class,split\na.png,maybe,test\n")
+    with pytest.raises(SpecError, match=r"test\.csv:2: class 'maybe'"):
+        discover_images(parse_set_spec(f"x=spai:{listing}"))

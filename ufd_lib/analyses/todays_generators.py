@@ -7,34 +7,15 @@ with release date, in-the-wild flag, metadata_auc and the symmetric control's AP
 """
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from ufd_lib.data.benchmark_manifests import BenchmarkSet, benchmark_sets
+from ufd_lib.data.benchmark_manifests import benchmark_sets, set_spec_text
 from ufd_lib.data.bias_card import BiasCard
 from ufd_lib.data.image_sets import ImageSetSpec, PathArgumentError, parse_set_spec
 from ufd_lib.evaluation.scoring import EvaluationResult
-
-# A word of a manifest's adapter_arguments that stands for a user's folder: capitals, digits and
-# underscores with at least one underscore (REAL_RAISE, GENERATOR_DIR), or CSV.
-_PLACEHOLDER = re.compile(r"[A-Z0-9]*_[A-Z0-9_]*|CSV")
-CONTROL_SUFFIX = " (re-encoded)"
-
-
-def _has_placeholder(arguments: str) -> bool:
-    return any(_PLACEHOLDER.fullmatch(word) for part in arguments.split(":") for word in part.split("/"))
-
-
-def _candidate_spec(entry: BenchmarkSet, data_root: Path) -> str | None:
-    """``KEY=ADAPTER:PATHS`` with the manifest's arguments under ``data_root/<benchmark>``, or None
-    when they name the user's own folders (placeholders) or the benchmark has no adapter."""
-    if entry.adapter is None or _has_placeholder(entry.adapter_arguments):
-        return None
-    paths = ":".join(str(Path(data_root) / entry.benchmark / part) for part in entry.adapter_arguments.split(":"))
-    return f"{entry.key}={entry.adapter}:{paths}"
 
 
 def newer_test_sets(given: list[str], data_root: Path | None) -> tuple[list[ImageSetSpec], pd.DataFrame]:
@@ -53,7 +34,7 @@ def newer_test_sets(given: list[str], data_root: Path | None) -> tuple[list[Imag
     rows = []
     for entry in benchmark_sets():
         if entry.key not in chosen and data_root is not None:
-            candidate = _candidate_spec(entry, Path(data_root))
+            candidate = set_spec_text(entry, Path(data_root))
             try:
                 if candidate is not None:
                     chosen[entry.key] = parse_set_spec(candidate)

@@ -17,6 +17,7 @@ import pandas as pd
 
 from ufd_lib import config
 from ufd_lib.data.adapters import describe_adapters
+from ufd_lib.data.benchmark_verify import verify_benchmark
 from ufd_lib.data.bias_card import bias_card
 from ufd_lib.data.image_sets import PathArgumentError
 from ufd_lib.data.manifests import ManifestError
@@ -96,6 +97,16 @@ def run_verify_against(args: argparse.Namespace) -> int:
     return 0 if comparison.ok else 1
 
 
+def run_verify_benchmark(args: argparse.Namespace) -> int:
+    try:
+        check = verify_benchmark(args.benchmark, args.data_root)
+    except ManifestError as error:
+        print(f"ufd data verify: error: --benchmark: {error}", file=sys.stderr)
+        return 2
+    print(check.summary())
+    return 0 if check.ok else 1
+
+
 def run(args: argparse.Namespace) -> int | None:
     """The exit status of one of these commands, or None when ``args`` names another."""
     if args.data_command == "adapters":
@@ -106,4 +117,6 @@ def run(args: argparse.Namespace) -> int | None:
         return run_manifest_build(args)
     if args.data_command == "verify" and getattr(args, "against", None) is not None:
         return run_verify_against(args)
+    if args.data_command == "verify" and getattr(args, "benchmark", None) is not None:
+        return run_verify_benchmark(args)
     return None

@@ -37,6 +37,9 @@ folder layouts (as the official validate.py reads them):
   diffusion sets share their reals: NAME=REAL:FAKE takes the 0_real folders under REAL
   and the 1_fake folders under FAKE, e.g.
     ldm_200=diffusion_datasets/laion:diffusion_datasets/ldm_200
+  a newer benchmark is read in its own layout by an adapter, NAME=ADAPTER:PATH[:PATH], e.g.
+    sd14=genimage:/data/GenImage/stable_diffusion_v_1_4    (val/nature real, val/ai fake)
+  (`ufd data adapters` lists them)
 """
 
 
@@ -217,6 +220,9 @@ def _add_data_commands(subparsers) -> None:
     verify.add_argument("--against", type=argument_type(existing_file), metavar="FILE",
                         help="instead, compare the data root with a per-file list (ufd data manifest build): "
                         "missing, extra and changed files")
+    verify.add_argument("--benchmark", metavar="NAME",
+                        help="instead, check a newer benchmark (data_manifests/benchmarks/NAME.yaml): the owner's "
+                        "archive checksums and each set's counts in the owner's layout under DATA_ROOT/NAME")
     fetch = commands.add_parser(
         "fetch",
         help="download, check and extract what the data root lacks",

@@ -16,7 +16,8 @@ split and to each class:
   FAKE_DIR fake (fakes-only collections beside a real source, such as Synthbuster beside
   RAISE, and a user's own folders).
 - ``spai:CSV[:IMAGE_ROOT]`` — the SPAI evaluation CSVs, columns ``image,class[,split]`` with a
-  header: ``class`` 0 real, 1 fake; with a ``split`` column only its ``test`` rows.
+  header: ``class`` 0 (or ``real``) real, 1 (or ``fake``) fake; with a ``split`` column only its
+  ``test`` rows.
 - ``imaginet:ANNOTATIONS[:IMAGE_ROOT]`` — ImagiNet's annotation lists, lines without a header
   ``path,origin,content_type,model,specific_model``: origin 0 real, 1 fake.
 
@@ -116,10 +117,14 @@ def _listed(rows: list[tuple[str, str, int]], image_root: Path) -> Selections:
     return Selections(real, fake, tuple(sorted(skipped)))
 
 
+_LABELS = {"0": 0, "real": 0, "1": 1, "fake": 1}
+
+
 def _label(text: str | None, where: str) -> int:
-    if (text or "").strip() not in ("0", "1"):
-        raise AdapterError(f"{where}: class {text!r} is neither 0 (real) nor 1 (fake)")
-    return int(text)
+    label = _LABELS.get((text or "").strip().lower())
+    if label is None:
+        raise AdapterError(f"{where}: class {text!r} is neither 0 / real nor 1 / fake")
+    return label
 
 
 def _read_list(path: Path) -> list[str]:

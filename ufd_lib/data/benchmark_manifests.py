@@ -10,12 +10,16 @@ known defects and whatever checksums the owner publishes. A set is evaluated as
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from ufd_lib.data.manifests import ManifestError, load_checked_yaml, manifest_dir
 
 BENCHMARK_FOLDER = "benchmarks"
+# A word of a set's adapter_arguments that stands for a user's folder: capitals, digits and
+# underscores with at least one underscore (REAL_RAISE, GENERATOR_DIR), or CSV.
+_PLACEHOLDER = re.compile(r"[A-Z0-9]*_[A-Z0-9_]*|CSV")
 
 
 @dataclass(frozen=True)
@@ -95,3 +99,17 @@ def load_benchmark_manifest(name: str) -> BenchmarkManifest:
 def benchmark_sets() -> list[BenchmarkSet]:
     """Every set of every newer benchmark, by benchmark then in manifest order."""
     return [entry for name in list_benchmark_manifests() for entry in load_benchmark_manifest(name).sets]
+
+
+def names_own_folders(arguments: str) -> bool:
+    """Whether a set's adapter_arguments hold a placeholder for a user's folder (REAL_RAISE, CSV)."""
+    return any(_PLACEHOLDER.fullmatch(word) for part in arguments.split(":") for word in part.split("/"))
+
+
+def set_spec_text(entry: BenchmarkSet, data_root: Path) -> str | None:
+    """``KEY=ADAPTER:PATHS`` of a set in the owner's layout under ``data_root/<benchmark>``, or None
+    when its arguments name the user's own folders or the benchmark has no adapter."""
+    if entry.adapter is None or names_own_folders(entry.adapter_arguments):
+        return None
+    paths = ":".join(str(Path(data_root) / entry.benchmark / part) for part in entry.adapter_arguments.split(":"))
+    return f"{entry.key}={entry.adapter}:{paths}"

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from conftest import write_image
 
+from ufd_lib.data.manifests import ManifestError
 from ufd_lib.data.per_file_list import build_file_list, compare_with_list, covered_files, write_file_list
 
 
@@ -41,3 +43,10 @@ def test_verify_catches_missing_extra_and_changed(tmp_path: Path) -> None:
                                                              ["set/1_fake/2.png"])
     assert found.matched == 6 and not found.ok
     assert "1 missing, 1 extra, 1 changed" in found.summary()
+
+
+def test_a_newer_benchmark_manifest_lists_the_whole_copy_and_an_unknown_one_is_refused(tmp_path: Path) -> None:
+    root = _copy(tmp_path / "data")
+    assert covered_files(root, "chameleon") == covered_files(root) and len(covered_files(root)) == 8
+    with pytest.raises(ManifestError, match="nonesuch"):
+        covered_files(root, "nonesuch")

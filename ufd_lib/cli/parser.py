@@ -257,7 +257,8 @@ def _add_newer_data_commands(commands) -> None:
     build.add_argument("--data-root", type=argument_type(existing_directory), required=True, metavar="DIR",
                        help="the copy to list (paths in the list are relative to it)")
     build.add_argument("--manifest", dest="manifest_name", metavar="NAME",
-                       help="only the files of this paper manifest's sets (default: every image under DIR)")
+                       help="only the files of this paper manifest's sets; a newer benchmark's name (e.g. "
+                       "chameleon) lists every image under DIR, your copy (default: every image under DIR)")
     build.add_argument("--out", type=argument_type(output_file), required=True, metavar="FILE",
                        help="the per-file list to write (CSV path,size_bytes,sha256; its SHA-256 is printed)")
     build.add_argument("--cache-dir", type=argument_type(output_directory), default=None, metavar="DIR",

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from ufd_lib.atomic_files import atomic_write_bytes
+from ufd_lib.data.benchmark_manifests import list_benchmark_manifests
 from ufd_lib.data.discovery import image_files_under
 from ufd_lib.data.manifests import load_manifest
 from ufd_lib.hashing import file_sha256
@@ -29,10 +30,12 @@ class FileListError(ValueError):
 
 
 def covered_files(data_root: Path, manifest_name: str | None = None) -> list[Path]:
-    """The images under ``data_root`` a list covers: all of them, or those below the folders of
-    the named paper manifest's sets (``root/real_dir``, ``root/fake_dir``), sorted."""
+    """The images under ``data_root`` a list covers: all of them (no manifest, or a newer
+    benchmark's manifest, whose copy is the data root itself), or those below the folders of the
+    named paper manifest's sets (``root/real_dir``, ``root/fake_dir``), sorted. Raises
+    ManifestError for a name that is neither."""
     data_root = Path(data_root)
-    if manifest_name is None:
+    if manifest_name is None or manifest_name in list_benchmark_manifests():
         return image_files_under(data_root)
     manifest = load_manifest(manifest_name)
     folders = {data_root / manifest.root / rel for entry in manifest.sets for rel in (entry.real_dir, entry.fake_dir)}

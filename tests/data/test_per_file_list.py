@@ -50,3 +50,12 @@ def test_a_newer_benchmark_manifest_lists_the_whole_copy_and_an_unknown_one_is_r
     assert covered_files(root, "chameleon") == covered_files(root) and len(covered_files(root)) == 8
     with pytest.raises(ManifestError, match="nonesuch"):
         covered_files(root, "nonesuch")
+
+
+def test_a_sets_file_list_is_the_same_for_two_copies_in_different_places(tmp_path: Path) -> None:
+    from ufd_lib.data.image_sets import parse_set_spec
+    from ufd_lib.data.per_file_list import file_list_bytes, set_file_list
+
+    lists = [file_list_bytes(set_file_list(parse_set_spec(f"x={_copy(tmp_path / where) / 'set'}")))
+             for where in ("one", "two/deeper")]
+    assert lists[0] == lists[1] and lists[0].count(b"\n") == 9

@@ -7,15 +7,20 @@ with release date, in-the-wild flag, metadata_auc and the symmetric control's AP
 """
 from __future__ import annotations
 
+import hashlib
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
+from ufd_lib import config
 from ufd_lib.data.benchmark_manifests import benchmark_sets, set_spec_text
 from ufd_lib.data.bias_card import BiasCard
 from ufd_lib.data.image_sets import ImageSetSpec, PathArgumentError, parse_set_spec
+from ufd_lib.data.per_file_list import file_list_bytes, set_file_list
 from ufd_lib.evaluation.scoring import EvaluationResult
+from ufd_lib.features.extraction.digest_memo import memo_sha256
 
 
 def newer_test_sets(given: list[str], data_root: Path | None) -> tuple[list[ImageSetSpec], pd.DataFrame]:
@@ -53,6 +58,15 @@ def newer_test_sets(given: list[str], data_root: Path | None) -> tuple[list[Imag
     return list(chosen.values()), pd.DataFrame(rows)
 
 
+def file_list_hashes(specs: list[ImageSetSpec], cache_root: Path | None) -> dict[str, str]:
+    """Set name -> SHA-256 of its per-file list (:func:`ufd_lib.data.per_file_list.set_file_list`):
+    which copy of the data a result was computed on. Hashes come through the file-identity memo
+    of the feature cache at ``cache_root`` (None: the default cache), so images already encoded
+    are not read again."""
+    sha256s = partial(memo_sha256, directory=cache_root or config.cache_dir())
+    return {spec.name: hashlib.sha256(file_list_bytes(set_file_list(spec, sha256s))).hexdigest() for spec in specs}
+
+
 def absent_benchmarks(sets: pd.DataFrame) -> list[str]:
     """Benchmarks of the manifests none of whose sets is present (``sets``: :func:`newer_test_sets`)."""
     present = set(sets.loc[sets["status"] == "present", "benchmark"])
@@ -77,8 +91,9 @@ def decay_table(results: dict[str, EvaluationResult], sets: pd.DataFrame, cards:
                 controls: dict[str, str]) -> pd.DataFrame:
     """One row per (present set, method): AP, AUC and accuracy in percent, the set's release date
     and in-the-wild flag (from ``sets``, :func:`newer_test_sets`), its metadata_auc and flag
-    (``cards``), and the AP on its symmetric control (``controls``: set -> control set name; NaN
-    when none was made). Sorted by release date (undated last)."""
+    (``cards``), the AP on its symmetric control (``controls``: set -> control set name; NaN
+    when none was made) and, where ``sets`` has that column, the SHA-256 of the per-file list of
+    the images it read. Sorted by release date (undated last)."""
     present = sets[sets["status"] == "present"].set_index("key")
     rows = []
     for method, result in results.items():
@@ -95,6 +110,7 @@ def decay_table(results: dict[str, EvaluationResult], sets: pd.DataFrame, cards:
                 "metadata_auc": cards[key].metadata_auc if key in cards else float("nan"),
                 "flagged": cards[key].flagged if key in cards else False,
                 "control_ap": metrics.at[control, "ap"] * 100 if control in metrics.index else float("nan"),
+                "file_list_sha256": present.at[key, "file_list_sha256"] if "file_list_sha256" in present else "",
             })
     table = pd.DataFrame(rows)
     if table.empty:

@@ -12,13 +12,15 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from ufd_lib.atomic_files import atomic_write_bytes
 from ufd_lib.data.benchmark_manifests import list_benchmark_manifests
-from ufd_lib.data.discovery import image_files_under
+from ufd_lib.data.discovery import collect_images, image_files_under
+from ufd_lib.data.image_sets import ImageSetSpec
 from ufd_lib.data.manifests import load_manifest
 from ufd_lib.hashing import file_sha256
 
@@ -55,16 +57,32 @@ def build_file_list(data_root: Path, files: list[Path],
             for path, digest in zip(files, digests)}
 
 
-def write_file_list(out: Path, entries: dict[str, tuple[int, str]]) -> str:
-    """Write the CSV (rows sorted by path) atomically; returns the SHA-256 of the file written,
-    which names the list (``sha256sum`` reproduces it)."""
+def file_list_bytes(entries: dict[str, tuple[int, str]]) -> bytes:
+    """The list as CSV bytes (UTF-8, header, rows sorted by path); its SHA-256 names the list."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(HEADER)
     writer.writerows((path, size, digest) for path, (size, digest) in sorted(entries.items()))
-    data = buffer.getvalue().encode("utf-8")
+    return buffer.getvalue().encode("utf-8")
+
+
+def write_file_list(out: Path, entries: dict[str, tuple[int, str]]) -> str:
+    """Write the CSV atomically; returns the SHA-256 of the file written, which names the list
+    (``sha256sum`` reproduces it)."""
+    data = file_list_bytes(entries)
     atomic_write_bytes(Path(out), data)
     return hashlib.sha256(data).hexdigest()
+
+
+def set_file_list(spec: ImageSetSpec, sha256s: Callable[[Sequence[Path]], list[str]] = _read_each
+                  ) -> dict[str, tuple[int, str]]:
+    """The per-file list of the images a set reads (by its layout or adapter), paths relative to
+    the deepest folder holding all of them, so two copies of the set give the same list."""
+    paths = [Path(image.path) for image in collect_images(spec)]
+    if not paths:
+        return {}
+    root = Path(os.path.commonpath([str(path.parent) for path in paths]))
+    return build_file_list(root, paths, sha256s)
 
 
 def read_file_list(path: Path) -> dict[str, tuple[int, str]]:

@@ -7,10 +7,9 @@ from pathlib import Path
 
 from conftest import write_image
 
-from ufd_lib.data.benchmark import Benchmark
 from ufd_lib.data.bias_card import bias_card
 from ufd_lib.data.discovery import discover_images
-from ufd_lib.data.image_sets import ImageSetSpec, parse_set_spec
+from ufd_lib.data.image_sets import Benchmark, ImageSetSpec, parse_set_spec
 from ufd_lib.data.smoke_newer_benchmarks import STAND_INS, generate_newer_stand_ins
 
 N = 6

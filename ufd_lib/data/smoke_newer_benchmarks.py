@@ -18,8 +18,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from ufd_lib.data.benchmark import Benchmark, find_test_set
 from ufd_lib.data.discovery import collect_images
+from ufd_lib.data.image_sets import Benchmark, find_test_set
 
 STAND_IN_VERSION = 1
 MARKER = "stand_ins.json"

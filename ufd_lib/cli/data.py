@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ufd_lib.cli import data_benchmarks
 from ufd_lib.data.fetch import FetchError, PlannedFetch, fetch_data, fetch_plan
 from ufd_lib.data.manifests import ManifestError, UnknownManifestError, load_manifest, resolve_manifest_names
 from ufd_lib.data.verify import verify_data
@@ -85,4 +86,7 @@ def run_fetch(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    newer = data_benchmarks.run(args)
+    if newer is not None:
+        return newer
     return run_verify(args) if args.data_command == "verify" else run_fetch(args)

@@ -44,6 +44,9 @@ folder layouts (as the official validate.py reads them):
   and the 1_fake folders under FAKE, e.g.
     ldm_200=diffusion_datasets/laion:diffusion_datasets/ldm_200
   images are files named *.png, *.jpg, *.jpeg, *.bmp or *.webp (any case)
+  a newer benchmark is read in its own layout by an adapter, NAME=ADAPTER:PATH[:PATH], e.g.
+    sd14=genimage:/data/GenImage/stable_diffusion_v_1_4    (val/nature real, val/ai fake)
+  (`ufd data adapters` lists them)
 """
 
 
@@ -221,7 +224,8 @@ def _add_data_commands(subparsers) -> None:
         help="verify or download the paper's datasets",
         description="Check a data root against the dataset manifests, or download what it lacks.",
     )
-    commands = data.add_subparsers(dest="data_command", metavar="{verify,fetch}", required=True)
+    commands = data.add_subparsers(dest="data_command", metavar="{verify,fetch,adapters,bias-card,manifest}",
+                                   required=True)
     verify = commands.add_parser(
         "verify",
         help="check layout, counts and image files against the manifests",
@@ -230,6 +234,12 @@ def _add_data_commands(subparsers) -> None:
     _add_data_arguments(verify)
     verify.add_argument("--fingerprint", type=argument_type(output_file), metavar="PATH",
                         help="write a CSV (path,size_bytes,sha256) of every checked image; its SHA-256 is printed")
+    verify.add_argument("--against", type=argument_type(existing_file), metavar="FILE",
+                        help="instead, compare the data root with a per-file list (ufd data manifest build): "
+                        "missing, extra and changed files")
+    verify.add_argument("--benchmark", metavar="NAME",
+                        help="instead, check a newer benchmark (data_manifests/benchmarks/NAME.yaml): the owner's "
+                        "archive checksums and each set's counts in the owner's layout under DATA_ROOT/NAME")
     fetch = commands.add_parser(
         "fetch",
         help="download, check and extract what the data root lacks",
@@ -242,6 +252,35 @@ def _add_data_commands(subparsers) -> None:
                        "(default: DATA_ROOT/downloads)")
     fetch.add_argument("--dry-run", action="store_true",
                        help="list what would be downloaded, with sizes and the total; download nothing")
+    _add_newer_data_commands(commands)
+
+
+def _add_newer_data_commands(commands) -> None:
+    commands.add_parser("adapters", help="list the layout adapters of NAME=ADAPTER:PATH[:PATH]",
+                        description="The layout adapters and the layout each expects.")
+    card = commands.add_parser(
+        "bias-card", help="what file metadata alone says about real against fake, per test set",
+        description="Per class: format, JPEG quality, size, aspect ratio, bytes per pixel, EXIF; metadata_auc "
+        "(cross-validated, metadata only; flagged far from 0.5) and the same after re-encoding both classes alike.")
+    card.add_argument("sets", nargs="+", type=set_spec, metavar="NAME=REAL[:FAKE]",
+                      help="test sets (NAME=REAL[:FAKE] or NAME=ADAPTER:PATH[:PATH])")
+    card.add_argument("--out", type=argument_type(output_directory), required=True, metavar="DIR",
+                      help="where bias_card.csv and each set's distributions go")
+    card.add_argument("--no-control", action="store_true", help="skip the symmetric re-encoding control")
+    manifest = commands.add_parser("manifest", help="per-file lists of a copy",
+                                   description="Build a per-file list (path,size_bytes,sha256) of a copy.")
+    build = manifest.add_subparsers(dest="manifest_command", metavar="{build}", required=True).add_parser(
+        "build", help="write the sorted relative paths, sizes and SHA-256 of the images under --data-root")
+    build.add_argument("--data-root", type=argument_type(existing_directory), required=True, metavar="DIR",
+                       help="the copy to list (paths in the list are relative to it)")
+    build.add_argument("--manifest", dest="manifest_name", metavar="NAME",
+                       help="only the files of this paper manifest's sets; a newer benchmark's name (e.g. "
+                       "chameleon) lists every image under DIR, your copy (default: every image under DIR)")
+    build.add_argument("--out", type=argument_type(output_file), required=True, metavar="FILE",
+                       help="the per-file list to write (CSV path,size_bytes,sha256; its SHA-256 is printed)")
+    build.add_argument("--cache-dir", type=argument_type(output_directory), default=None, metavar="DIR",
+                       help="feature cache root whose file-identity memo spares re-reading unchanged files "
+                       "(default: $UFD_CACHE_DIR or ~/.cache/ufd/features)")
 
 
 def _add_data_arguments(parser: argparse.ArgumentParser) -> None:

@@ -36,8 +36,9 @@ from typing import NamedTuple
 import numpy as np
 
 from ufd_lib import config
+from ufd_lib.data.adapters import AdapterError, ClassSelection, adapter_selections
 from ufd_lib.data.file_lists import is_pickled_list, read_pickled_list
-from ufd_lib.data.image_sets import ImageSetSpec, PathArgumentError
+from ufd_lib.data.image_sets import ImageSetSpec, PathArgumentError, SpecError
 
 
 class EmptyImageSetError(PathArgumentError):
@@ -238,6 +239,28 @@ def _both_class_files(spec: ImageSetSpec) -> tuple[list[str], list[str]]:
     return _class_images(root, config.REAL_DIR, directories), _class_images(root, config.FAKE_DIR, directories)
 
 
+def _selected_files(selection: ClassSelection) -> list[str]:
+    """The files of one class as a layout adapter selected them, sorted."""
+    if selection.listed is not None:
+        return list(selection.listed)
+    wanted, width = selection.folders, len(selection.folders)
+
+    def holds(path: str) -> bool:
+        folders = Path(path).parts[:-1]
+        return any(folders[i:i + width] == wanted for i in range(len(folders) - width + 1))
+
+    return [path for path in _image_files(selection.root) if holds(path)]
+
+
+def _adapter_class_files(spec: ImageSetSpec) -> tuple[list[str], list[str], list[tuple[str, str]]]:
+    """(reals, fakes, skipped) of a set named through a layout adapter."""
+    try:
+        chosen = adapter_selections(spec.adapter, spec.adapter_paths)
+    except AdapterError as error:
+        raise SpecError(f"set {spec.name}: {error}") from None
+    return _selected_files(chosen.real), _selected_files(chosen.fake), list(chosen.skipped)
+
+
 def _labelled(paths: list[str], label: int) -> list[LabelledImage]:
     """A record per path, built by ``tuple.__new__``: a NamedTuple's own constructor is a Python
     function, called once per file of the tree otherwise."""
@@ -275,12 +298,16 @@ def discover_images(spec: ImageSetSpec, sampling: str = "all") -> DiscoveredImag
     (:mod:`ufd_lib.data.file_lists`), read only when allowed.
 
     sampling: ``"all"`` keeps every image; ``"official"`` is the release's selection (module
-    docstring). Raises EmptyImageSetError when neither class has an image; warns when one has none.
+    docstring). A set named through a layout adapter takes the adapter's files either way, and
+    ``"official"`` then applies the release's cap. Raises EmptyImageSetError when neither class has
+    an image; warns when one has none.
     """
     if sampling not in config.SAMPLING_MODES:
         raise ValueError(f"sampling must be one of {config.SAMPLING_MODES}, got {sampling!r}")
     skipped: list[tuple[str, str]] = []
-    if sampling == "official":
+    if spec.adapter is not None:
+        real, fake, skipped = _adapter_class_files(spec)
+    elif sampling == "official":
         real, fake, skipped = _official_class_files(spec)
     else:
         real, fake = _both_class_files(spec)

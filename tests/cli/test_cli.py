@@ -76,7 +76,8 @@ def test_evaluate_knn_writes_the_tables_and_a_rerun_encodes_nothing(capsys, comm
         assert row["ap"] == pytest.approx(average_precision(group["label"], group["score"]), abs=1e-5)
 
     skipped = pd.read_csv(out / "skipped.csv")
-    assert list(skipped.columns) == ["path", "reason"]
+    assert list(skipped.columns) == ["test_set", "path", "reason"]
+    assert skipped["test_set"].tolist() == ["progan"]
     assert skipped["path"].tolist() == [str(data["broken"])]
     assert skipped["reason"].iloc[0]
 
@@ -414,16 +415,45 @@ def test_predict_on_a_folder_without_images_exits_2_before_loading(capsys, tmp_p
 
 
 @pytest.mark.timeout(60)
-def test_evaluate_lists_a_fifo_and_a_dangling_link_in_skipped_csv(capsys, common, data, tmp_path):
+@pytest.mark.parametrize("sampling", ["all", "official"])
+def test_evaluate_lists_a_fifo_and_a_dangling_link_in_skipped_csv(capsys, common, data, tmp_path, sampling):
     fake_folder = data["root"] / "ldm" / "1_fake"
     os.mkfifo(fake_folder / "pipe.png")  # opening it for reading would block for ever
     (fake_folder / "gone.png").symlink_to(tmp_path / "nowhere.png")
     out = tmp_path / "out"
-    code, stdout, stderr = evaluate(capsys, common, data, out, "--classifier", "knn", "--train", data["train"])
+    code, stdout, stderr = evaluate(capsys, common, data, out, "--classifier", "knn", "--train", data["train"],
+                                    "--sampling", sampling)
     assert code == 0, stderr
-    reasons = dict(pd.read_csv(out / "skipped.csv")[["path", "reason"]].itertuples(index=False))
-    assert reasons[str(fake_folder / "pipe.png")] == "not a regular file (a FIFO)"
-    assert reasons[str(fake_folder / "gone.png")] == "dangling symbolic link"
+    skipped = pd.read_csv(out / "skipped.csv")
+    reasons = {(test_set, path): reason for test_set, path, reason in skipped.itertuples(index=False)}
+    assert reasons[("ldm", str(fake_folder / "pipe.png"))] == "not a regular file (a FIFO)"
+    assert reasons[("ldm", str(fake_folder / "gone.png"))] == "dangling symbolic link"
+
+
+def test_every_metric_is_recomputed_exactly_from_scores_csv(capsys, common, data, tmp_path, tiny_encoder):
+    """scores.csv holds round-trip exact scores in the evaluated order, so metrics.csv follows
+    from it bit for bit, also when a steep probe's float32 scores saturate and tie."""
+    from ufd_lib.data.discovery import image_files_under
+    from ufd_lib.evaluation.metrics import metrics_table
+    from ufd_lib.evaluation.metrics import test_set_metrics as set_metrics
+
+    weight = np.random.default_rng(1).normal(size=768).astype(np.float32)
+    cache = open_cache(tiny_encoder, Perturbation(), tmp_path / "cache")
+    features, _, _ = extract_features(tiny_encoder, image_files_under(data["root"]), cache, progress=False)
+    bias = 17.0 - float(np.median(features @ weight))  # about half the logits above 16.6: saturated
+    probe_path = tmp_path / "steep.pth"
+    torch.save({"weight": torch.tensor(weight[None, :]), "bias": torch.tensor([bias], dtype=torch.float32)},
+               probe_path)
+    out = tmp_path / "out"
+    code, _, stderr = evaluate(capsys, common, data, out, "--classifier", "linear", "--probe", probe_path,
+                               "--sampling", "official")
+    assert code == 0, stderr
+    scores = pd.read_csv(out / "scores.csv")
+    assert 2 <= (scores["score"] == 1.0).sum() < len(scores)  # some saturated and tied, as in the release
+    rows = [set_metrics(name, group["label"].to_numpy(), group["score"].to_numpy(), 0.5)
+            for name, group in scores.groupby("test_set", sort=False)]
+    pd.testing.assert_frame_equal(metrics_table(rows), pd.read_csv(out / "metrics.csv"), check_exact=True,
+                                  check_dtype=False)
 
 
 def test_evaluate_probe_released_is_the_shipped_probe(capsys, common, data, tmp_path):

@@ -176,7 +176,9 @@ def test_released_threshold_inseparable_keeps_the_last_best_in_real_then_fake_or
 
 def release_loop(labels, scores):
     """validate.py's find_best_threshold and calculate_acc, transcribed: scores in real-then-fake
-    order; separable → midpoint; else every score, ">=" fake, plain accuracy, ">=" keeps the last."""
+    order; separable → midpoint; else every score, ">=" fake, plain accuracy, ">=" keeps the last;
+    each candidate thresholds a copy in place, as the release does (a candidate above 1 turns
+    the ones it just wrote into zeros)."""
     real = [s for label, s in zip(labels, scores) if label == 0]
     fake = [s for label, s in zip(labels, scores) if label == 1]
     y_true, y_pred = [0] * len(real) + [1] * len(fake), real + fake
@@ -185,7 +187,10 @@ def release_loop(labels, scores):
     else:
         best, best_acc = 0, 0
         for t in y_pred:
-            acc = Fraction(sum((p >= t) == bool(y) for p, y in zip(y_pred, y_true)), len(y_pred))
+            temp = np.array(y_pred, dtype=np.float64)
+            temp[temp >= t] = 1
+            temp[temp < t] = 0
+            acc = Fraction(int((temp == np.array(y_true)).sum()), len(y_pred))
             if acc >= best_acc:
                 best, best_acc = t, acc
     right = [(p > best) == bool(y) for p, y in zip(y_pred, y_true)]
@@ -201,6 +206,13 @@ def test_released_threshold_equals_the_release_loop(pairs):
     assert threshold == best and acc == pytest.approx(sum(everything) / len(everything))
     assert (acc_real == pytest.approx(sum(real) / len(real))) if real else math.isnan(acc_real)
     assert (acc_fake == pytest.approx(sum(fake) / len(fake))) if fake else math.isnan(acc_fake)
+
+
+def test_released_threshold_above_one_calls_every_image_real_as_the_release_does():
+    # margins: reals 1.5, 3; fakes 2, 2.5 (not separable). With ">= t" alone t = 2 would win
+    # (3 of 4 right); in the release every candidate above 1 scores as "all real" (2 of 4), so
+    # the last candidate, 2.5, wins; reported with "> 2.5".
+    assert released_best_threshold([0, 0, 1, 1], [1.5, 3.0, 2.0, 2.5]) == (2.5, 0.5, 0.0, 0.25)
 
 
 def test_released_accuracy_is_plain_accuracy():

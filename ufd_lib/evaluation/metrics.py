@@ -12,7 +12,9 @@
   score is <= every fake score the threshold is the midpoint of the largest real and the
   smallest fake score. Otherwise every score is a candidate in the release's file order (all
   real images, then all fake images), an image is called fake when ``score >= t``, plain
-  accuracy (correct / all images) is maximised and the last of equal candidates wins. The
+  accuracy (correct / all images) is maximised and the last of equal candidates wins; a
+  candidate above 1 (a nearest-neighbour margin) calls every image real, as the release's
+  in-place thresholding of its copy does. The
   accuracies are then reported calling an image fake when ``score > t``, and
   ``released_acc`` is plain accuracy, not the mean of the class accuracies (the two agree
   when the classes have equal size, as in the release's capped test sets).
@@ -117,6 +119,9 @@ def released_best_threshold(labels, scores) -> tuple[float, float, float, float]
         real_below = np.searchsorted(np.sort(real), candidates, side="left")
         fake_at_or_above = len(fake) - np.searchsorted(np.sort(fake), candidates, side="left")
         correct = real_below + fake_at_or_above  # exact integers: ties are ties
+        # The release thresholds a copy in place (temp[temp >= t] = 1, then temp[temp < t] = 0):
+        # for a candidate above 1 the ones just written fall below it, so every image is called real.
+        correct = np.where(candidates > 1, len(real), correct)
         last_best = len(candidates) - 1 - int(np.argmax(correct[::-1]))
         threshold = float(candidates[last_best])
     called_fake = scores > threshold

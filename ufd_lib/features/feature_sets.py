@@ -22,13 +22,15 @@ from ufd_lib.features.extraction.extract import ExtractionOptions, ExtractionRep
 @dataclass
 class FeatureSet:
     """Features of one image set. features: float32 (n, d); labels: int (n,), 0 real 1 fake;
-    paths: the n files, in feature order; skipped: (path, reason) of files left out."""
+    paths: the n files, in feature order; skipped: (path, reason) of files left out; sampling:
+    how the images were chosen (``"all"`` or ``"official"``, :mod:`ufd_lib.data.discovery`)."""
 
     name: str
     features: np.ndarray
     labels: np.ndarray
     paths: list[str]
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    sampling: str = "all"
 
 
 def featurize(
@@ -43,6 +45,7 @@ def featurize(
     discovered = discover_images(spec, options.sampling)
     feature_set = featurize_images(encoder, spec.name, discovered.images, options, report)
     feature_set.skipped = discovered.skipped + feature_set.skipped
+    feature_set.sampling = options.sampling
     return feature_set
 
 

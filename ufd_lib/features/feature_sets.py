@@ -7,6 +7,7 @@ command line and every analysis obtain features here.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -16,7 +17,17 @@ from ufd_lib.data.discovery import LabelledImage, discover_images
 from ufd_lib.data.image_sets import ImageSetSpec
 from ufd_lib.features.extraction.decoding_workers import kept_decoding_workers
 from ufd_lib.features.encoders import Encoder
-from ufd_lib.features.extraction.extract import ExtractionOptions, ExtractionReport, extract_features, open_cache
+from ufd_lib.features.extraction.extract import EngineOptions, ExtractionReport, extract_features, open_cache
+
+
+@dataclass
+class ExtractionOptions(EngineOptions):
+    """The engine's options plus what the feature-set level decides: which images of a set are
+    read (``sampling``: ``all``, or ``official``, the released code's capped draw) and where the
+    cache lives (``cache_root``; None: :func:`ufd_lib.config.cache_dir`)."""
+
+    sampling: str = "all"
+    cache_root: Path | None = None
 
 
 @dataclass

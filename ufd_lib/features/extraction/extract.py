@@ -91,23 +91,20 @@ class ExtractionError(RuntimeError):
 
 
 @dataclass
-class ExtractionOptions:
-    """How features are produced; everything but the encoder, the images and the precision.
+class EngineOptions:
+    """How the engine produces features; everything but the encoder, the images and the precision.
 
     num_workers: DataLoader decoding processes (None: :func:`default_workers`). max_pixels:
     images with more pixels are refused from their header. max_bytes: files with more bytes are
-    refused unread (None: :func:`ufd_lib.config.max_image_bytes`). sampling and cache_root are
-    read by the callers that discover images and open the cache.
+    refused unread (None: :func:`ufd_lib.config.max_image_bytes`).
     """
 
     perturbation: Perturbation = field(default_factory=Perturbation)
-    sampling: str = "all"
     batch_size: int = 64
     num_workers: int | None = None
     strict: bool = False
     max_pixels: int = config.MAX_IMAGE_PIXELS
     max_bytes: int | None = None
-    cache_root: Path | None = None
     progress: bool = True
 
 
@@ -254,18 +251,18 @@ def plan_digests(paths: Sequence[str | Path], memo: DigestMemo | None,
     return digests, hashed_count, len(paths) - len(to_hash)
 
 
-def _options(options: ExtractionOptions | None, overrides: dict) -> ExtractionOptions:
-    """``options`` (default: :class:`ExtractionOptions`()) with some fields replaced by keyword."""
-    return dataclasses.replace(options or ExtractionOptions(), **overrides)
+def _options(options: EngineOptions | None, overrides: dict) -> EngineOptions:
+    """``options`` (default: :class:`EngineOptions`()) with some fields replaced by keyword."""
+    return dataclasses.replace(options or EngineOptions(), **overrides)
 
 
 def extract_features(
-    encoder: Encoder, paths: Sequence[str | Path], cache: FeatureCache, options: ExtractionOptions | None = None,
+    encoder: Encoder, paths: Sequence[str | Path], cache: FeatureCache, options: EngineOptions | None = None,
     *, description: str = "encoding", precision: str = "auto", world: World | None = None, **overrides,
 ) -> tuple[np.ndarray, np.ndarray, ExtractionReport]:
     """Features for ``paths``, encoding only what ``cache`` lacks.
 
-    options: :class:`ExtractionOptions` (its fields may also be given as keywords, which
+    options: :class:`EngineOptions` (its fields may also be given as keywords, which
     replace the object's: ``batch_size=4, progress=False``). Returns (features float32
     (n_ok, d), kept bool mask (len(paths),), report); rows of ``features`` follow the order of
     the kept paths. Unusable files are skipped and listed in ``report.skipped`` with their
@@ -291,7 +288,7 @@ def extract_features(
 
 
 def fill_cache(
-    encoder: Encoder, paths: Sequence[str | Path], cache: FeatureCache, options: ExtractionOptions | None = None,
+    encoder: Encoder, paths: Sequence[str | Path], cache: FeatureCache, options: EngineOptions | None = None,
     *, description: str = "encoding", precision: str = "auto", world: World | None = None, **overrides,
 ) -> tuple[np.ndarray, list[bytes | str], ExtractionReport]:
     """Encode into ``cache`` every image of ``paths`` it lacks, without loading features.
@@ -336,20 +333,27 @@ def fill_cache(
         plan = (len(readable), []) if cached.all() else (int(cached.sum()), _pending_groups(digests, readable, cached,
                                                                                              options.batch_size))
     report.images_from_cache, pending = world.broadcast(plan)
-    share = [pending[g] for g in even_slice(len(pending), world.rank, world.world_size)]
+    my_groups = [pending[g] for g in even_slice(len(pending), world.rank, world.world_size)]
 
     local = ExtractionReport()
     rejected: dict[bytes, str] = {}
     failure: Exception | None = None
     try:
-        if share:
+        if my_groups:
             workers = default_workers(encoder.device) if options.num_workers is None else options.num_workers
-            rejected = _encode_groups(
-                encoder, paths, digests, share, cache, local, options, max_bytes=max_bytes, num_workers=workers,
+            # Model input on CPU, written in place batch after batch (to_model_input says why).
+            inputs = None
+            if encoder.device.type == "cpu":
+                inputs = torch.empty((options.batch_size, 3, config.CROP_SIZE, config.CROP_SIZE), dtype=torch.float32)
+            encoding = _GroupEncoding(encoder, paths, digests, cache, local, options.strict, _WEIGHT_DTYPES[resolved],
+                                      inputs)
+            encoding.encode_all(my_groups, _Share(
+                DecodeSettings(options.perturbation, options.max_pixels, max_bytes, options.batch_size, workers),
                 progress=options.progress and world.is_main,
                 description=description if world.world_size == 1 else f"{description} (rank 0's share)",
                 precision=resolved,
-            )
+            ))
+            rejected = encoding.rejected
     except Exception as error:
         if world.world_size == 1:
             raise
@@ -447,84 +451,100 @@ class _ClaimedBatches:
                        for position, index in enumerate(batch)]
 
 
-def _encode_groups(encoder, paths, digests, groups, cache, report, options: ExtractionOptions, *, max_bytes,
-                   num_workers, progress, description, precision) -> dict[bytes, str]:
-    """Encode into ``cache`` the images of ``groups`` (lists of indices into ``paths``) it lacks,
-    one chunk per group, waiting for groups that other processes hold until they are committed
-    or their holder dies. Returns {digest: reason} for files that failed to decode or encode."""
-    claims = GroupClaims(cache.directory)
-    rejected: dict[bytes, str] = {}
-    started = time.perf_counter()
-    total = int(sum((~cache.contains([digests[i] for i in group])).sum() for group in groups))
-    settings = DecodeSettings(options.perturbation, options.max_pixels, max_bytes, options.batch_size, num_workers)
-    # Model input on CPU, written in place batch after batch (to_model_input says why).
-    inputs = None
-    if encoder.device.type == "cpu":
-        inputs = torch.empty((options.batch_size, 3, config.CROP_SIZE, config.CROP_SIZE), dtype=torch.float32)
-    try:
-        with tqdm(total=total, desc=description, unit="img", disable=not progress) as bar, \
-                compute_precision(encoder, precision), decoding_pool(settings) as pool:
-            remaining = groups
-            while remaining:
-                remaining = _encode_pass(encoder, pool, paths, digests, remaining, cache, claims, report, rejected,
-                                         bar, inputs, strict=options.strict, dtype=_WEIGHT_DTYPES[precision])
-                if remaining:
-                    time.sleep(CLAIM_POLL_SECONDS)
-    finally:
-        claims.release_all()
-    report.encode_seconds += time.perf_counter() - started
-    return rejected
+@dataclass(frozen=True)
+class _Share:
+    """How a rank encodes its share: decoding settings, progress bar, compute precision."""
+
+    settings: DecodeSettings
+    progress: bool
+    description: str
+    precision: str
 
 
-def _encode_pass(encoder, pool: DecodingPool, paths, digests, groups, cache, claims, report, rejected, bar, inputs, *,
-                 strict, dtype) -> list[list[int]]:
-    """One pass over ``groups``, decoded by ``pool``; returns the groups other processes held.
-    inputs: the CPU model-input buffer (None on other devices)."""
-    ring = pool.ring
-    sampler = _ClaimedBatches(groups, paths, digests, cache, claims, pool.settings.batch_size, slots=len(ring))
-    # The host's own work runs on one torch thread: fetching batches (decoding, when in-process,
-    # is one image per op) and the model input (on a busy CPU one elementwise pass is several
-    # times faster on one thread than split over two; on a GPU it is a copy into page-locked
-    # memory); so does the model unless it runs on the CPU. Left with its default pool, every op
-    # big enough to be split wakes an OpenMP thread per core, which then spins for milliseconds
-    # on a core a decoding worker needs.
-    model_threads = None if encoder.device.type == "cpu" else 1
-    keys: list[bytes] = []
-    features: list[np.ndarray] = []
-    batches = pool.batches(sampler)
-    while True:
-        with torch_threads(1):
-            item = next(batches, None)
-        if item is None:
-            return sampler.deferred
-        slot, good, bad = item
-        for i, reason in bad:
-            if strict:
-                raise ExtractionError(f"{paths[i]}: {reason}")
-            rejected[digests[i]] = reason
-        if good:
-            positions = [position for position, _ in good]
-            indices = [index for _, index in good]
-            pixels = ring[slot, : len(good)] if positions[-1] == len(good) - 1 else ring[slot, positions]
+@dataclass
+class _GroupEncoding:
+    """The state of encoding a rank's share of groups into the cache: what is encoded (encoder,
+    paths, their digests), where to (cache, claims), how (strict, weight dtype, the CPU
+    model-input buffer ``inputs`` or None) and what happened (report, rejected {digest: reason})."""
+
+    encoder: Encoder
+    paths: Sequence[str | Path]
+    digests: Sequence[bytes | str]
+    cache: FeatureCache
+    report: ExtractionReport
+    strict: bool
+    dtype: torch.dtype
+    inputs: torch.Tensor | None
+    claims: GroupClaims = field(init=False)
+    rejected: dict[bytes, str] = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.claims = GroupClaims(self.cache.directory)
+
+    def reject(self, index: int, reason: str) -> None:
+        """File ``index`` cannot be used: raise in strict mode, else remember why."""
+        if self.strict:
+            raise ExtractionError(f"{self.paths[index]}: {reason}")
+        self.rejected[self.digests[index]] = reason
+
+    def encode_all(self, groups: list[list[int]], share: _Share) -> None:
+        """Encode ``groups`` (lists of indices into ``paths``), one chunk each, waiting for groups
+        that other processes hold until they are committed or their holder dies."""
+        started = time.perf_counter()
+        total = int(sum((~self.cache.contains([self.digests[i] for i in group])).sum() for group in groups))
+        try:
+            with tqdm(total=total, desc=share.description, unit="img", disable=not share.progress) as bar, \
+                    compute_precision(self.encoder, share.precision), decoding_pool(share.settings) as pool:
+                remaining = groups
+                while remaining:
+                    remaining = self.encode_pass(remaining, pool, bar)
+                    if remaining:
+                        time.sleep(CLAIM_POLL_SECONDS)
+        finally:
+            self.claims.release_all()
+        self.report.encode_seconds += time.perf_counter() - started
+
+    def encode_pass(self, groups: list[list[int]], pool: DecodingPool, bar) -> list[list[int]]:
+        """One pass over ``groups``, decoded by ``pool``; returns the groups other processes held."""
+        ring = pool.ring
+        sampler = _ClaimedBatches(groups, self.paths, self.digests, self.cache, self.claims,
+                                  pool.settings.batch_size, slots=len(ring))
+        # The host's own work runs on one torch thread, and so does the model unless it runs on
+        # the CPU: left with the default pool, every op big enough to split wakes an OpenMP thread
+        # per core, which then spins on a core a decoding worker needs.
+        model_threads = None if self.encoder.device.type == "cpu" else 1
+        keys: list[bytes] = []
+        features: list[np.ndarray] = []
+        batches = pool.batches(sampler)
+        while True:
             with torch_threads(1):
-                model_input = to_model_input(pixels, encoder.mean, encoder.std, encoder.device, dtype, out=inputs)
-            with torch_threads(model_threads):
-                rows = encoder.encode(model_input).numpy()
-            finite = np.isfinite(rows).all(axis=1)
-            for i in np.asarray(indices)[~finite]:
-                reason = f"the encoder {encoder.name} gave non-finite features (NaN or infinity)"
-                if strict:
-                    raise ExtractionError(f"{paths[i]}: {reason}")
-                rejected[digests[i]] = reason
-            features.append(rows[finite])
-            keys.extend(digests[i] for i, ok in zip(indices, finite) if ok)
-            report.images_encoded += int(finite.sum())
-        bar.update(len(good) + len(bad))
-        group = sampler.in_flight[0]
-        group[1] -= 1
-        if group[1] == 0:  # the group's last batch: commit its chunk, then let the claim go
-            if keys:
-                cache.write_chunk(keys, np.concatenate(features), tag=group[0])
-            claims.release(group[0])
-            sampler.in_flight.popleft()
-            keys, features = [], []
+                item = next(batches, None)
+            if item is None:
+                return sampler.deferred
+            slot, good, bad = item
+            for i, reason in bad:
+                self.reject(i, reason)
+            if good:
+                positions = [position for position, _ in good]
+                indices = np.asarray([index for _, index in good])
+                pixels = ring[slot, : len(good)] if positions[-1] == len(good) - 1 else ring[slot, positions]
+                with torch_threads(1):
+                    model_input = to_model_input(pixels, self.encoder.mean, self.encoder.std, self.encoder.device,
+                                                 self.dtype, out=self.inputs)
+                with torch_threads(model_threads):
+                    rows = self.encoder.encode(model_input).numpy()
+                finite = np.isfinite(rows).all(axis=1)
+                for i in indices[~finite]:
+                    self.reject(i, f"the encoder {self.encoder.name} gave non-finite features (NaN or infinity)")
+                features.append(rows[finite])
+                keys.extend(self.digests[i] for i in indices[finite])
+                self.report.images_encoded += int(finite.sum())
+            bar.update(len(good) + len(bad))
+            group = sampler.in_flight[0]
+            group[1] -= 1
+            if group[1] == 0:  # the group's last batch: commit its chunk, then let the claim go
+                if keys:
+                    self.cache.write_chunk(keys, np.concatenate(features), tag=group[0])
+                self.claims.release(group[0])
+                sampler.in_flight.popleft()
+                keys, features = [], []

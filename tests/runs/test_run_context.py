@@ -94,3 +94,32 @@ def test_released_probe_is_the_authors_file_shipped_in_the_package():
     assert RELEASED_PROBE.parent == Path(__import__("ufd_lib").__file__).parent / "classifiers" / "released"
     assert LinearProbe.load(RELEASED_PROBE).n_features_in_ == 768
     assert file_sha256(RELEASED_PROBE) == "477100745713bcc957beb2b40859536859b6483fd6301b3b9293151b194c7847"
+
+
+def test_loading_the_encoder_records_it_for_the_banner_as_not_the_papers(tmp_path):
+    run = _run(tmp_path)
+    encoder = run.encoder
+    record = json.loads((tmp_path / "encoder.json").read_text())
+    assert record == {"name": TINY_ENCODER, "sha256": encoder.checkpoint_sha256, "path": None,
+                      "papers_encoder": False}
+
+
+def test_the_paper_profile_samples_officially_and_reproduce_can_choose():
+    assert get_profile("paper").sampling == "official" and get_profile("smoke").sampling == "all"
+    assert extraction_options(get_profile("paper"), None).sampling == "official"
+    assert extraction_options(get_profile("paper"), None, sampling="all").sampling == "all"
+
+
+def test_inventory_flags_test_sets_smaller_than_the_papers_protocol(tmp_path):
+    from conftest import make_image_set
+    from ufd_lib.runs.context import data_inventory
+
+    make_image_set(tmp_path / "SAN", 3, 3)
+    make_image_set(tmp_path / "Guided", 3, 3)
+    make_image_set(tmp_path / "known", 3, 3)
+    specs = [ImageSetSpec(name, tmp_path / name, tmp_path / name) for name in ("SAN", "Guided", "known")]
+    benchmark = Benchmark(train=specs[0], val=specs[0], test_sets=specs, families={},
+                          expected_counts={"known": (3, 3)})
+    status = data_inventory(benchmark)["status"]
+    assert status.iloc[2:].tolist() == ["smaller than the paper's (100 a class)",
+                                        "smaller than the paper's (1000 a class)", "ok"]

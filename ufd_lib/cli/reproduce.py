@@ -6,6 +6,7 @@ from ufd_lib.runs.reproduce import reproduce
 
 def run(args) -> int:
     index = reproduce(args.profile, args.data_root, args.only, args.output_dir, args.cache_dir,
-                      log=lambda message: print(message, flush=True), encoder=args.encoder)
+                      log=lambda message: print(message, flush=True), encoder=args.encoder,
+                      sampling=args.sampling, allow_torchscript=args.allow_torchscript)
     print(f"index page: {index}")
     return 0

@@ -6,6 +6,7 @@ command line and every analysis obtain features here.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -87,10 +88,13 @@ class BenchmarkFeatures:
 
 @kept_decoding_workers()
 def featurize_benchmark(encoder: Encoder, benchmark: Benchmark, options: ExtractionOptions) -> BenchmarkFeatures:
-    """Features of the training, validation and test sets (encoding only what the cache lacks)."""
+    """Features of the training, validation and test sets (encoding only what the cache lacks).
+    ``options.sampling`` chooses the test sets' images; the training and validation sets use all
+    their images, as the release samples only its evaluation."""
     report = ExtractionReport()
-    train = featurize(encoder, benchmark.train, options, report)
-    val = featurize(encoder, benchmark.val, options, report)
+    every_image = dataclasses.replace(options, sampling="all")
+    train = featurize(encoder, benchmark.train, every_image, report)
+    val = featurize(encoder, benchmark.val, every_image, report)
     test_sets = [featurize(encoder, spec, options, report) for spec in benchmark.test_sets]
     return BenchmarkFeatures(train, val, test_sets, report)
 

@@ -1,5 +1,6 @@
 """What a notebook needs to start: its profile, image sets, encoder, output folder and cache,
-from the papermill parameters (profile, data_root, output_dir, cache_dir, encoder), and one
+from the papermill parameters (profile, data_root, output_dir, cache_dir, encoder, sampling,
+allow_torchscript), and one
 place to write what it shows (``run.save_table``, ``run.save_figure``, ``run.note``) under its
 own name."""
 from __future__ import annotations
@@ -10,6 +11,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from ufd_lib import config
 from ufd_lib.classifiers.released import RELEASED_PROBE
 from ufd_lib.data.benchmark import Benchmark
 from ufd_lib.data.discovery import EmptyImageSetError, LabelledImage, collect_images
@@ -18,6 +20,7 @@ from ufd_lib.features.encoders import Encoder, load_encoder, parse_encoder_spec
 from ufd_lib.features.feature_sets import ExtractionOptions
 from ufd_lib.hashing import file_sha256
 from ufd_lib.report import artifacts
+from ufd_lib.report.index_page import record_encoder
 from ufd_lib.runs.profiles import Profile, default_data_root, get_profile, load_benchmark
 
 
@@ -25,7 +28,9 @@ from ufd_lib.runs.profiles import Profile, default_data_root, get_profile, load_
 class RunContext:
     """One notebook's run. notebook: its name (``03_main_results``), which labels every table,
     figure and notice it records; encoder_spec: the encoder registry string it uses (the
-    profile's unless ``ufd reproduce --encoder`` chose another)."""
+    profile's unless ``ufd reproduce --encoder`` chose another); allow_torchscript: whether a
+    TorchScript archive that is not OpenAI's may be loaded (``ufd reproduce --allow-torchscript``).
+    The test sets' sampling is ``options.sampling``."""
 
     profile: Profile
     benchmark: Benchmark
@@ -33,14 +38,19 @@ class RunContext:
     options: ExtractionOptions
     notebook: str
     encoder_spec: str
+    allow_torchscript: bool = False
     _encoder: Encoder | None = field(default=None, repr=False)
 
     @property
     def encoder(self) -> Encoder:
-        """The run's encoder, loaded on first use; the weights it loaded are noted for the index page."""
+        """The run's encoder, loaded on first use; the weights it loaded are noted for the index page,
+        whose banner names them."""
         if self._encoder is None:
-            self._encoder = load_encoder(self.encoder_spec)
+            self._encoder = load_encoder(self.encoder_spec, allow_torchscript=self.allow_torchscript)
             self.note(weights_notice(self._encoder))
+            record_encoder(self.output_dir, {
+                "name": self._encoder.name, "sha256": self._encoder.checkpoint_sha256,
+                "path": self._encoder.checkpoint_path, "papers_encoder": is_papers_encoder(self._encoder)})
         return self._encoder
 
     def save_table(self, table: pd.DataFrame, name: str, caption: str, index: bool = True, note: str | None = None) -> None:
@@ -77,15 +87,26 @@ class RunContext:
 
 
 def open_run(profile: str, data_root: str | None, output_dir: str, cache_dir: str | None, *,
-             notebook: str, encoder: str | None = None) -> RunContext:
+             notebook: str, encoder: str | None = None, sampling: str | None = None,
+             allow_torchscript: bool = False) -> RunContext:
     """The run of ``notebook`` (its file name without ``.ipynb``) for the papermill parameters;
-    ``encoder`` None means the profile's."""
+    ``encoder`` and ``sampling`` None mean the profile's."""
     chosen = get_profile(profile)
     output = Path(output_dir)
     output.mkdir(parents=True, exist_ok=True)
     benchmark = load_benchmark(chosen, data_root or default_data_root(chosen, output))
-    return RunContext(chosen, benchmark, output, extraction_options(chosen, cache_dir), notebook,
-                      encoder or chosen.encoder)
+    options = extraction_options(chosen, cache_dir, sampling=sampling or chosen.sampling)
+    return RunContext(chosen, benchmark, output, options, notebook, encoder or chosen.encoder, allow_torchscript)
+
+
+def is_papers_encoder(encoder: Encoder) -> bool:
+    """Whether ``encoder`` runs OpenAI's published CLIP ViT-L/14 file (by its SHA-256), the
+    backbone of the paper's numbers."""
+    if not encoder.checkpoint_official:
+        return False
+    from ufd_lib.features.encoders.clip import official_clip_checkpoints
+
+    return encoder.checkpoint_sha256 == official_clip_checkpoints()["ViT-L/14"][1]
 
 
 def weights_notice(encoder: Encoder) -> str:
@@ -130,8 +151,23 @@ def _images_or_none(spec: ImageSetSpec, sampling: str) -> list[LabelledImage]:
         return []
 
 
+# The paper's evaluation protocol, per class: the release's cap of 1000, and 100 for the two
+# sets that have fewer (config.OFFICIAL_MAX_PER_CLASS, OFFICIAL_FALLBACK_PER_CLASS).
+PAPER_SMALL_TEST_SETS = ("SITD", "SAN")
+
+
+def paper_images_per_class(name: str) -> int:
+    """Images a class of the paper's test set ``name`` holds in the paper's evaluation."""
+    small = name in PAPER_SMALL_TEST_SETS
+    return config.OFFICIAL_FALLBACK_PER_CLASS if small else config.OFFICIAL_MAX_PER_CLASS
+
+
 def data_inventory(benchmark: Benchmark, sampling: str = "all") -> pd.DataFrame:
-    """Images found per set and class, against the expected counts of the test sets where known."""
+    """Images found per set and class, against the expected counts of the test sets where known.
+
+    status: ``missing``, ``count mismatch`` (against the manifest's counts), ``smaller than the
+    paper's`` (no counts known and a class below the paper's protocol,
+    :func:`paper_images_per_class`) or ``ok``."""
     rows = []
     for role, specs in (("train", [benchmark.train]), ("val", [benchmark.val]), ("test", benchmark.test_sets)):
         for spec in specs:
@@ -142,6 +178,10 @@ def data_inventory(benchmark: Benchmark, sampling: str = "all") -> pd.DataFrame:
             status = "missing" if not images else "ok"
             if images and expected is not None and (found_real, found_fake) != tuple(expected):
                 status = "count mismatch"
+            elif images and role == "test" and expected is None:
+                wanted = paper_images_per_class(spec.name)
+                if min(found_real, found_fake) < wanted:
+                    status = f"smaller than the paper's ({wanted} a class)"
             rows.append({
                 "role": role, "set": spec.name, "family": benchmark.families.get(spec.name, "training"),
                 "n_real": found_real, "n_fake": found_fake,
@@ -151,8 +191,10 @@ def data_inventory(benchmark: Benchmark, sampling: str = "all") -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def extraction_options(profile: Profile, cache_dir: Path | str | None, progress: bool = True) -> ExtractionOptions:
+def extraction_options(profile: Profile, cache_dir: Path | str | None, progress: bool = True,
+                       sampling: str | None = None) -> ExtractionOptions:
+    """The profile's extraction options; ``sampling`` None means the profile's."""
     return ExtractionOptions(
-        batch_size=profile.batch_size, num_workers=profile.num_workers,
+        batch_size=profile.batch_size, num_workers=profile.num_workers, sampling=sampling or profile.sampling,
         cache_root=Path(cache_dir) if cache_dir else None, progress=progress,
     )

@@ -4,7 +4,8 @@ Outputs go to ``<output>/`` (default ``runs/<profile>``): executed notebooks in 
 ``tables/``, ``figures/``, and ``index.html`` showing all of them with the settings and
 versions that produced them. The feature cache is shared between runs, so a second run
 encodes nothing. ``encoder`` replaces the profile's encoder (any registry string, e.g.
-``clip:/path/to/ViT-L-14.pt``) in every notebook.
+``clip:/path/to/ViT-L-14.pt``) and ``sampling`` the profile's sampling of the test sets in
+every notebook; ``allow_torchscript`` reaches every notebook's encoder loading.
 
 The kernel talks to papermill over local IPC sockets in a private temporary folder rather than
 TCP: nothing leaves the machine, and the kernel has no unencrypted-TCP warning to print.
@@ -21,7 +22,7 @@ from ufd_lib import config
 from ufd_lib.report.provenance import library_versions
 from ufd_lib.runs.profiles import default_data_root, get_profile
 from ufd_lib.report.artifacts import ARTIFACTS
-from ufd_lib.report.index_page import write_index
+from ufd_lib.report.index_page import ENCODER_RECORD, write_index
 
 # The repository's top-level notebooks/, shipped inside the package (ufd_lib/notebooks).
 NOTEBOOK_DIR = Path(str(resources.files("ufd_lib").joinpath("notebooks")))
@@ -72,7 +73,7 @@ def _ipc_kernel_config(socket_folder: str):
 
 def reproduce(profile_name: str, data_root: Path | None = None, only: list[str] | None = None,
               output_dir: Path | None = None, cache_dir: Path | None = None, log=print,
-              encoder: str | None = None) -> Path:
+              encoder: str | None = None, sampling: str | None = None, allow_torchscript: bool = False) -> Path:
     """Execute the selected notebooks for a profile; returns the index page's path."""
     import papermill
 
@@ -88,8 +89,10 @@ def reproduce(profile_name: str, data_root: Path | None = None, only: list[str] 
     (output_dir / "notebooks").mkdir(parents=True, exist_ok=True)
     if not only:
         (output_dir / ARTIFACTS).unlink(missing_ok=True)
+        (output_dir / ENCODER_RECORD).unlink(missing_ok=True)
     parameters = {"profile": profile.name, "data_root": str(data_root), "output_dir": str(output_dir),
-                  "cache_dir": str(cache_dir), "encoder": encoder or profile.encoder}
+                  "cache_dir": str(cache_dir), "encoder": encoder or profile.encoder,
+                  "sampling": sampling or profile.sampling, "allow_torchscript": allow_torchscript}
     with tempfile.TemporaryDirectory(prefix="ufd-kernel-") as socket_folder:
         for name in notebooks:
             _execute(papermill, name, parameters, output_dir, _ipc_kernel_config(socket_folder), profile.name, log)

@@ -464,3 +464,21 @@ def test_evaluate_probe_released_is_the_shipped_probe(capsys, common, data, tmp_
     code, _, stderr = evaluate(capsys, common, data, tmp_path / "path", "--classifier", "linear", "--probe", RELEASED_PROBE)
     assert code == 0, stderr
     assert (tmp_path / "named" / "scores.csv").read_bytes() == (tmp_path / "path" / "scores.csv").read_bytes()
+
+
+def test_evaluate_samples_only_the_test_sets(capsys, common, data, tmp_path, monkeypatch):
+    """--sampling official chooses the test sets' images; the --train bank keeps every image."""
+    from ufd_lib.cli import evaluate as evaluate_command
+
+    seen = {}
+    real_featurize = evaluate_command.featurize
+
+    def recording(encoder, spec, options, report=None):
+        seen[spec.name] = options.sampling
+        return real_featurize(encoder, spec, options, report)
+
+    monkeypatch.setattr(evaluate_command, "featurize", recording)
+    code, _, stderr = evaluate(capsys, common, data, tmp_path / "out", "--classifier", "knn", "--train", data["train"],
+                               "--sampling", "official")
+    assert code == 0, stderr
+    assert seen == {"train": "all", "progan": "official", "ldm": "official"}

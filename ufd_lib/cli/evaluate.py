@@ -2,6 +2,8 @@
 accuracies (metrics.csv, scores.csv, skipped.csv, run.json)."""
 from __future__ import annotations
 
+import dataclasses
+
 from ufd_lib.classifiers.linear_probe import LinearProbe
 from ufd_lib.classifiers.nearest_neighbour import NearestNeighbourClassifier
 from ufd_lib.cli.args import UsageError, extraction_options, settings
@@ -14,6 +16,9 @@ from ufd_lib.report.provenance import run_record, write_evaluation
 
 
 def _fit_classifier(args, encoder, options, report):
+    """The classifier to evaluate; ``--train`` images are never sampled (``--sampling`` chooses
+    the test sets' images, as the release samples only its evaluation)."""
+    options = dataclasses.replace(options, sampling="all")
     if args.classifier == "knn":
         if args.train is None:
             raise UsageError("--classifier knn needs --train NAME=REAL[:FAKE] for its feature banks")

@@ -10,13 +10,13 @@ import matplotlib
 import pandas as pd
 import pytest
 
-from conftest import TINY_ENCODER
+from conftest import TINY_ENCODER, make_image_set
 from ufd_lib.classifiers.released import RELEASED_PROBE
 from ufd_lib.data.benchmark import Benchmark
 from ufd_lib.data.image_sets import ImageSetSpec
 from ufd_lib.hashing import file_sha256
 from ufd_lib.report.artifacts import read_artifacts, save_notice
-from ufd_lib.runs.context import RunContext, extraction_options, weights_notice
+from ufd_lib.runs.context import RunContext, data_inventory, extraction_options, weights_notice
 from ufd_lib.runs.profiles import get_profile
 
 matplotlib.use("Agg")
@@ -111,9 +111,6 @@ def test_the_paper_profile_samples_officially_and_reproduce_can_choose():
 
 
 def test_inventory_flags_test_sets_smaller_than_the_papers_protocol(tmp_path):
-    from conftest import make_image_set
-    from ufd_lib.runs.context import data_inventory
-
     make_image_set(tmp_path / "SAN", 3, 3)
     make_image_set(tmp_path / "Guided", 3, 3)
     make_image_set(tmp_path / "known", 3, 3)

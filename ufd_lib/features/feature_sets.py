@@ -57,7 +57,6 @@ def featurize(
     discovered = discover_images(spec, options.sampling)
     feature_set = featurize_images(encoder, spec.name, discovered.images, options, report)
     feature_set.skipped = discovered.skipped + feature_set.skipped
-    feature_set.sampling = options.sampling
     return feature_set
 
 
@@ -65,7 +64,8 @@ def featurize_images(
     encoder: Encoder, name: str, images: list[LabelledImage], options: ExtractionOptions,
     report: ExtractionReport | None = None,
 ) -> FeatureSet:
-    """Features of an explicit list of labelled images, through the feature cache."""
+    """Features of an explicit list of labelled images, through the feature cache; the result's
+    ``sampling`` is ``options.sampling`` (the rule the caller chose the images by)."""
     cache = open_cache(encoder, options.perturbation, options.cache_root)
     features, kept, this_report = extract_features(encoder, [image.path for image in images], cache, options,
                                                    description=name)
@@ -73,7 +73,7 @@ def featurize_images(
         report.merge(this_report)
     labels = np.array([image.label for image, keep in zip(images, kept) if keep], dtype=int)
     paths = [image.path for image, keep in zip(images, kept) if keep]
-    return FeatureSet(name, features, labels, paths, this_report.skipped)
+    return FeatureSet(name, features, labels, paths, this_report.skipped, options.sampling)
 
 
 @dataclass

@@ -3,9 +3,8 @@
 Outputs go to ``<output>/`` (default ``runs/<profile>``): executed notebooks in ``notebooks/``,
 ``tables/``, ``figures/``, and ``index.html`` showing all of them with the settings and
 versions that produced them. The feature cache is shared between runs, so a second run
-encodes nothing. ``encoder`` replaces the profile's encoder (any registry string, e.g.
-``clip:/path/to/ViT-L-14.pt``) and ``sampling`` the profile's sampling of the test sets in
-every notebook; ``allow_torchscript`` reaches every notebook's encoder loading.
+encodes nothing. :class:`NotebookChoices` replace the profile's encoder and sampling in every
+notebook.
 
 The kernel talks to papermill over local IPC sockets in a private temporary folder rather than
 TCP: nothing leaves the machine, and the kernel has no unencrypted-TCP warning to print.
@@ -15,6 +14,7 @@ from __future__ import annotations
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -26,6 +26,18 @@ from ufd_lib.report.index_page import ENCODER_RECORD, write_index
 
 # The repository's top-level notebooks/, shipped inside the package (ufd_lib/notebooks).
 NOTEBOOK_DIR = Path(str(resources.files("ufd_lib").joinpath("notebooks")))
+
+
+@dataclass(frozen=True)
+class NotebookChoices:
+    """What every notebook receives beyond the profile. encoder: a registry string (e.g.
+    ``clip:/path/to/ViT-L-14.pt``), None for the profile's; sampling: ``"all"`` or
+    ``"official"`` for the test sets, None for the profile's; allow_torchscript: whether a
+    TorchScript CLIP archive that is not OpenAI's may be loaded."""
+
+    encoder: str | None = None
+    sampling: str | None = None
+    allow_torchscript: bool = False
 
 
 class ReproduceError(RuntimeError):
@@ -73,10 +85,12 @@ def _ipc_kernel_config(socket_folder: str):
 
 def reproduce(profile_name: str, data_root: Path | None = None, only: list[str] | None = None,
               output_dir: Path | None = None, cache_dir: Path | None = None, log=print,
-              encoder: str | None = None, sampling: str | None = None, allow_torchscript: bool = False) -> Path:
+              choices: NotebookChoices | None = None) -> Path:
     """Execute the selected notebooks for a profile; returns the index page's path."""
     import papermill
 
+    choices = choices or NotebookChoices()
+    encoder = choices.encoder
     profile = get_profile(profile_name)
     notebooks = select_notebooks(only)
     output_dir = Path(output_dir or Path("runs") / profile.name).resolve()
@@ -92,7 +106,7 @@ def reproduce(profile_name: str, data_root: Path | None = None, only: list[str] 
         (output_dir / ENCODER_RECORD).unlink(missing_ok=True)
     parameters = {"profile": profile.name, "data_root": str(data_root), "output_dir": str(output_dir),
                   "cache_dir": str(cache_dir), "encoder": encoder or profile.encoder,
-                  "sampling": sampling or profile.sampling, "allow_torchscript": allow_torchscript}
+                  "sampling": choices.sampling or profile.sampling, "allow_torchscript": choices.allow_torchscript}
     with tempfile.TemporaryDirectory(prefix="ufd-kernel-") as socket_folder:
         for name in notebooks:
             _execute(papermill, name, parameters, output_dir, _ipc_kernel_config(socket_folder), profile.name, log)

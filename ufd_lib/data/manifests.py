@@ -152,18 +152,20 @@ class Manifest:
         return names
 
 
-def manifest_dir() -> Path:
-    return Path(os.environ.get(MANIFEST_DIR_ENV) or SHIPPED_MANIFEST_DIR)
+def manifest_dir(directory: Path | None = None) -> Path:
+    """``directory`` when given, else ``$UFD_MANIFEST_DIR``, else the manifests shipped with ufd."""
+    return Path(directory or os.environ.get(MANIFEST_DIR_ENV) or SHIPPED_MANIFEST_DIR)
 
 
-def list_manifests() -> list[str]:
+def list_manifests(directory: Path | None = None) -> list[str]:
     """Names of all manifests (file names without ``.yaml``), sorted.
 
     Raises ManifestError when the manifest directory is missing or holds no manifest: an empty
     benchmark, or a `ufd data verify` that checks nothing and passes, would hide the mistake.
     """
-    directory = manifest_dir()
-    where = f"{directory} (from ${MANIFEST_DIR_ENV})" if os.environ.get(MANIFEST_DIR_ENV) else str(directory)
+    from_env = directory is None and os.environ.get(MANIFEST_DIR_ENV)
+    directory = manifest_dir(directory)
+    where = f"{directory} (from ${MANIFEST_DIR_ENV})" if from_env else str(directory)
     if not directory.is_dir():
         raise ManifestError(escape_control(f"manifest directory {where} does not exist or is not a directory"))
     names = sorted(path.stem for path in directory.glob("*.yaml"))
@@ -172,24 +174,25 @@ def list_manifests() -> list[str]:
     return names
 
 
-def resolve_manifest_names(names: Sequence[str] | None) -> list[str]:
-    """``names`` without repeats, or all manifests when None/empty; unknown names raise."""
-    known = list_manifests()
+def resolve_manifest_names(names: Sequence[str] | None, directory: Path | None = None) -> list[str]:
+    """``names`` without repeats, or all manifests (of :func:`manifest_dir`) when None/empty;
+    unknown names raise."""
+    known = list_manifests(directory)
     if not names:
         return known
     unknown = [name for name in names if name not in known]
     if unknown:
         raise UnknownManifestError(
             f"unknown manifest {unknown[0]!r} (known: {', '.join(known)}; "
-            f"looked in {str(manifest_dir())!r})"
+            f"looked in {str(manifest_dir(directory))!r})"
         )
     return list(dict.fromkeys(names))
 
 
-def load_manifest(name: str) -> Manifest:
-    """Load and schema-validate ``<manifest_dir>/<name>.yaml``."""
-    resolve_manifest_names([name])
-    path = manifest_dir() / f"{name}.yaml"
+def load_manifest(name: str, directory: Path | None = None) -> Manifest:
+    """Load and schema-validate ``<manifest_dir(directory)>/<name>.yaml``."""
+    resolve_manifest_names([name], directory)
+    path = manifest_dir(directory) / f"{name}.yaml"
     try:
         info = path.stat()
         if not stat.S_ISREG(info.st_mode):  # a directory named x.yaml; a FIFO or /dev/zero would never end

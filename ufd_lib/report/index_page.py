@@ -105,9 +105,12 @@ def _encoder_words(encoder: dict | None) -> str:
         return "Encoder: not recorded (no notebook loaded one). "
     which = ("OpenAI's published CLIP ViT-L/14 file, the paper's backbone" if encoder.get("papers_encoder")
              else "NOT OpenAI's CLIP ViT-L/14 file")
-    where = f", file {encoder['path']}" if encoder.get("path") else ""
-    return (f"Encoder used: <code>{html.escape(str(encoder.get('name')))}</code> (SHA-256 "
-            f"<code>{html.escape(str(encoder.get('sha256')))}</code>{html.escape(where)}): {which}. ")
+    name, identity = html.escape(str(encoder.get("name"))), html.escape(str(encoder.get("sha256")))
+    if not encoder.get("path"):
+        return (f"Encoder used: <code>{name}</code>: RANDOM weights, no weights file (id <code>{identity}</code>), "
+                f"{which}. ")
+    return (f"Encoder used: <code>{name}</code> (SHA-256 <code>{identity}</code>, file "
+            f"{html.escape(str(encoder['path']))}): {which}. ")
 
 
 def _banner(settings: dict, encoder: dict | None = None) -> str:

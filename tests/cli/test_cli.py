@@ -482,3 +482,38 @@ def test_evaluate_samples_only_the_test_sets(capsys, common, data, tmp_path, mon
                                "--sampling", "official")
     assert code == 0, stderr
     assert seen == {"train": "all", "progan": "official", "ldm": "official"}
+
+
+def test_a_path_in_both_class_lists_is_evaluated_as_the_release_does(capsys, common, tmp_path, tiny_encoder):
+    """validate.py evaluates such a path twice, labelled fake both times, and its best-threshold
+    search takes the real list (not the images labelled real) as its first half."""
+    from ufd_lib.data.discovery import image_files_under
+    from ufd_lib.evaluation.metrics import released_best_threshold
+
+    root = make_image_set(tmp_path / "set", 3, 3)
+    both = make_image_set(root / "0_real" / "x", 0, 1) / "1_fake" / "000.png"  # contains 0_real and 1_fake
+    # A probe giving reals logit -2, fakes 0 and the path in both lists +2: separable by the
+    # labels, not by the release's halves (the real list holds the +2).
+    paths = image_files_under(root)
+    features, _, _ = extract_features(tiny_encoder, paths, open_cache(tiny_encoder, Perturbation(), tmp_path / "cache"),
+                                      progress=False)
+    targets = [2.0 if path == both else -2.0 if "0_real" in path.parts else 0.0 for path in paths]
+    design = np.hstack([features.astype(np.float64), np.ones((len(paths), 1))])
+    solution = np.linalg.lstsq(design, np.array(targets), rcond=None)[0]
+    probe_path = tmp_path / "probe.pth"
+    torch.save({"weight": torch.tensor(solution[None, :-1], dtype=torch.float32),
+                "bias": torch.tensor(solution[-1:], dtype=torch.float32)}, probe_path)
+    out = tmp_path / "out"
+    with pytest.warns(UserWarning, match=f"in both class lists: {both}"):
+        code, _, stderr = ufd(capsys, "evaluate", *common, "--classifier", "linear", "--probe", probe_path,
+                              "--test", f"set={root}", "--sampling", "official", "--out", out)
+    assert code == 0, stderr
+    scores = pd.read_csv(out / "scores.csv")
+    assert scores.loc[scores["path"] == str(both), "label"].tolist() == [1, 1]
+    first_half = int((scores["label"] == 0).sum()) + 1  # the real list: the reals and one copy of the path
+    assert first_half == 4 and len(scores) == 8
+    row = pd.read_csv(out / "metrics.csv").iloc[0]
+    expected = released_best_threshold(scores["label"], scores["score"], first_half)
+    assert (row["released_threshold"], row["released_acc_real"], row["released_acc_fake"],
+            row["released_acc"]) == expected
+    assert expected != released_best_threshold(scores["label"], scores["score"])  # the halves matter here

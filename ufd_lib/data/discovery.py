@@ -65,10 +65,13 @@ class LabelledImage(NamedTuple):  # a tuple: half the cost of a frozen dataclass
 @dataclass
 class DiscoveredImages:
     """What discovery found for one set: images (reals first, then fakes) and skipped
-    (path, reason) pairs of image files the chosen rule leaves out."""
+    (path, reason) pairs of image files the chosen rule leaves out. listed_real: how many of
+    the images come from the real list (the first ones; more than the images labelled real
+    when a path of both lists is labelled fake); None: the images labelled real."""
 
     images: list[LabelledImage]
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    listed_real: int | None = None
 
 
 def _listing(directory: str) -> tuple[list[str], list[str]]:
@@ -290,7 +293,7 @@ def discover_images(spec: ImageSetSpec, sampling: str = "all") -> DiscoveredImag
         warnings.warn(f"set {spec.name}: {len(real)} real and {len(fake)} fake images after the official cap; "
                       "the released code stops here (it asserts equal classes), ufd evaluates them as they are",
                       stacklevel=2)
-    return DiscoveredImages(_released_labels(spec, real, fake, in_both), skipped)
+    return DiscoveredImages(_released_labels(spec, real, fake, in_both), skipped, len(real))
 
 
 def _released_labels(spec: ImageSetSpec, real: list[str], fake: list[str], in_both: list[str]) -> list[LabelledImage]:

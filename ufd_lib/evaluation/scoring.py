@@ -49,7 +49,8 @@ def evaluate_sets(classifier, test_sets: list[FeatureSet]) -> EvaluationResult:
     Raises :class:`MetricError` naming the test set when a feature or a score is NaN or
     infinite (a nearest-neighbour search would otherwise turn NaN features into finite scores).
     A test set discovered with ``sampling="official"`` is scored in the release's precision
-    (:func:`fake_scores`, ``released_precision``).
+    (:func:`fake_scores`, ``released_precision``); the release's best threshold splits each set
+    at the end of its real list (``FeatureSet.listed_real``).
     """
     rows, score_frames, skipped = [], [], []
     for test_set in test_sets:
@@ -58,7 +59,7 @@ def evaluate_sets(classifier, test_sets: list[FeatureSet]) -> EvaluationResult:
             raise MetricError(f"test set {test_set.name}: {broken} of {len(test_set.features)} feature vectors "
                               "are NaN or infinite: the encoder output is broken")
         scores, threshold = fake_scores(classifier, test_set.features, test_set.sampling == "official")
-        rows.append(test_set_metrics(test_set.name, test_set.labels, scores, threshold))
+        rows.append(test_set_metrics(test_set.name, test_set.labels, scores, threshold, test_set.listed_real))
         score_frames.append(pd.DataFrame(
             {"test_set": test_set.name, "path": test_set.paths, "label": test_set.labels, "score": scores}
         ))

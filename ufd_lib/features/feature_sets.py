@@ -35,7 +35,9 @@ class ExtractionOptions(EngineOptions):
 class FeatureSet:
     """Features of one image set. features: float32 (n, d); labels: int (n,), 0 real 1 fake;
     paths: the n files, in feature order; skipped: (path, reason) of files left out; sampling:
-    how the images were chosen (``"all"`` or ``"official"``, :mod:`ufd_lib.data.discovery`)."""
+    how the images were chosen (``"all"`` or ``"official"``, :mod:`ufd_lib.data.discovery`);
+    listed_real: how many leading images come from the real list (None: those labelled real),
+    the first half of the release's best-threshold search."""
 
     name: str
     features: np.ndarray
@@ -43,6 +45,7 @@ class FeatureSet:
     paths: list[str]
     skipped: list[tuple[str, str]] = field(default_factory=list)
     sampling: str = "all"
+    listed_real: int | None = None
 
 
 def featurize(
@@ -57,6 +60,9 @@ def featurize(
     discovered = discover_images(spec, options.sampling)
     feature_set = featurize_images(encoder, spec.name, discovered.images, options, report)
     feature_set.skipped = discovered.skipped + feature_set.skipped
+    if discovered.listed_real is not None:
+        evaluated = set(feature_set.paths)  # extraction keeps or skips a path, wherever it is listed
+        feature_set.listed_real = sum(image.path in evaluated for image in discovered.images[:discovered.listed_real])
     return feature_set
 
 

@@ -10,13 +10,13 @@ import matplotlib
 import pandas as pd
 import pytest
 
-from conftest import TINY_ENCODER, make_image_set
+from conftest import TINY_ENCODER
 from ufd_lib.classifiers.released import RELEASED_PROBE
-from ufd_lib.data.benchmark import Benchmark
+from ufd_lib.data.image_sets import Benchmark
 from ufd_lib.data.image_sets import ImageSetSpec
 from ufd_lib.hashing import file_sha256
 from ufd_lib.report.artifacts import read_artifacts, save_notice
-from ufd_lib.runs.context import RunContext, data_inventory, extraction_options, weights_notice
+from ufd_lib.runs.context import RunContext, extraction_options, weights_notice
 from ufd_lib.runs.profiles import get_profile
 
 matplotlib.use("Agg")
@@ -108,15 +108,3 @@ def test_the_paper_profile_samples_officially_and_reproduce_can_choose():
     assert get_profile("paper").sampling == "official" and get_profile("smoke").sampling == "all"
     assert extraction_options(get_profile("paper"), None).sampling == "official"
     assert extraction_options(get_profile("paper"), None, sampling="all").sampling == "all"
-
-
-def test_inventory_flags_test_sets_smaller_than_the_papers_protocol(tmp_path):
-    make_image_set(tmp_path / "SAN", 3, 3)
-    make_image_set(tmp_path / "Guided", 3, 3)
-    make_image_set(tmp_path / "known", 3, 3)
-    specs = [ImageSetSpec(name, tmp_path / name, tmp_path / name) for name in ("SAN", "Guided", "known")]
-    benchmark = Benchmark(train=specs[0], val=specs[0], test_sets=specs, families={},
-                          expected_counts={"known": (3, 3)})
-    status = data_inventory(benchmark)["status"]
-    assert status.iloc[2:].tolist() == ["smaller than the paper's (100 a class)",
-                                        "smaller than the paper's (1000 a class)", "ok"]

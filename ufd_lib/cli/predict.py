@@ -15,8 +15,8 @@ from ufd_lib.classifiers.released import RELEASED_PROBE
 from ufd_lib.cli.args import UsageError, extraction_options
 from ufd_lib.data.discovery import image_files_under
 from ufd_lib.evaluation.scoring import fake_scores
-from ufd_lib.features.extraction.decoding_workers import kept_decoding_workers
 from ufd_lib.features.encoders import load_encoder
+from ufd_lib.features.extraction.decoding_workers import kept_decoding_workers
 from ufd_lib.features.extraction.extract import extract_features, open_cache
 from ufd_lib.features.feature_sets import featurize
 

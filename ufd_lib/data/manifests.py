@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Sequence
 import yaml
 
 from ufd_lib.data.image_sets import ImageSetSpec
-from ufd_lib.messages import escape_control
+from ufd_lib.messages import escape_control, one_line
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -209,12 +209,6 @@ def load_manifest(name: str, directory: Path | None = None) -> Manifest:
 _MAX_MESSAGE_CHARS = 300
 
 
-def _short(text: str) -> str:
-    """A library's error text squeezed to one line of at most _MAX_MESSAGE_CHARS."""
-    text = " ".join(str(text).split())
-    return text if len(text) <= _MAX_MESSAGE_CHARS else text[: _MAX_MESSAGE_CHARS - 1] + "…"
-
-
 class _ManifestLoader(yaml.SafeLoader):
     """``yaml.safe_load`` (plain data only, no Python tags), stricter in two ways a manifest
     never needs: a repeated key is an error rather than a silent overwrite, and an alias may
@@ -259,9 +253,9 @@ def _read_yaml(path: Path, content: bytes):
         mark = error.problem_mark or error.context_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = ": ".join(part for part in (error.context, error.problem) if part) or str(error)
-        raise ManifestError(escape_control(f"{path}: not valid YAML{where}: {_short(problem)}")) from None
+        raise ManifestError(escape_control(f"{path}: not valid YAML{where}: {one_line(problem, _MAX_MESSAGE_CHARS)}")) from None
     except yaml.YAMLError as error:
-        raise ManifestError(escape_control(f"{path}: not valid YAML: {_short(error)}")) from None
+        raise ManifestError(escape_control(f"{path}: not valid YAML: {one_line(error, _MAX_MESSAGE_CHARS)}")) from None
     except RecursionError:
         raise ManifestError(escape_control(f"{path}: not valid YAML: nested too deeply")) from None
     except Exception as error:
@@ -269,7 +263,7 @@ def _read_yaml(path: Path, content: bytes):
         # malformed scalar (`2001-13-45`, `!!bool maybe`, an int of 5,000 digits); any failure
         # here is the file's.
         raise ManifestError(
-            escape_control(f"{path}: not valid YAML: a value cannot be read ({type(error).__name__}: {_short(error)})")
+            escape_control(f"{path}: not valid YAML: a value cannot be read ({type(error).__name__}: {one_line(error, _MAX_MESSAGE_CHARS)})")
         ) from None
 
 
@@ -291,7 +285,7 @@ def _load(path: Path, content: bytes) -> Manifest:
         where = "/".join(str(part) for part in error.absolute_path) or "(top level)"
         described = error.validator == "pattern" and "description" in error.schema
         hint = f" ({error.schema['description']})" if described else ""
-        raise ManifestError(escape_control(f"{path}: {where}: {_short(error.message + hint)}"))
+        raise ManifestError(escape_control(f"{path}: {where}: {one_line(error.message + hint, _MAX_MESSAGE_CHARS)}"))
     if raw["name"] != path.stem:
         raise ManifestError(escape_control(f"{path}: name: {raw['name']!r} differs from the file name"))
     # Beyond the schema's patterns: the dataset must lie below the data root, and the archive
@@ -326,7 +320,7 @@ def _parse(raw: dict) -> Manifest:
             ),
         ),
         manual_sources=tuple(
-            ManualSource(url=item["url"], note=" ".join(item["note"].split()))
+            ManualSource(url=item["url"], note=one_line(item["note"]))
             for item in raw.get("manual_sources", [])
         ),
         sets=tuple(

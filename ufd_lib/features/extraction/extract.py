@@ -1,51 +1,16 @@
 """Feature extraction through the cache: each image is encoded once per setting.
 
-Files are first identified by the SHA-256 of their bytes, taken from the file-identity memo
-(:mod:`ufd_lib.features.extraction.digest_memo`: one ``stat`` per unchanged file, no bytes read) or, for new
-and changed files, by hashing them; the sorted unique digests are cut
-into fixed groups of whole batches (:func:`encoding_groups`), and only groups the cache lacks
-are decoded and encoded, in batches from a DataLoader (decoding in worker processes with
-prefetching when ``num_workers > 0``), each
-group committed to the cache as one chunk. Groups depend only on the request, so an
-interrupted run, a sharded run (:mod:`ufd_lib.features.extraction.sharding`: ranks share the groups out) and
-processes sharing a cache encode every image in a batch of the same composition as one
-uninterrupted run: fp32 CPU results do depend on batch composition in the last bits, not
-(here) on the thread count. A 2-process gloo run (1 thread each) writes features
-bit-identical to a single 2-thread process (``tests/test_sharding.py``); runs killed with
-SIGKILL at random moments and resumed, and two processes extracting into one cache at once,
-end with the cache bit for bit equal to an uninterrupted run's, with no image encoded twice
-(``tests/test_fault_injection.py``, ``ufd selfcheck``). Before decoding a group a process
-claims it (:mod:`ufd_lib.features.extraction.work_claims`); groups another live process holds are waited for.
-Not tested on CUDA.
+In: an :class:`~ufd_lib.features.encoders.Encoder`, image paths, a
+:class:`~ufd_lib.features.extraction.feature_cache.FeatureCache` opened for the encoder
+(:func:`open_cache`) and :class:`EngineOptions`. Out: float32 features (n_kept, d) in path order,
+a bool mask of the kept paths and an :class:`ExtractionReport` listing every skipped file with its
+reason (or :class:`ExtractionError` at the first one when strict).
 
-Reading: each image is read once for decoding, through :func:`ufd_lib.hashing.read_steadily`
-(regular files only, at most ``max_bytes``), and those very bytes are hashed again and compared
-with the digest the plan used: a file that changed after it was hashed is skipped with a reason,
-never cached under the other content's key. A file seen for the first time is read twice, once
-to hash it while planning and once to decode it: the groups are cut from the sorted digests of
-the whole request, which is what lets interrupted, shared and sharded runs encode each image
-once, in batches of the same composition. Decoding (:mod:`ufd_lib.features.extraction.decoding_workers`)
-gives uint8 crops (224, 224, 3) in a ring of batch buffers allocated once; float conversion,
-normalisation and the cast to the weights' dtype happen once, on the encoder's device
-(:func:`ufd_lib.features.preprocess.to_model_input`), on CPU into one reused buffer. Features
-with a NaN or an infinity are refused (skipped, naming the encoder) before they reach the cache.
-
-Decoding processes (``num_workers=None``, the default, :func:`default_workers`): none on CPU,
-where the model needs every core and decoding a 224 crop costs a few per cent of one forward
-pass; on CUDA one per available core but one (the main process feeds the GPU), at most
-:data:`ufd_lib.config.MAX_DEFAULT_WORKERS`. Inside
-:func:`ufd_lib.features.extraction.decoding_workers.kept_decoding_workers` extractions share their workers.
-
-Numerical precision (``precision``); what each costs and how far its features are from fp32 is
-measured by ``benchmarks/run.py`` (figures in ``benchmarks/README.md``):
-
-- ``auto`` (default): the encoder's weights as they are; CLIP loads as fp16 on CUDA (as
-  ``clip.load`` gives it) and fp32 on CPU.
-- ``fp32``, ``fp16``: convert the weights in place if they differ (``fp16`` needs CUDA).
-- ``bf16``: fp32 weights run under ``torch.autocast(dtype=torch.bfloat16)``; faster on CPUs
-  with native bf16, at a feature error far above the float16 storage rounding. Not the default: the replication's reference numerics are fp32
-  (fp16 on CUDA), and CPUs without native bf16 emulate it. Its features get their own cache
-  key; fp32 and fp16 share one, as they always have (fp16 compute: 1 − cos ≈ 8e-7).
+Files are identified by the SHA-256 of their bytes; the sorted unique digests are cut into fixed
+groups of whole batches, and only the groups the cache lacks are decoded, encoded and committed,
+one chunk per group. Because the groups depend only on the request, interrupted, shared and
+sharded runs encode every image in a batch of the same composition, so their features are equal
+bit for bit. ``docs/architecture.md`` describes the plan, claims, sharding and precisions.
 """
 from __future__ import annotations
 
@@ -80,7 +45,7 @@ _DTYPE_NAMES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "b
 CLAIM_POLL_SECONDS = 0.2
 # Most threads hashing new files: they help where reading waits on storage, and hashlib releases
 # the GIL while it hashes, but on page-cached small files each thread beyond a free core only
-# adds switching (4 threads on 2 cores: 2.4-3.3x the CPU time and 1.7-2.3x the wall time of one).
+# adds switching (benchmarks/README.md).
 MAX_HASH_THREADS = 4
 # Files each hashing task takes: a task per file costs more than hashing a small image.
 HASH_RUN = 64
@@ -190,8 +155,8 @@ def compute_precision(encoder: Encoder, precision: str):
 def cache_setting(encoder: Encoder, perturbation: Perturbation, precision: str = "auto") -> dict:
     """The cache key of an extraction: encoder identity plus everything in preprocessing.
 
-    bf16 adds ``"precision": "bf16"``; fp32 and fp16 keep the key they always had, so
-    existing caches stay valid.
+    bf16 adds ``"precision": "bf16"``; fp32 and fp16 share one key (fp16 compute stays within
+    float16 storage rounding of fp32, ``benchmarks/README.md``).
     """
     setting = {
         "encoder": encoder.name,

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from conftest import make_image_set
+
 from ufd_lib.analyses.inventory import data_inventory
 from ufd_lib.data.image_sets import Benchmark, ImageSetSpec
 

@@ -48,6 +48,8 @@ def test_opens_its_run_under_its_own_name_with_the_encoder_parameter(path: Path)
     opening = "".join(cells[2]["source"])
     assert "from ufd_lib import open_run" in opening
     assert f'notebook="{path.stem}"' in opening and "encoder=encoder" in opening
+    assert namespace["sampling"] is None and namespace["allow_torchscript"] is False
+    assert "sampling=sampling" in opening and "allow_torchscript=allow_torchscript" in opening
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)

@@ -106,3 +106,17 @@ def test_released_probe_is_the_authors_file_shipped_in_the_package():
     assert RELEASED_PROBE.parent == Path(__import__("ufd_lib").__file__).parent / "classifiers" / "released"
     assert LinearProbe.load(RELEASED_PROBE).n_features_in_ == 768
     assert file_sha256(RELEASED_PROBE) == "477100745713bcc957beb2b40859536859b6483fd6301b3b9293151b194c7847"
+
+
+def test_loading_the_encoder_records_it_for_the_banner_as_not_the_papers(tmp_path):
+    run = _run(tmp_path)
+    encoder = run.encoder
+    record = json.loads((tmp_path / "encoder.json").read_text())
+    assert record == {"name": TINY_ENCODER, "sha256": encoder.checkpoint_sha256, "path": None,
+                      "papers_encoder": False}
+
+
+def test_the_paper_profile_samples_officially_and_reproduce_can_choose():
+    assert get_profile("paper").sampling == "official" and get_profile("smoke").sampling == "all"
+    assert extraction_options(get_profile("paper"), None).sampling == "official"
+    assert extraction_options(get_profile("paper"), None, sampling="all").sampling == "all"

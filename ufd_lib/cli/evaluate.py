@@ -2,6 +2,7 @@
 accuracies (metrics.csv, scores.csv, skipped.csv, run.json)."""
 from __future__ import annotations
 
+import dataclasses
 import warnings
 
 from ufd_lib.classifiers.linear_probe import LinearProbe
@@ -17,6 +18,9 @@ from ufd_lib.report.provenance import run_record, write_evaluation
 
 
 def _fit_classifier(args, encoder, options, report):
+    """The classifier to evaluate; ``--train`` images are never sampled (``--sampling`` chooses
+    the test sets' images, as the release samples only its evaluation)."""
+    options = dataclasses.replace(options, sampling="all")
     if args.classifier == "knn":
         if args.train is None:
             raise UsageError("--classifier knn needs --train NAME=REAL[:FAKE] for its feature banks")

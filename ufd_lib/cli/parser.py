@@ -182,6 +182,12 @@ def build_parser() -> argparse.ArgumentParser:
                            help="default runs/<profile>")
     reproduce.add_argument("--cache-dir", type=argument_type(output_directory), default=None,
                            help="feature cache (default $UFD_CACHE_DIR or ~/.cache/ufd/features)")
+    reproduce.add_argument("--sampling", choices=config.SAMPLING_MODES, default=None,
+                           help="test-set images: official (the released code's 1000/100 cap, seed 0; the paper "
+                           "profile's default) or all (the smoke profile's default); stated on the index page")
+    reproduce.add_argument("--allow-torchscript", action="store_true",
+                           help="let the notebooks load a TorchScript CLIP archive that is not one of OpenAI's "
+                           "published checkpoints (loading runs the code inside the archive)")
 
     _add_data_commands(subparsers)
 

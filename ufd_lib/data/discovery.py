@@ -12,14 +12,19 @@ Two ways to choose the files (``sampling``):
   between the first and second dot of its name is ``png``, ``jpg``, ``JPEG``, ``jpeg`` or
   ``bmp`` (:func:`ufd_lib.config.is_official_image_name`) and ``0_real`` (reals) or ``1_fake``
   (fakes) occurs anywhere in the joined path string; the release's walk does not enter
-  symlinked directories. Then ``random.seed(0)``, shuffle the reals, shuffle the fakes (one
-  stream), keep the first 1000 of each, or 100 when either class has fewer than 1000. Image
-  files the release would not read are reported as skipped, with the reason. Where the release
-  stops on ``assert len(real_list) == len(fake_list)``, we warn and evaluate what there is.
+  symlinked directories. Every entry its walk lists as a file counts, regular or not (a dangling
+  link or a FIFO named ``x.png`` is in the list that is shuffled, as in the release; extraction
+  skips it afterwards, with the reason). Then ``random.seed(0)``, shuffle the reals, shuffle the
+  fakes (one stream), keep the first 1000 of each, or 100 when either class has fewer than 1000.
+  A path chosen in both classes (it contains both ``0_real`` and ``1_fake``) is labelled fake in
+  both places, as the release's label dictionary does, with a warning. Image files the release
+  would not read, and names without a dot (on which it stops), are reported as skipped, with the
+  reason. Where the release stops on ``assert len(real_list) == len(fake_list)``, we warn and
+  evaluate what there is.
 
 Either way a set with no image in either class is a usage error (:class:`EmptyImageSetError`),
 and a set with one class only is evaluated with a warning naming the missing class.
-Only regular files (or links to them) are listed: a FIFO named ``x.png`` is never opened.
+Discovery never opens a file: a FIFO named ``x.png`` is listed by name and never read.
 """
 from __future__ import annotations
 
@@ -59,10 +64,13 @@ class LabelledImage(NamedTuple):  # a tuple: half the cost of a frozen dataclass
 @dataclass
 class DiscoveredImages:
     """What discovery found for one set: images (reals first, then fakes) and skipped
-    (path, reason) pairs of image files the chosen rule leaves out."""
+    (path, reason) pairs of image files the chosen rule leaves out. listed_real: how many of
+    the images come from the real list (the first ones; more than the images labelled real
+    when a path of both lists is labelled fake); None: the images labelled real."""
 
     images: list[LabelledImage]
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    listed_real: int | None = None
 
 
 def _listing(directory: str) -> tuple[list[str], list[str]]:
@@ -162,16 +170,20 @@ def _class_images(root: Path, class_dir: str, directories: Iterable[tuple[str, l
     return _image_entries(directories)
 
 
+NO_DOT_REASON = "a name without a dot: the released loader stops on it (IndexError in file.split('.')[1])"
+
+
 def _official_reason(path: str, through_link: bool) -> str | None:
     """Why the release would not read ``path``, or None if its file rule lets it (the class
     folder is checked by the caller)."""
     if through_link:
         return "inside a symlinked directory, which the released loader's walk does not enter"
-    if not config.is_official_image_name(os.path.basename(path)):
+    name = os.path.basename(path)
+    if "." not in name:
+        return NO_DOT_REASON
+    if not config.is_official_image_name(name):
         return ("the released loader reads only names whose text after the first dot is one of "
                 + ", ".join(config.OFFICIAL_IMAGE_EXTENSIONS))
-    if not os.path.isfile(path):
-        return "not a regular file"
     return None
 
 
@@ -191,7 +203,7 @@ def _official_class_files(spec: ImageSetSpec) -> tuple[list[str], list[str], lis
                 chosen[class_dir].append(path)
             elif reason is None:
                 skipped.setdefault(path, f"{class_dir} does not occur in its path")
-            elif config.is_image_name(name) or config.is_official_image_name(name):
+            elif config.is_image_name(name) or config.is_official_image_name(name) or "." not in name:
                 skipped[path] = reason
     taken = {path for paths in chosen.values() for path in paths}
     skipped_list = sorted((path, reason) for path, reason in skipped.items() if path not in taken)
@@ -312,13 +324,29 @@ def discover_images(spec: ImageSetSpec, sampling: str = "all") -> DiscoveredImag
     else:
         real, fake = _both_class_files(spec)
     _check_classes(spec, real, fake)
-    if sampling == "official":
-        real, fake = official_subsample(real, fake)
-        if len(real) != len(fake):
-            warnings.warn(f"set {spec.name}: {len(real)} real and {len(fake)} fake images after the official cap; "
-                          "the released code stops here (it asserts equal classes), ufd evaluates them as they are",
-                          stacklevel=2)
-    return DiscoveredImages(_labelled(real, 0) + _labelled(fake, 1), skipped)
+    if sampling != "official":
+        return DiscoveredImages(_labelled(real, 0) + _labelled(fake, 1), skipped)
+    in_both = sorted(set(real).intersection(fake))
+    real, fake = official_subsample(real, fake)
+    if len(real) != len(fake):
+        warnings.warn(f"set {spec.name}: {len(real)} real and {len(fake)} fake images after the official cap; "
+                      "the released code stops here (it asserts equal classes), ufd evaluates them as they are",
+                      stacklevel=2)
+    return DiscoveredImages(_released_labels(spec, real, fake, in_both), skipped, len(real))
+
+
+def _released_labels(spec: ImageSetSpec, real: list[str], fake: list[str], in_both: list[str]) -> list[LabelledImage]:
+    """The reals (label 0) then the fakes (label 1), as the release labels them: its label
+    dictionary is filled from the chosen reals and then the chosen fakes, so a path chosen in
+    both classes is fake (1) in both places. ``in_both``: the paths in both lists before the
+    cap, named in a warning."""
+    if not in_both:
+        return _labelled(real, 0) + _labelled(fake, 1)
+    relabelled = set(real).intersection(fake)
+    warnings.warn(f"set {spec.name}: {len(in_both)} path(s) contain both {config.REAL_DIR} and {config.FAKE_DIR} "
+                  f"and are in both class lists: {', '.join(in_both)}; as in the released code, a path chosen in "
+                  f"both is labelled fake (1) in both places ({len(relabelled)} chosen in both)", stacklevel=3)
+    return [LabelledImage(path, int(path in relabelled)) for path in real] + _labelled(fake, 1)
 
 
 def collect_images(spec: ImageSetSpec, sampling: str = "all") -> list[LabelledImage]:

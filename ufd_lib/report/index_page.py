@@ -25,6 +25,11 @@ from ufd_lib.report.artifact_log import read_artifacts
 from ufd_lib.report.table_format import display_table
 
 INDEX_SETTINGS = "index.json"
+# The encoder the notebooks loaded (name, sha256, path, papers_encoder), for the banner.
+ENCODER_RECORD = "encoder.json"
+SAMPLING_WORDS = {"official": "official: the released evaluation's selection (seed 0, at most 1000 images a class, "
+                              "100 when a class has fewer), as behind the paper's Tables 2–3",
+                  "all": "all: every image of each test set (not the released evaluation's capped selection)"}
 STYLE = (
     "body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;line-height:1.4}"
     "table{border-collapse:collapse;font-size:13px}td,th{padding:2px 8px;border-bottom:1px solid #ddd;"
@@ -67,6 +72,12 @@ def recorded_run(output_dir: Path) -> dict:
     return json.loads(recorded.read_text()) if recorded.exists() else {}
 
 
+def record_encoder(output_dir: Path, record: dict) -> None:
+    """Write ``encoder.json`` (``name``, ``sha256``, ``path``, ``papers_encoder``: whether it is
+    OpenAI's ViT-L/14 file) for the banner of the index page."""
+    atomic_write_text(Path(output_dir) / ENCODER_RECORD, json.dumps(record, indent=2) + "\n")
+
+
 def refresh_index(output_dir: Path) -> Path:
     """Rewrite ``index.html`` from ``artifacts.jsonl`` and ``index.json`` (reads no notebook)."""
     output_dir = Path(output_dir)
@@ -76,7 +87,9 @@ def refresh_index(output_dir: Path) -> Path:
     run = recorded.get("run", {})
     by_notebook = [(name, list(entries)) for name, entries in
                    groupby(sorted(read_artifacts(output_dir), key=lambda e: e["notebook"]), key=lambda e: e["notebook"])]
-    parts = [f"<h1>{html.escape(title)}</h1>", _banner(settings), run_status(run),
+    encoder_file = output_dir / ENCODER_RECORD
+    encoder = json.loads(encoder_file.read_text()) if encoder_file.exists() else None
+    parts = [f"<h1>{html.escape(title)}</h1>", _banner(settings, encoder), run_status(run),
              f"<p>Page written {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}.</p>",
              _contents(by_notebook)]
     for notebook, entries in by_notebook:
@@ -105,17 +118,39 @@ def _render_notebooks(folder: Path) -> None:
         atomic_write_text(target, body)
 
 
-def _banner(settings: dict) -> str:
+def _encoder_words(encoder: dict | None) -> str:
+    """The banner's sentence on the encoder the notebooks actually loaded."""
+    if encoder is None:
+        return "Encoder: not recorded (no notebook loaded one). "
+    which = ("OpenAI's published CLIP ViT-L/14 file, the paper's backbone" if encoder.get("papers_encoder")
+             else "NOT OpenAI's CLIP ViT-L/14 file")
+    name, identity = html.escape(str(encoder.get("name"))), html.escape(str(encoder.get("sha256")))
+    if not encoder.get("path"):
+        return (f"Encoder used: <code>{name}</code>: RANDOM weights, no weights file (id <code>{identity}</code>), "
+                f"{which}. ")
+    return (f"Encoder used: <code>{name}</code> (SHA-256 <code>{identity}</code>, file "
+            f"{html.escape(str(encoder['path']))}): {which}. ")
+
+
+def _banner(settings: dict, encoder: dict | None = None) -> str:
     profile = settings.get("profile")
     if profile is None:
         return ('<div class="banner unknown"><strong>Profile not recorded.</strong> This page was refreshed by a '
                 "notebook run on its own; <code>ufd reproduce</code> records the profile and its settings.</div>")
     description = html.escape(str(settings.get("description", "")))
+    sampling = settings.get("sampling")
+    facts = _encoder_words(encoder) + (
+        f"Sampling of the test sets: {html.escape(SAMPLING_WORDS.get(sampling, str(sampling)))}. " if sampling else "")
     if settings.get("compare_with_paper", profile == "paper"):
-        return (f'<div class="banner paper"><strong>Profile {html.escape(str(profile))}.</strong> {description} '
-                "The tables set these numbers beside the paper's where the paper reports them.</div>")
+        if encoder is not None and encoder.get("papers_encoder"):
+            return (f'<div class="banner paper"><strong>Profile {html.escape(str(profile))}.</strong> {description} '
+                    f"{facts}The tables set these numbers beside the paper's where the paper reports them.</div>")
+        return (f'<div class="banner pipeline"><strong>Profile {html.escape(str(profile))}: not comparable with the '
+                f"paper.</strong> {description} {facts}The paper's numbers come from OpenAI's CLIP ViT-L/14; with "
+                "another (or an unrecorded) encoder the comparison tables show ours beside the paper's without a "
+                "difference.</div>")
     return (f'<div class="banner pipeline"><strong>Profile {html.escape(str(profile))}: a pipeline check.</strong> '
-            f"Its numbers are not comparable to the paper's. {description} For numbers to set beside the "
+            f"Its numbers are not comparable to the paper's. {description} {facts}For numbers to set beside the "
             "paper's, run <code>ufd reproduce --profile paper</code> on the real data.</div>")
 
 

@@ -91,12 +91,15 @@ def run_record(encoder: Encoder, report: ExtractionReport, settings: dict) -> di
 def write_evaluation(result: EvaluationResult, record: dict, out_dir: Path) -> None:
     """Write metrics.csv, scores.csv, skipped.csv and run.json into ``out_dir``, all or nothing
     (:func:`ufd_lib.atomic_files.atomic_write_files`), run.json last as the commit record: on a
-    full disk the OSError names the file and the results already there stay as they were."""
+    full disk the OSError names the file and the results already there stay as they were.
+
+    Floats are written as Python's shortest round-trip text, so reading scores.csv back gives
+    the very scores every metric of metrics.csv was computed from."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_files({
-        out_dir / "metrics.csv": result.metrics.to_csv(index=False, float_format="%.6f").encode(),
-        out_dir / "scores.csv": result.scores.to_csv(index=False, float_format="%.8g").encode(),
-        out_dir / "skipped.csv": result.skipped[["path", "reason"]].to_csv(index=False).encode(),
+        out_dir / "metrics.csv": result.metrics.to_csv(index=False).encode(),
+        out_dir / "scores.csv": result.scores.to_csv(index=False).encode(),
+        out_dir / "skipped.csv": result.skipped[["test_set", "path", "reason"]].to_csv(index=False).encode(),
         out_dir / "run.json": (json.dumps(json_ready(record), indent=2, allow_nan=False) + "\n").encode(),
     })

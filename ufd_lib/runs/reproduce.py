@@ -5,8 +5,8 @@ Outputs go to ``<output>/`` (default ``runs/<profile>``): executed notebooks in 
 versions that produced them, the code's git commit, the command line, and when each notebook
 ran and for how long (also in ``index.json``). A failed notebook stops the run; the page then
 says which one stopped and why, and keeps what the notebooks before it produced. The feature
-cache is shared between runs, so a second run encodes nothing. ``encoder`` replaces the
-profile's encoder (any registry string, e.g. ``clip:/path/to/ViT-L-14.pt``) in every notebook.
+cache is shared between runs, so a second run encodes nothing. :class:`NotebookChoices` replace
+the profile's encoder and sampling in every notebook.
 
 The notebooks are saved for the kernel ``make setup`` registers ("Python (ufd)"), which is what
 a person opening them by hand needs; papermill here runs them on ``python3``, the kernel of the
@@ -20,6 +20,7 @@ import shlex
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
@@ -27,12 +28,24 @@ from pathlib import Path
 from ufd_lib import config
 from ufd_lib.messages import one_line
 from ufd_lib.report.artifacts import ARTIFACTS
-from ufd_lib.report.index_page import record_run, write_index
+from ufd_lib.report.index_page import ENCODER_RECORD, record_run, write_index
 from ufd_lib.report.provenance import code_revision, library_versions
 from ufd_lib.runs.profiles import default_data_root, get_profile
 
 # The repository's top-level notebooks/, shipped inside the package (ufd_lib/notebooks).
 NOTEBOOK_DIR = Path(str(resources.files("ufd_lib").joinpath("notebooks")))
+
+
+@dataclass(frozen=True)
+class NotebookChoices:
+    """What every notebook receives beyond the profile. encoder: a registry string (e.g.
+    ``clip:/path/to/ViT-L-14.pt``), None for the profile's; sampling: ``"all"`` or
+    ``"official"`` for the test sets, None for the profile's; allow_torchscript: whether a
+    TorchScript CLIP archive that is not OpenAI's may be loaded."""
+
+    encoder: str | None = None
+    sampling: str | None = None
+    allow_torchscript: bool = False
 
 
 class ReproduceError(RuntimeError):
@@ -85,10 +98,12 @@ def _ipc_kernel_config(socket_folder: str):
 
 def reproduce(profile_name: str, data_root: Path | None = None, only: list[str] | None = None,
               output_dir: Path | None = None, cache_dir: Path | None = None, log=print,
-              encoder: str | None = None) -> Path:
+              choices: NotebookChoices | None = None) -> Path:
     """Execute the selected notebooks for a profile; returns the index page's path."""
     import papermill
 
+    choices = choices or NotebookChoices()
+    encoder = choices.encoder
     profile = get_profile(profile_name)
     notebooks = select_notebooks(only)
     output_dir = Path(output_dir or Path("runs") / profile.name).resolve()
@@ -101,8 +116,10 @@ def reproduce(profile_name: str, data_root: Path | None = None, only: list[str] 
     (output_dir / "notebooks").mkdir(parents=True, exist_ok=True)
     if not only:
         (output_dir / ARTIFACTS).unlink(missing_ok=True)
+        (output_dir / ENCODER_RECORD).unlink(missing_ok=True)
     parameters = {"profile": profile.name, "data_root": str(data_root), "output_dir": str(output_dir),
-                  "cache_dir": str(cache_dir), "encoder": encoder or profile.encoder}
+                  "cache_dir": str(cache_dir), "encoder": encoder or profile.encoder,
+                  "sampling": choices.sampling or profile.sampling, "allow_torchscript": choices.allow_torchscript}
     settings = {"profile": profile.name, "description": profile.description,
                 "compare_with_paper": profile.compare_with_paper, **parameters,
                 "notebooks": ", ".join(notebooks), "command": shlex.join(sys.argv)}

@@ -76,7 +76,8 @@ def test_evaluate_knn_writes_the_tables_and_a_rerun_encodes_nothing(capsys, comm
         assert row["ap"] == pytest.approx(average_precision(group["label"], group["score"]), abs=1e-5)
 
     skipped = pd.read_csv(out / "skipped.csv")
-    assert list(skipped.columns) == ["path", "reason"]
+    assert list(skipped.columns) == ["test_set", "path", "reason"]
+    assert skipped["test_set"].tolist() == ["progan"]
     assert skipped["path"].tolist() == [str(data["broken"])]
     assert skipped["reason"].iloc[0]
 
@@ -86,7 +87,8 @@ def test_evaluate_knn_writes_the_tables_and_a_rerun_encodes_nothing(capsys, comm
     assert record["encoder"] == TINY_ENCODER
     # JSON types only: an image set is its fields, not a Python repr
     assert record["settings"]["test"][1] == {"name": "ldm", "real_root": str(data["root"] / "laion"),
-                                             "fake_root": str(data["root"] / "ldm")}
+                                             "fake_root": str(data["root"] / "ldm"),
+                                             "adapter": None, "adapter_paths": []}
     assert record["settings"]["train"]["name"] == "train" and record["settings"]["k"] == 3
     assert "ImageSetSpec" not in (out / "run.json").read_text() and "PosixPath" not in (out / "run.json").read_text()
 
@@ -414,16 +416,45 @@ def test_predict_on_a_folder_without_images_exits_2_before_loading(capsys, tmp_p
 
 
 @pytest.mark.timeout(60)
-def test_evaluate_lists_a_fifo_and_a_dangling_link_in_skipped_csv(capsys, common, data, tmp_path):
+@pytest.mark.parametrize("sampling", ["all", "official"])
+def test_evaluate_lists_a_fifo_and_a_dangling_link_in_skipped_csv(capsys, common, data, tmp_path, sampling):
     fake_folder = data["root"] / "ldm" / "1_fake"
     os.mkfifo(fake_folder / "pipe.png")  # opening it for reading would block for ever
     (fake_folder / "gone.png").symlink_to(tmp_path / "nowhere.png")
     out = tmp_path / "out"
-    code, stdout, stderr = evaluate(capsys, common, data, out, "--classifier", "knn", "--train", data["train"])
+    code, stdout, stderr = evaluate(capsys, common, data, out, "--classifier", "knn", "--train", data["train"],
+                                    "--sampling", sampling)
     assert code == 0, stderr
-    reasons = dict(pd.read_csv(out / "skipped.csv")[["path", "reason"]].itertuples(index=False))
-    assert reasons[str(fake_folder / "pipe.png")] == "not a regular file (a FIFO)"
-    assert reasons[str(fake_folder / "gone.png")] == "dangling symbolic link"
+    skipped = pd.read_csv(out / "skipped.csv")
+    reasons = {(test_set, path): reason for test_set, path, reason in skipped.itertuples(index=False)}
+    assert reasons[("ldm", str(fake_folder / "pipe.png"))] == "not a regular file (a FIFO)"
+    assert reasons[("ldm", str(fake_folder / "gone.png"))] == "dangling symbolic link"
+
+
+def test_every_metric_is_recomputed_exactly_from_scores_csv(capsys, common, data, tmp_path, tiny_encoder):
+    """scores.csv holds round-trip exact scores in the evaluated order, so metrics.csv follows
+    from it bit for bit, also when a steep probe's float32 scores saturate and tie."""
+    from ufd_lib.data.discovery import image_files_under
+    from ufd_lib.evaluation.metrics import metrics_table
+    from ufd_lib.evaluation.metrics import test_set_metrics as set_metrics
+
+    weight = np.random.default_rng(1).normal(size=768).astype(np.float32)
+    cache = open_cache(tiny_encoder, Perturbation(), tmp_path / "cache")
+    features, _, _ = extract_features(tiny_encoder, image_files_under(data["root"]), cache, progress=False)
+    bias = 17.0 - float(np.median(features @ weight))  # about half the logits above 16.6: saturated
+    probe_path = tmp_path / "steep.pth"
+    torch.save({"weight": torch.tensor(weight[None, :]), "bias": torch.tensor([bias], dtype=torch.float32)},
+               probe_path)
+    out = tmp_path / "out"
+    code, _, stderr = evaluate(capsys, common, data, out, "--classifier", "linear", "--probe", probe_path,
+                               "--sampling", "official")
+    assert code == 0, stderr
+    scores = pd.read_csv(out / "scores.csv")
+    assert 2 <= (scores["score"] == 1.0).sum() < len(scores)  # some saturated and tied, as in the release
+    rows = [set_metrics(name, group["label"].to_numpy(), group["score"].to_numpy(), 0.5)
+            for name, group in scores.groupby("test_set", sort=False)]
+    pd.testing.assert_frame_equal(metrics_table(rows), pd.read_csv(out / "metrics.csv"), check_exact=True,
+                                  check_dtype=False)
 
 
 def test_evaluate_probe_released_is_the_shipped_probe(capsys, common, data, tmp_path):
@@ -434,3 +465,56 @@ def test_evaluate_probe_released_is_the_shipped_probe(capsys, common, data, tmp_
     code, _, stderr = evaluate(capsys, common, data, tmp_path / "path", "--classifier", "linear", "--probe", RELEASED_PROBE)
     assert code == 0, stderr
     assert (tmp_path / "named" / "scores.csv").read_bytes() == (tmp_path / "path" / "scores.csv").read_bytes()
+
+
+def test_evaluate_samples_only_the_test_sets(capsys, common, data, tmp_path, monkeypatch):
+    """--sampling official chooses the test sets' images; the --train bank keeps every image."""
+    from ufd_lib.cli import evaluate as evaluate_command
+
+    seen = {}
+    real_featurize = evaluate_command.featurize
+
+    def recording(encoder, spec, options, report=None):
+        seen[spec.name] = options.sampling
+        return real_featurize(encoder, spec, options, report)
+
+    monkeypatch.setattr(evaluate_command, "featurize", recording)
+    code, _, stderr = evaluate(capsys, common, data, tmp_path / "out", "--classifier", "knn", "--train", data["train"],
+                               "--sampling", "official")
+    assert code == 0, stderr
+    assert seen == {"train": "all", "progan": "official", "ldm": "official"}
+
+
+def test_a_path_in_both_class_lists_is_evaluated_as_the_release_does(capsys, common, tmp_path, tiny_encoder):
+    """validate.py evaluates such a path twice, labelled fake both times, and its best-threshold
+    search takes the real list (not the images labelled real) as its first half."""
+    from ufd_lib.data.discovery import image_files_under
+    from ufd_lib.evaluation.metrics import released_best_threshold
+
+    root = make_image_set(tmp_path / "set", 3, 3)
+    both = make_image_set(root / "0_real" / "x", 0, 1) / "1_fake" / "000.png"  # contains 0_real and 1_fake
+    # A probe giving reals logit -2, fakes 0 and the path in both lists +2: separable by the
+    # labels, not by the release's halves (the real list holds the +2).
+    paths = image_files_under(root)
+    features, _, _ = extract_features(tiny_encoder, paths, open_cache(tiny_encoder, Perturbation(), tmp_path / "cache"),
+                                      progress=False)
+    targets = [2.0 if path == both else -2.0 if "0_real" in path.parts else 0.0 for path in paths]
+    design = np.hstack([features.astype(np.float64), np.ones((len(paths), 1))])
+    solution = np.linalg.lstsq(design, np.array(targets), rcond=None)[0]
+    probe_path = tmp_path / "probe.pth"
+    torch.save({"weight": torch.tensor(solution[None, :-1], dtype=torch.float32),
+                "bias": torch.tensor(solution[-1:], dtype=torch.float32)}, probe_path)
+    out = tmp_path / "out"
+    with pytest.warns(UserWarning, match=f"in both class lists: {both}"):
+        code, _, stderr = ufd(capsys, "evaluate", *common, "--classifier", "linear", "--probe", probe_path,
+                              "--test", f"set={root}", "--sampling", "official", "--out", out)
+    assert code == 0, stderr
+    scores = pd.read_csv(out / "scores.csv")
+    assert scores.loc[scores["path"] == str(both), "label"].tolist() == [1, 1]
+    first_half = int((scores["label"] == 0).sum()) + 1  # the real list: the reals and one copy of the path
+    assert first_half == 4 and len(scores) == 8
+    row = pd.read_csv(out / "metrics.csv").iloc[0]
+    expected = released_best_threshold(scores["label"], scores["score"], first_half)
+    assert (row["released_threshold"], row["released_acc_real"], row["released_acc_fake"],
+            row["released_acc"]) == expected
+    assert expected != released_best_threshold(scores["label"], scores["score"])  # the halves matter here

@@ -290,9 +290,53 @@ def test_fifo_named_like_an_image_is_never_opened(tmp_path):
     os.mkfifo(pipe)
     # listed by name without a stat or an open; extraction skips it as "not a regular file"
     assert split(collect_images(ImageSetSpec("set", root, root))) == (real, sorted([*fake, pipe]))
+    with pytest.warns(UserWarning, match="2 real and 3 fake"):
+        found = discover_images(ImageSetSpec("set", root, root), sampling="official")
+    assert split(found.images) == release_sample(real, [*fake, pipe], 1000, 100)
+    assert found.skipped == []
+
+
+@pytest.mark.timeout(20)
+def test_official_shuffles_dangling_links_and_fifos_with_the_images_as_the_release_does(tmp_path, small_official_caps):
+    """The release's walk lists every non-directory entry, regular or not; dropping them before
+    the seed-0 shuffle would shift every later draw."""
+    root = tmp_path / "set"
+    real, fake = build_classes(root, 14, 12)
+    gone = root / "1_fake" / "f00_gone.png"
+    gone.symlink_to(tmp_path / "nowhere.png")
+    pipe = root / "0_real" / "r00_pipe.png"
+    os.mkfifo(pipe)
     found = discover_images(ImageSetSpec("set", root, root), sampling="official")
-    assert split(found.images) == (real, fake)
-    assert found.skipped == [(pipe, "not a regular file")]
+    expected = release_sample([*real, str(pipe)], [*fake, str(gone)], 10, 3)
+    assert split(found.images) == expected
+    assert expected != release_sample(real, fake, 10, 3)  # the stressor changes the subset
+    assert found.skipped == []  # extraction skips them after selection, with the reason
+
+
+def test_official_labels_a_path_in_both_class_lists_fake_in_both_places_and_warns(tmp_path, small_official_caps):
+    """validate.py fills its label dictionary from the chosen reals, then the chosen fakes."""
+    root = tmp_path / "set"
+    real, fake = build_classes(root, 2, 2)
+    both = str(touch(root / "0_real" / "1_fake" / "both.png"))
+    with pytest.warns(UserWarning, match=f"in both class lists: {both}; .* labelled fake"):
+        found = discover_images(ImageSetSpec("set", root, root), sampling="official")
+    chosen_real, chosen_fake = release_sample([*real, both], [*fake, both], 10, 3)
+    assert labelled(found.images) == ([(path, int(path == both)) for path in chosen_real]
+                                      + [(path, 1) for path in chosen_fake])
+    assert [path for path, label in labelled(found.images)].count(both) == 2
+
+
+def test_official_lists_names_without_a_dot_as_skipped_with_the_reason(tmp_path):
+    from ufd_lib.data.discovery import NO_DOT_REASON
+
+    root = tmp_path / "set"
+    real, fake = build_classes(root, 2, 2)
+    readme = touch(root / "0_real" / "README")
+    licence = touch(root / "LICENSE")
+    found = discover_images(ImageSetSpec("set", root, root), sampling="official")
+    assert split(found.images) == release_sample(real, fake, 1000, 100)
+    assert found.skipped == sorted([(str(licence), NO_DOT_REASON), (str(readme), NO_DOT_REASON)])
+    assert "IndexError" in NO_DOT_REASON
 
 
 def test_unequal_classes_after_the_cap_warn_instead_of_stopping(tmp_path, small_official_caps):
@@ -309,7 +353,21 @@ def test_a_set_without_images_is_a_usage_error_naming_the_folder(tmp_path, sampl
     touch(root / "0_real" / "notes.txt")
     with pytest.raises(EmptyImageSetError) as error:
         collect_images(ImageSetSpec("empty", root, root), sampling)
-    assert str(root) in str(error.value) and "0_real/*.png" in str(error.value) and "\n" not in str(error.value)
+    message = str(error.value)
+    assert f"no image files (.bmp, .jpeg, .jpg, .png, .webp) under {root}" in message and "\n" not in message
+    assert f"real images go in {root}/0_real/ and fakes in {root}/1_fake/" in message
+
+
+def test_a_flat_folder_is_refused_counting_its_images_and_saying_where_they_go(tmp_path):
+    root = tmp_path / "flat"
+    for index in range(3):
+        touch(root / f"{index}.jpg")
+    touch(root / "sub" / "3.png")
+    with pytest.raises(EmptyImageSetError) as error:
+        collect_images(ImageSetSpec("flat", root, root))
+    message = str(error.value)
+    assert f"set flat: 4 image file(s) under {root}, none inside a 0_real or 1_fake folder" in message
+    assert f"real images go in {root}/0_real/" in message and "*.png" not in message
 
 
 def test_a_set_with_one_class_warns_which_class_is_missing(tmp_path):
@@ -331,7 +389,7 @@ def test_cli_exits_2_on_a_set_without_images(tmp_path, capsys):
                  "--test", f"empty={empty}", "--out", str(tmp_path / "out")])
     stderr = capsys.readouterr().err.strip().splitlines()
     assert code == 2
-    assert len(stderr) == 1 and str(empty) in stderr[0] and "1_fake/*.png" in stderr[0]
+    assert len(stderr) == 1 and f"fakes in {empty}/1_fake/" in stderr[0]
 
 
 def test_all_sampling_keeps_everything_and_bad_mode_is_refused(tmp_path):

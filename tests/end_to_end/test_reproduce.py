@@ -1,4 +1,5 @@
 """`ufd reproduce`: notebook selection, failure reporting and (slow) the whole smoke run."""
+import html
 import json
 from pathlib import Path
 
@@ -6,6 +7,7 @@ import nbformat
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import lost_values
 
 from ufd_lib.runs import reproduce as reproduce_module
 from ufd_lib.cli.main import main
@@ -110,6 +112,8 @@ def test_smoke_reproduction_end_to_end(tmp_path):
             f"{executed.name}: a cell shows a warning"
     index = (out / "index.html").read_text()
     assert all(f"figures/{name}.png" in index for name in EXPECTED_FIGURES)
+    for path in sorted((out / "tables").glob("*.csv")):  # every table as the page shows it
+        assert lost_values(pd.read_csv(path, index_col=0, keep_default_na=False, na_values=[""])) == [], path.name
     ap = pd.read_csv(out / "tables" / "table2_average_precision.csv", index_col=0)
     assert list(ap.columns[:3]) == ["NN k=1", "NN k=5", "NN k=9"] and "LC" in ap.columns
     assert ap.index[-1] == "mean" and ap.notna().all().all()
@@ -193,7 +197,7 @@ def test_saved_tables_show_integers_no_negative_zero_and_empty_cells(tmp_path):
     markdown = (tmp_path / "tables" / "comparison.md").read_text()
     rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in markdown.splitlines() if line.startswith("|")]
     assert rows[0] == ["set", "n_real", "expected_real", "difference", "paper"]
-    assert rows[2:] == [["progan", "4", "4", "0.00", ""], ["ldm", "5", "", "1.23", "99.00"]]
+    assert rows[2:] == [["progan", "4", "4", "-0.0010", ""], ["ldm", "5", "", "1.2340", "99.00"]]  # the sign kept
     assert markdown.rstrip().endswith("About these numbers: difference = ours − paper, in percentage points.")
     csv = (tmp_path / "tables" / "comparison.csv").read_text().splitlines()
     assert csv[1:] == ["progan,4,4,-0.001,", "ldm,5,,1.234,99.0"]
@@ -225,7 +229,62 @@ def test_index_page_banner_contents_notices_notes_and_rendered_notebooks(tmp_pat
     assert "Added later" in page and "Profile smoke: a pipeline check." in page
 
     write_index(tmp_path, "paper run", {"profile": "paper", "description": "Real data."}, {})
-    assert "not comparable" not in (tmp_path / "index.html").read_text()
+    assert "not comparable" in (tmp_path / "index.html").read_text()  # no encoder recorded: no claim
+
+    from ufd_lib.report.index_page import record_encoder
+    record_encoder(tmp_path, {"name": "clip:ViT-L/14", "sha256": "b8cca3fd", "path": "/w/ViT-L-14.pt",
+                              "papers_encoder": True})
+    write_index(tmp_path, "paper run", {"profile": "paper", "description": "Real data.", "sampling": "official"}, {})
+    page = (tmp_path / "index.html").read_text()
+    assert "not comparable" not in page and "OpenAI's published CLIP ViT-L/14 file" in page
+    assert "Sampling of the test sets: official" in page
+
+
+def test_paper_page_with_another_encoder_names_it_and_compares_nothing(tmp_path):
+    from ufd_lib.analyses.main_results import NOT_COMPARABLE, comparison_caption
+    from ufd_lib.report.artifacts import save_table
+    from ufd_lib.report.index_page import record_encoder, write_index
+
+    record_encoder(tmp_path, {"name": "clip:/w/other.pt", "sha256": "0123abcd", "path": "/w/other.pt",
+                              "papers_encoder": False})
+    caption = comparison_caption("average precision", compare_with_paper=True, papers_encoder=False)
+    save_table(pd.DataFrame({"ours": [90.0], "difference": [float("nan")]}), tmp_path, "paper_comparison_ap",
+               caption, "03_main_results", index=False)
+    write_index(tmp_path, "paper run", {"profile": "paper", "description": "Real data.", "sampling": "all"}, {})
+    page = (tmp_path / "index.html").read_text()
+    banner = page[:page.index("Contents")]
+    assert "not comparable with the paper" in banner and "NOT OpenAI's CLIP ViT-L/14 file" in banner
+    assert "clip:/w/other.pt" in banner and "0123abcd" in banner and "with CLIP ViT-L/14" not in banner
+    assert "Sampling of the test sets: all" in banner
+    said = page.index(html.escape(NOT_COMPARABLE))
+    assert said < page.index("<table", said)  # said above the table
+
+
+def test_paper_comparison_with_another_encoder_keeps_ours_and_blanks_the_difference():
+    from ufd_lib.analyses.main_results import paper_comparison
+    from ufd_lib.evaluation.reported import PAPER_TEST_SETS
+
+    results = {"LC": _result({name: (0.9, 0.8) for name in PAPER_TEST_SETS})}
+    table = paper_comparison(results, "acc", compare_with_paper=True, papers_encoder=False)
+    assert table["ours"].notna().all() and table["difference"].isna().all()
+    traced = table.set_index("test_set")["paper"]
+    assert traced[list(PAPER_TEST_SETS)].notna().all()  # all 19 linear-probe accuracies are traced
+
+
+def test_sampling_and_allow_torchscript_reach_every_notebook_and_the_page(tmp_path, monkeypatch):
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    for name in ("01_a", "02_b"):
+        _notebook(notebooks / f"{name}.ipynb", [
+            f"from pathlib import Path\nPath(output_dir, '{name}').write_text(f'{{sampling}} {{allow_torchscript}}')"])
+    monkeypatch.setattr(reproduce_module, "NOTEBOOK_DIR", notebooks)
+    out = tmp_path / "run"
+    common = ["--data-root", str(tmp_path), "--output-dir", str(out), "--cache-dir", str(tmp_path / "cache")]
+    assert main(["reproduce", "--profile", "smoke", "--sampling", "official", "--allow-torchscript", *common]) == 0
+    assert (out / "01_a").read_text() == (out / "02_b").read_text() == "official True"
+    assert "Sampling of the test sets: official" in (out / "index.html").read_text()
+    assert main(["reproduce", "--profile", "smoke", *common]) == 0
+    assert (out / "01_a").read_text() == "all False"  # the smoke profile's own sampling
 
 
 def test_save_table_on_a_full_disk_keeps_the_older_table(tmp_path):

@@ -174,22 +174,32 @@ def test_released_threshold_inseparable_keeps_the_last_best_in_real_then_fake_or
     assert released_best_threshold([1, 0, 1, 0], [0.8, 0.6, 0.4, 0.2]) == (0.4, 0.5, 0.5, 0.5)
 
 
-def release_loop(labels, scores):
+def release_loop(labels, scores, first_half=None):
     """validate.py's find_best_threshold and calculate_acc, transcribed: scores in real-then-fake
-    order; separable → midpoint; else every score, ">=" fake, plain accuracy, ">=" keeps the last."""
-    real = [s for label, s in zip(labels, scores) if label == 0]
-    fake = [s for label, s in zip(labels, scores) if label == 1]
-    y_true, y_pred = [0] * len(real) + [1] * len(fake), real + fake
-    if real and fake and max(real) <= min(fake):
-        best = (max(real) + min(fake)) / 2
+    order; separable → midpoint; else every score, ">=" fake, plain accuracy, ">=" keeps the last;
+    each candidate thresholds a copy in place, as the release does (a candidate above 1 turns
+    the ones it just wrote into zeros). first_half: the release's first half (N//2 of its equal
+    lists) in the given order; None: the scores reordered by label, the reals first."""
+    if first_half is None:
+        real = [s for label, s in zip(labels, scores) if label == 0]
+        fake = [s for label, s in zip(labels, scores) if label == 1]
+        y_true, y_pred, first_half = [0] * len(real) + [1] * len(fake), real + fake, len(real)
+    else:
+        y_true, y_pred = list(labels), list(scores)
+    first, second = y_pred[:first_half], y_pred[first_half:]
+    if first and second and max(first) <= min(second):
+        best = (max(first) + min(second)) / 2
     else:
         best, best_acc = 0, 0
         for t in y_pred:
-            acc = Fraction(sum((p >= t) == bool(y) for p, y in zip(y_pred, y_true)), len(y_pred))
+            temp = np.array(y_pred, dtype=np.float64)
+            temp[temp >= t] = 1
+            temp[temp < t] = 0
+            acc = Fraction(int((temp == np.array(y_true)).sum()), len(y_pred))
             if acc >= best_acc:
                 best, best_acc = t, acc
     right = [(p > best) == bool(y) for p, y in zip(y_pred, y_true)]
-    return best, right[:len(real)], right[len(real):], right
+    return (best, [r for r, y in zip(right, y_true) if y == 0], [r for r, y in zip(right, y_true) if y == 1], right)
 
 
 @settings(max_examples=200, deadline=None)
@@ -201,6 +211,34 @@ def test_released_threshold_equals_the_release_loop(pairs):
     assert threshold == best and acc == pytest.approx(sum(everything) / len(everything))
     assert (acc_real == pytest.approx(sum(real) / len(real))) if real else math.isnan(acc_real)
     assert (acc_fake == pytest.approx(sum(fake) / len(fake))) if fake else math.isnan(acc_fake)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 1), st.integers(-4, 4).map(float)), min_size=1, max_size=30), st.data())
+def test_released_threshold_with_the_releases_halves_equals_the_release_loop(pairs, data):
+    labels, scores = [label for label, _ in pairs], [score for _, score in pairs]
+    first_half = data.draw(st.integers(0, len(pairs)))
+    threshold, acc_real, acc_fake, acc = released_best_threshold(labels, scores, first_half)
+    best, real, fake, everything = release_loop(labels, scores, first_half)
+    assert threshold == best and acc == pytest.approx(sum(everything) / len(everything))
+    assert (acc_real == pytest.approx(sum(real) / len(real))) if real else math.isnan(acc_real)
+    assert (acc_fake == pytest.approx(sum(fake) / len(fake))) if fake else math.isnan(acc_fake)
+
+
+def test_released_threshold_splits_at_the_real_list_not_at_the_labels():
+    # The real list holds a path relabelled fake (position 1): the release's first half is
+    # [0.2, 0.9], not separable from [0.5, 0.6], so it searches (t = 0.5); by the labels alone
+    # the set would be separable (midpoint 0.35).
+    labels, scores = [0, 1, 1, 1], [0.2, 0.9, 0.5, 0.6]
+    assert released_best_threshold(labels, scores, first_half=2) == (0.5, 1.0, pytest.approx(2 / 3), 0.75)
+    assert released_best_threshold(labels, scores) == (pytest.approx(0.35), 1.0, 1.0, 1.0)
+
+
+def test_released_threshold_above_one_calls_every_image_real_as_the_release_does():
+    # margins: reals 1.5, 3; fakes 2, 2.5 (not separable). With ">= t" alone t = 2 would win
+    # (3 of 4 right); in the release every candidate above 1 scores as "all real" (2 of 4), so
+    # the last candidate, 2.5, wins; reported with "> 2.5".
+    assert released_best_threshold([0, 0, 1, 1], [1.5, 3.0, 2.0, 2.5]) == (2.5, 0.5, 0.0, 0.25)
 
 
 def test_released_accuracy_is_plain_accuracy():

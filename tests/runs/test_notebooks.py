@@ -48,6 +48,8 @@ def test_opens_its_run_under_its_own_name_with_the_encoder_parameter(path: Path)
     opening = "".join(cells[2]["source"])
     assert "from ufd_lib import open_run" in opening
     assert f'notebook="{path.stem}"' in opening and "encoder=encoder" in opening
+    assert namespace["sampling"] is None and namespace["allow_torchscript"] is False
+    assert "sampling=sampling" in opening and "allow_torchscript=allow_torchscript" in opening
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -61,3 +63,14 @@ def test_notebooks_only_call_ufd_lib_and_display(path: Path):
     assert "ufd_lib.report.artifacts" not in modules and "NOTEBOOK" not in code
     assert "plt." not in code
     assert re.findall(r"(?<!run\.)save_(?:table|figure)\(", code) == []
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_saved_with_the_kernel_make_setup_registers(path: Path):
+    """Opened in any JupyterLab, a notebook asks for the kernel that has ufd_lib."""
+    from conftest import REPO_ROOT
+
+    kernelspec = json.loads(path.read_text())["metadata"]["kernelspec"]
+    registered = re.search(r"ipykernel install --user --name (\S+) --display-name \"([^\"]+)\"",
+                           (REPO_ROOT / "Makefile").read_text())
+    assert (kernelspec["name"], kernelspec["display_name"]) == registered.groups() == ("ufd", "Python (ufd)")

@@ -9,14 +9,14 @@ from types import SimpleNamespace
 import matplotlib
 import pandas as pd
 import pytest
-
 from conftest import TINY_ENCODER
+
 from ufd_lib.classifiers.released import RELEASED_PROBE
-from ufd_lib.data.image_sets import Benchmark
-from ufd_lib.data.image_sets import ImageSetSpec
+from ufd_lib.data.image_sets import Benchmark, ImageSetSpec
+from ufd_lib.features.encoders import weights_notice
 from ufd_lib.hashing import file_sha256
 from ufd_lib.report.artifacts import read_artifacts, save_notice
-from ufd_lib.runs.context import RunContext, extraction_options, weights_notice
+from ufd_lib.runs.context import RunContext, extraction_options
 from ufd_lib.runs.profiles import get_profile
 
 matplotlib.use("Agg")
@@ -77,7 +77,10 @@ def test_weights_notice_names_path_and_officialness_when_the_encoder_knows_them(
                                                           ("smoke", 768, None)])
 def test_released_probe_used_only_where_it_fits_and_noted_either_way(tmp_path, capsys, profile, embed_dim, expected):
     run = _run(tmp_path, profile)
-    run._encoder = SimpleNamespace(name="clip:ViT-B/32", embed_dim=embed_dim)  # loaded already: no weights notice
+    from ufd_lib.features.encoders.clip import official_clip_checkpoints
+
+    official = official_clip_checkpoints()["ViT-L/14"][1]  # loaded already: no weights notice
+    run._encoder = SimpleNamespace(name="clip:ViT-L/14", embed_dim=embed_dim, checkpoint_sha256=official)
     assert run.released_probe() == expected
     [notice] = [e["text"] for e in _entries(tmp_path) if e["kind"] == "notice"]
     if expected is not None:
@@ -88,9 +91,32 @@ def test_released_probe_used_only_where_it_fits_and_noted_either_way(tmp_path, c
         assert "not compared" in notice
 
 
+def test_released_probe_on_other_weights_is_used_with_a_caution(tmp_path):
+    run = _run(tmp_path, "paper")
+    run._encoder = SimpleNamespace(name="clip:/w/copy.pt", embed_dim=768, checkpoint_sha256="ab" * 32,
+                                   checkpoint_path="/w/copy.pt", checkpoint_official=False)
+    assert run.released_probe() == RELEASED_PROBE
+    notices = [e["text"] for e in _entries(tmp_path) if e["kind"] == "notice"]
+    assert len(notices) == 2 and "not UnivFD's" in notices[1] and "NOT one of OpenAI's published" in notices[1]
+
+
 def test_released_probe_is_the_authors_file_shipped_in_the_package():
     from ufd_lib.classifiers.linear_probe import LinearProbe
 
     assert RELEASED_PROBE.parent == Path(__import__("ufd_lib").__file__).parent / "classifiers" / "released"
     assert LinearProbe.load(RELEASED_PROBE).n_features_in_ == 768
     assert file_sha256(RELEASED_PROBE) == "477100745713bcc957beb2b40859536859b6483fd6301b3b9293151b194c7847"
+
+
+def test_loading_the_encoder_records_it_for_the_banner_as_not_the_papers(tmp_path):
+    run = _run(tmp_path)
+    encoder = run.encoder
+    record = json.loads((tmp_path / "encoder.json").read_text())
+    assert record == {"name": TINY_ENCODER, "sha256": encoder.checkpoint_sha256, "path": None,
+                      "papers_encoder": False}
+
+
+def test_the_paper_profile_samples_officially_and_reproduce_can_choose():
+    assert get_profile("paper").sampling == "official" and get_profile("smoke").sampling == "all"
+    assert extraction_options(get_profile("paper"), None).sampling == "official"
+    assert extraction_options(get_profile("paper"), None, sampling="all").sampling == "all"

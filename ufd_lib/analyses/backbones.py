@@ -14,7 +14,7 @@ from ufd_lib.analyses.main_results import fit_methods
 from ufd_lib.analyses.tables import family_summary, ordered_columns
 from ufd_lib.data.discovery import balanced_subsample
 from ufd_lib.evaluation.scoring import evaluate_sets
-from ufd_lib.features.encoders import Encoder, EncoderUnavailable, load_encoder, random_stand_in
+from ufd_lib.features.encoders import Encoder, EncoderUnavailable, load_encoder, random_stand_in, weights_notice
 from ufd_lib.features.feature_sets import ExtractionOptions, featurize_benchmark
 
 
@@ -25,7 +25,7 @@ def load_backbone(spec: str, device: str | None = None) -> tuple[Encoder | None,
     label rows with the encoder actually used, so a stand-in is never mistaken."""
     try:
         encoder = load_encoder(spec, device)
-        return encoder, f"{spec}: loaded (weights {encoder.checkpoint_sha256[:16]}…)"
+        return encoder, f"{spec}: loaded; {weights_notice(encoder)}"
     except EncoderUnavailable as error:
         stand_in = random_stand_in(spec)
         if stand_in is None:

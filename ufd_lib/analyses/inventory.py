@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from ufd_lib import config
 from ufd_lib.data.discovery import EmptyImageSetError, LabelledImage, collect_images
 from ufd_lib.data.image_sets import Benchmark, ImageSetSpec
 from ufd_lib.features.feature_sets import BenchmarkFeatures
@@ -38,8 +39,23 @@ def _images_or_none(spec: ImageSetSpec, sampling: str) -> list[LabelledImage]:
         return []
 
 
+# The paper's evaluation protocol, per class: the release's cap of 1000, and 100 for the two
+# sets that have fewer (config.OFFICIAL_MAX_PER_CLASS, OFFICIAL_FALLBACK_PER_CLASS).
+PAPER_SMALL_TEST_SETS = ("SITD", "SAN")
+
+
+def paper_images_per_class(name: str) -> int:
+    """Images a class of the paper's test set ``name`` holds in the paper's evaluation."""
+    small = name in PAPER_SMALL_TEST_SETS
+    return config.OFFICIAL_FALLBACK_PER_CLASS if small else config.OFFICIAL_MAX_PER_CLASS
+
+
 def data_inventory(benchmark: Benchmark, sampling: str = "all") -> pd.DataFrame:
-    """Images found per set and class, against the expected counts of the test sets where known."""
+    """Images found per set and class, against the expected counts of the test sets where known.
+
+    status: ``missing``, ``count mismatch`` (against the manifest's counts), ``smaller than the
+    paper's`` (no counts known and a class below the paper's protocol,
+    :func:`paper_images_per_class`) or ``ok``."""
     rows = []
     for role, specs in (("train", [benchmark.train]), ("val", [benchmark.val]), ("test", benchmark.test_sets)):
         for spec in specs:
@@ -50,6 +66,10 @@ def data_inventory(benchmark: Benchmark, sampling: str = "all") -> pd.DataFrame:
             status = "missing" if not images else "ok"
             if images and expected is not None and (found_real, found_fake) != tuple(expected):
                 status = "count mismatch"
+            elif images and role == "test" and expected is None:
+                wanted = paper_images_per_class(spec.name)
+                if min(found_real, found_fake) < wanted:
+                    status = f"smaller than the paper's ({wanted} a class)"
             rows.append({
                 "role": role, "set": spec.name, "family": benchmark.families.get(spec.name, "training"),
                 "n_real": found_real, "n_fake": found_fake,

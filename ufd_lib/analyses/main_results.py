@@ -107,7 +107,11 @@ def _ours(result: EvaluationResult, column: str) -> pd.Series:
     return ours
 
 
-def paper_comparison(results: dict[str, EvaluationResult], metric: str, compare_with_paper: bool) -> pd.DataFrame:
+NOT_COMPARABLE = "not comparable: encoder is not OpenAI's ViT-L/14"
+
+
+def paper_comparison(results: dict[str, EvaluationResult], metric: str, compare_with_paper: bool,
+                     papers_encoder: bool = True) -> pd.DataFrame:
     """One metric ("AP" or "acc") of every method beside the paper's number, in percent.
 
     Rows: method (``LC``, ``LC released``, ``NN k=…``) × the 19 test sets in the paper's order,
@@ -115,7 +119,9 @@ def paper_comparison(results: dict[str, EvaluationResult], metric: str, compare_
     difference (ours − paper, percentage points), kind (where the paper's number comes from,
     ``not traced`` when none was found; approximations such as "~95" are named in it and have
     no ``paper`` value). ``ours`` and ``difference`` are empty when ``compare_with_paper`` is
-    false (test sets that are not the paper's) and for sets or groups this run lacks."""
+    false (test sets that are not the paper's) and for sets or groups this run lacks; ``difference``
+    is empty when ``papers_encoder`` is false (the encoder is not OpenAI's ViT-L/14 file, so the
+    numbers are not comparable; :data:`NOT_COMPARABLE` says so above the table)."""
     rows = []
     for method in _method_order(results):
         paper = paper_numbers(_paper_method(method), metric).set_index("test_set")
@@ -127,8 +133,15 @@ def paper_comparison(results: dict[str, EvaluationResult], metric: str, compare_
                 kind = f"{kind} (approximate: {paper.loc[test_set, 'value_text']})"
             mine = ours.get(test_set, np.nan)
             rows.append({"method": method, "test_set": test_set, "paper": value, "ours": mine,
-                         "difference": mine - value, "kind": kind})
+                         "difference": mine - value if papers_encoder else np.nan, "kind": kind})
     return pd.DataFrame(rows, columns=["method", "test_set", "paper", "ours", "difference", "kind"])
+
+
+def comparison_caption(words: str, compare_with_paper: bool, papers_encoder: bool) -> str:
+    """The caption (shown above the table) of a :func:`paper_comparison` table; ``words`` names
+    the metric."""
+    caption = f"Every method's {words} (%) beside the paper's"
+    return f"{caption} — {NOT_COMPARABLE}" if compare_with_paper and not papers_encoder else caption
 
 
 def comparison_note(metric: str, compare_with_paper: bool) -> str:

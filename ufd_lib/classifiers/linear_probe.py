@@ -191,9 +191,17 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
             return self.linear_(features).squeeze(1).numpy()
 
     def predict_proba(self, X) -> np.ndarray:
-        """(n, 2): probability of real, probability of fake."""
+        """(n, 2) float64: probability of real, probability of fake; the float32 logit's sigmoid
+        in float64, so logits up to about 36 keep distinct probabilities (and AP their order)."""
         fake = 1.0 / (1.0 + np.exp(-self.decision_function(X).astype(np.float64)))
         return np.stack([1.0 - fake, fake], axis=1)
+
+    def released_probability(self, X) -> np.ndarray:
+        """Probability of fake (n,) float32, as the released ``validate.py`` computes it
+        (``model(x).sigmoid()``): the float32 logit through torch's float32 sigmoid. Every logit
+        above about 16.6 gives exactly 1.0, so such images tie, as in the release."""
+        with torch.no_grad():
+            return torch.sigmoid(torch.from_numpy(self.decision_function(X))).numpy()
 
     def predict(self, X) -> np.ndarray:
         return (self.predict_proba(X)[:, 1] > self.threshold).astype(int)

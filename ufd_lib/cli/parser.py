@@ -19,6 +19,7 @@ from ufd_lib.cli.args import (
     non_negative_int,
     positive_int,
     set_spec,
+    shared_options_last,
 )
 from ufd_lib.cli.paths import existing_directory, existing_file, output_directory, output_file
 
@@ -43,6 +44,10 @@ folder layouts (as the official validate.py reads them):
   diffusion sets share their reals: NAME=REAL:FAKE takes the 0_real folders under REAL
   and the 1_fake folders under FAKE, e.g.
     ldm_200=diffusion_datasets/laion:diffusion_datasets/ldm_200
+  images are files named *.png, *.jpg, *.jpeg, *.bmp or *.webp (any case)
+  a newer benchmark is read in its own layout by an adapter, NAME=ADAPTER:PATH[:PATH], e.g.
+    sd14=genimage:/data/GenImage/stable_diffusion_v_1_4    (val/nature real, val/ai fake)
+  (`ufd data adapters` lists them)
 """
 
 
@@ -53,15 +58,15 @@ def _command(subparsers, name: str, module: str, **kwargs) -> argparse.ArgumentP
 
 
 def _encoding_command(subparsers, name: str, module: str, help: str, description: str,
-                      layouts: bool = False) -> argparse.ArgumentParser:
-    """A command that encodes images: the extraction flags, and with ``layouts`` the folder
-    layouts of its image sets drawn under its help."""
+                      layouts: bool = False, sampling: bool = True) -> argparse.ArgumentParser:
+    """A command that encodes images: the extraction flags (``--sampling`` only with
+    ``sampling``), and with ``layouts`` the folder layouts of its image sets drawn under its help."""
     if layouts:
         parser = _command(subparsers, name, module, help=help, description=textwrap.fill(description),
                           epilog=LAYOUT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     else:
         parser = _command(subparsers, name, module, help=help, description=description)
-    add_extraction_flags(parser)
+    add_extraction_flags(parser, sampling)
     return parser
 
 
@@ -127,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
         "text (control characters and backslashes in paths escaped as \\n, \\t, \\\\, ...) or JSON lines "
         "(keys path, probability_fake or, with --bank, cosine_margin, and label). "
         "By default the released UnivFD probe scores CLIP ViT-L/14 features, so only the CLIP weights are needed.",
+        sampling=False,
     )
     predict.add_argument("--probe", default=None, metavar="PATH",
                          help="the linear probe: 'released' (default, the authors' fc_weights.pth shipped with "
@@ -161,7 +167,16 @@ def build_parser() -> argparse.ArgumentParser:
                          help="write each set's features to DIR: <set>.npy (float32), <set>_layer<L>.npy per "
                          "--layers layer (float16) and <set>.csv (row, path, label)")
 
-    reproduce = _command(subparsers, "reproduce", "reproduce", help="run the numbered notebooks with papermill")
+    for encoding in (evaluate, train_probe, predict, extract):
+        shared_options_last(encoding)
+
+    reproduce = _command(
+        subparsers, "reproduce", "reproduce", help="run the numbered notebooks with papermill",
+        description="Run the numbered notebooks headlessly with papermill for a profile and write, under "
+        "--output-dir, the executed notebooks, their tables and figures, and index.html, which links them all "
+        "and says which settings, weights and code they used. Exit status 1 when a notebook fails; the page "
+        "then says which one stopped and why.",
+    )
     reproduce.add_argument("--profile", choices=("smoke", "paper"), required=True,
                            help="smoke: synthetic data, random-weight encoder, minutes on a CPU; paper: the "
                            "paper's datasets under --data-root with CLIP ViT-L/14")
@@ -175,6 +190,12 @@ def build_parser() -> argparse.ArgumentParser:
                            help="default runs/<profile>")
     reproduce.add_argument("--cache-dir", type=argument_type(output_directory), default=None,
                            help="feature cache (default $UFD_CACHE_DIR or ~/.cache/ufd/features)")
+    reproduce.add_argument("--sampling", choices=config.SAMPLING_MODES, default=None,
+                           help="test-set images: official (the released code's 1000/100 cap, seed 0; the paper "
+                           "profile's default) or all (the smoke profile's default); stated on the index page")
+    reproduce.add_argument("--allow-torchscript", action="store_true",
+                           help="let the notebooks load a TorchScript CLIP archive that is not one of OpenAI's "
+                           "published checkpoints (loading runs the code inside the archive)")
 
     _add_data_commands(subparsers)
 
@@ -217,7 +238,8 @@ def _add_data_commands(subparsers) -> None:
         help="verify or download the paper's datasets",
         description="Check a data root against the dataset manifests, or download what it lacks.",
     )
-    commands = data.add_subparsers(dest="data_command", metavar="{verify,fetch}", required=True)
+    commands = data.add_subparsers(dest="data_command", metavar="{verify,fetch,adapters,bias-card,manifest}",
+                                   required=True)
     verify = commands.add_parser(
         "verify",
         help="check layout, counts and image files against the manifests",
@@ -226,6 +248,12 @@ def _add_data_commands(subparsers) -> None:
     _add_data_arguments(verify)
     verify.add_argument("--fingerprint", type=argument_type(output_file), metavar="PATH",
                         help="write a CSV (path,size_bytes,sha256) of every checked image; its SHA-256 is printed")
+    verify.add_argument("--against", type=argument_type(existing_file), metavar="FILE",
+                        help="instead, compare the data root with a per-file list (ufd data manifest build): "
+                        "missing, extra and changed files")
+    verify.add_argument("--benchmark", metavar="NAME",
+                        help="instead, check a newer benchmark (data_manifests/benchmarks/NAME.yaml): the owner's "
+                        "archive checksums and each set's counts in the owner's layout under DATA_ROOT/NAME")
     fetch = commands.add_parser(
         "fetch",
         help="download, check and extract what the data root lacks",
@@ -238,6 +266,35 @@ def _add_data_commands(subparsers) -> None:
                        "(default: DATA_ROOT/downloads)")
     fetch.add_argument("--dry-run", action="store_true",
                        help="list what would be downloaded, with sizes and the total; download nothing")
+    _add_newer_data_commands(commands)
+
+
+def _add_newer_data_commands(commands) -> None:
+    commands.add_parser("adapters", help="list the layout adapters of NAME=ADAPTER:PATH[:PATH]",
+                        description="The layout adapters and the layout each expects.")
+    card = commands.add_parser(
+        "bias-card", help="what file metadata alone says about real against fake, per test set",
+        description="Per class: format, JPEG quality, size, aspect ratio, bytes per pixel, EXIF; metadata_auc "
+        "(cross-validated, metadata only; flagged far from 0.5) and the same after re-encoding both classes alike.")
+    card.add_argument("sets", nargs="+", type=set_spec, metavar="NAME=REAL[:FAKE]",
+                      help="test sets (NAME=REAL[:FAKE] or NAME=ADAPTER:PATH[:PATH])")
+    card.add_argument("--out", type=argument_type(output_directory), required=True, metavar="DIR",
+                      help="where bias_card.csv and each set's distributions go")
+    card.add_argument("--no-control", action="store_true", help="skip the symmetric re-encoding control")
+    manifest = commands.add_parser("manifest", help="per-file lists of a copy",
+                                   description="Build a per-file list (path,size_bytes,sha256) of a copy.")
+    build = manifest.add_subparsers(dest="manifest_command", metavar="{build}", required=True).add_parser(
+        "build", help="write the sorted relative paths, sizes and SHA-256 of the images under --data-root")
+    build.add_argument("--data-root", type=argument_type(existing_directory), required=True, metavar="DIR",
+                       help="the copy to list (paths in the list are relative to it)")
+    build.add_argument("--manifest", dest="manifest_name", metavar="NAME",
+                       help="only the files of this paper manifest's sets; a newer benchmark's name (e.g. "
+                       "chameleon) lists every image under DIR, your copy (default: every image under DIR)")
+    build.add_argument("--out", type=argument_type(output_file), required=True, metavar="FILE",
+                       help="the per-file list to write (CSV path,size_bytes,sha256; its SHA-256 is printed)")
+    build.add_argument("--cache-dir", type=argument_type(output_directory), default=None, metavar="DIR",
+                       help="feature cache root whose file-identity memo spares re-reading unchanged files "
+                       "(default: $UFD_CACHE_DIR or ~/.cache/ufd/features)")
 
 
 def _add_data_arguments(parser: argparse.ArgumentParser) -> None:

@@ -12,14 +12,19 @@ Two ways to choose the files (``sampling``):
   between the first and second dot of its name is ``png``, ``jpg``, ``JPEG``, ``jpeg`` or
   ``bmp`` (:func:`ufd_lib.config.is_official_image_name`) and ``0_real`` (reals) or ``1_fake``
   (fakes) occurs anywhere in the joined path string; the release's walk does not enter
-  symlinked directories. Then ``random.seed(0)``, shuffle the reals, shuffle the fakes (one
-  stream), keep the first 1000 of each, or 100 when either class has fewer than 1000. Image
-  files the release would not read are reported as skipped, with the reason. Where the release
-  stops on ``assert len(real_list) == len(fake_list)``, we warn and evaluate what there is.
+  symlinked directories. Every entry its walk lists as a file counts, regular or not (a dangling
+  link or a FIFO named ``x.png`` is in the list that is shuffled, as in the release; extraction
+  skips it afterwards, with the reason). Then ``random.seed(0)``, shuffle the reals, shuffle the
+  fakes (one stream), keep the first 1000 of each, or 100 when either class has fewer than 1000.
+  A path chosen in both classes (it contains both ``0_real`` and ``1_fake``) is labelled fake in
+  both places, as the release's label dictionary does, with a warning. Image files the release
+  would not read, and names without a dot (on which it stops), are reported as skipped, with the
+  reason. Where the release stops on ``assert len(real_list) == len(fake_list)``, we warn and
+  evaluate what there is.
 
 Either way a set with no image in either class is a usage error (:class:`EmptyImageSetError`),
 and a set with one class only is evaluated with a warning naming the missing class.
-Only regular files (or links to them) are listed: a FIFO named ``x.png`` is never opened.
+Discovery never opens a file: a FIFO named ``x.png`` is listed by name and never read.
 """
 from __future__ import annotations
 
@@ -36,10 +41,9 @@ from typing import NamedTuple
 import numpy as np
 
 from ufd_lib import config
+from ufd_lib.data.adapters import AdapterError, ClassSelection, adapter_selections
 from ufd_lib.data.file_lists import is_pickled_list, read_pickled_list
-from ufd_lib.data.image_sets import ImageSetSpec, PathArgumentError
-
-EXPECTED_LAYOUT = f"<root>/.../{config.REAL_DIR}/*.png and <root>/.../{config.FAKE_DIR}/*.png"
+from ufd_lib.data.image_sets import ImageSetSpec, PathArgumentError, SpecError
 
 
 class EmptyImageSetError(PathArgumentError):
@@ -60,10 +64,13 @@ class LabelledImage(NamedTuple):  # a tuple: half the cost of a frozen dataclass
 @dataclass
 class DiscoveredImages:
     """What discovery found for one set: images (reals first, then fakes) and skipped
-    (path, reason) pairs of image files the chosen rule leaves out."""
+    (path, reason) pairs of image files the chosen rule leaves out. listed_real: how many of
+    the images come from the real list (the first ones; more than the images labelled real
+    when a path of both lists is labelled fake); None: the images labelled real."""
 
     images: list[LabelledImage]
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    listed_real: int | None = None
 
 
 def _listing(directory: str) -> tuple[list[str], list[str]]:
@@ -163,16 +170,20 @@ def _class_images(root: Path, class_dir: str, directories: Iterable[tuple[str, l
     return _image_entries(directories)
 
 
+NO_DOT_REASON = "a name without a dot: the released loader stops on it (IndexError in file.split('.')[1])"
+
+
 def _official_reason(path: str, through_link: bool) -> str | None:
     """Why the release would not read ``path``, or None if its file rule lets it (the class
     folder is checked by the caller)."""
     if through_link:
         return "inside a symlinked directory, which the released loader's walk does not enter"
-    if not config.is_official_image_name(os.path.basename(path)):
+    name = os.path.basename(path)
+    if "." not in name:
+        return NO_DOT_REASON
+    if not config.is_official_image_name(name):
         return ("the released loader reads only names whose text after the first dot is one of "
                 + ", ".join(config.OFFICIAL_IMAGE_EXTENSIONS))
-    if not os.path.isfile(path):
-        return "not a regular file"
     return None
 
 
@@ -192,7 +203,7 @@ def _official_class_files(spec: ImageSetSpec) -> tuple[list[str], list[str], lis
                 chosen[class_dir].append(path)
             elif reason is None:
                 skipped.setdefault(path, f"{class_dir} does not occur in its path")
-            elif config.is_image_name(name) or config.is_official_image_name(name):
+            elif config.is_image_name(name) or config.is_official_image_name(name) or "." not in name:
                 skipped[path] = reason
     taken = {path for paths in chosen.values() for path in paths}
     skipped_list = sorted((path, reason) for path, reason in skipped.items() if path not in taken)
@@ -240,16 +251,52 @@ def _both_class_files(spec: ImageSetSpec) -> tuple[list[str], list[str]]:
     return _class_images(root, config.REAL_DIR, directories), _class_images(root, config.FAKE_DIR, directories)
 
 
+def _selected_files(selection: ClassSelection) -> list[str]:
+    """The files of one class as a layout adapter selected them, sorted."""
+    if selection.listed is not None:
+        return list(selection.listed)
+    wanted, width = selection.folders, len(selection.folders)
+
+    def holds(path: str) -> bool:
+        folders = Path(path).parts[:-1]
+        return any(folders[i:i + width] == wanted for i in range(len(folders) - width + 1))
+
+    return [path for path in _image_files(selection.root) if holds(path)]
+
+
+def _adapter_class_files(spec: ImageSetSpec) -> tuple[list[str], list[str], list[tuple[str, str]]]:
+    """(reals, fakes, skipped) of a set named through a layout adapter."""
+    try:
+        chosen = adapter_selections(spec.adapter, spec.adapter_paths)
+    except AdapterError as error:
+        raise SpecError(f"set {spec.name}: {error}") from None
+    return _selected_files(chosen.real), _selected_files(chosen.fake), list(chosen.skipped)
+
+
 def _labelled(paths: list[str], label: int) -> list[LabelledImage]:
     """A record per path, built by ``tuple.__new__``: a NamedTuple's own constructor is a Python
     function, called once per file of the tree otherwise."""
     return list(map(tuple.__new__, repeat(LabelledImage), zip(paths, repeat(label))))
 
 
+def _empty_set_message(spec: ImageSetSpec) -> str:
+    """Why a set has no image: how many image files its roots hold outside the class folders,
+    and where they must go."""
+    roots = list(dict.fromkeys((Path(spec.real_root), Path(spec.fake_root))))
+    where = " or ".join(str(root) for root in roots)
+    found = sum(len(_image_files(root)) for root in roots if root.is_dir() and not is_pickled_list(root))
+    kinds = ", ".join(sorted(config.IMAGE_EXTENSIONS))
+    if found:
+        problem = f"{found} image file(s) under {where}, none inside a {config.REAL_DIR} or {config.FAKE_DIR} folder"
+    else:
+        problem = f"no image files ({kinds}) under {where}"
+    return (f"set {spec.name}: {problem}; real images go in {spec.real_root}/{config.REAL_DIR}/ and fakes in "
+            f"{spec.fake_root}/{config.FAKE_DIR}/ (a category folder may sit in between)")
+
+
 def _check_classes(spec: ImageSetSpec, real: list[str], fake: list[str]) -> None:
     if not real and not fake:
-        roots = str(spec.real_root) if spec.real_root == spec.fake_root else f"{spec.real_root} or {spec.fake_root}"
-        raise EmptyImageSetError(f"set {spec.name}: no images under {roots}; expected {EXPECTED_LAYOUT}")
+        raise EmptyImageSetError(_empty_set_message(spec))
     for images, class_dir, root in ((real, config.REAL_DIR, spec.real_root), (fake, config.FAKE_DIR, spec.fake_root)):
         if not images:
             kind = "real" if class_dir == config.REAL_DIR else "fake"
@@ -263,23 +310,43 @@ def discover_images(spec: ImageSetSpec, sampling: str = "all") -> DiscoveredImag
     (:mod:`ufd_lib.data.file_lists`), read only when allowed.
 
     sampling: ``"all"`` keeps every image; ``"official"`` is the release's selection (module
-    docstring). Raises EmptyImageSetError when neither class has an image; warns when one has none.
+    docstring). A set named through a layout adapter takes the adapter's files either way, and
+    ``"official"`` then applies the release's cap. Raises EmptyImageSetError when neither class has
+    an image; warns when one has none.
     """
     if sampling not in config.SAMPLING_MODES:
         raise ValueError(f"sampling must be one of {config.SAMPLING_MODES}, got {sampling!r}")
     skipped: list[tuple[str, str]] = []
-    if sampling == "official":
+    if spec.adapter is not None:
+        real, fake, skipped = _adapter_class_files(spec)
+    elif sampling == "official":
         real, fake, skipped = _official_class_files(spec)
     else:
         real, fake = _both_class_files(spec)
     _check_classes(spec, real, fake)
-    if sampling == "official":
-        real, fake = official_subsample(real, fake)
-        if len(real) != len(fake):
-            warnings.warn(f"set {spec.name}: {len(real)} real and {len(fake)} fake images after the official cap; "
-                          "the released code stops here (it asserts equal classes), ufd evaluates them as they are",
-                          stacklevel=2)
-    return DiscoveredImages(_labelled(real, 0) + _labelled(fake, 1), skipped)
+    if sampling != "official":
+        return DiscoveredImages(_labelled(real, 0) + _labelled(fake, 1), skipped)
+    in_both = sorted(set(real).intersection(fake))
+    real, fake = official_subsample(real, fake)
+    if len(real) != len(fake):
+        warnings.warn(f"set {spec.name}: {len(real)} real and {len(fake)} fake images after the official cap; "
+                      "the released code stops here (it asserts equal classes), ufd evaluates them as they are",
+                      stacklevel=2)
+    return DiscoveredImages(_released_labels(spec, real, fake, in_both), skipped, len(real))
+
+
+def _released_labels(spec: ImageSetSpec, real: list[str], fake: list[str], in_both: list[str]) -> list[LabelledImage]:
+    """The reals (label 0) then the fakes (label 1), as the release labels them: its label
+    dictionary is filled from the chosen reals and then the chosen fakes, so a path chosen in
+    both classes is fake (1) in both places. ``in_both``: the paths in both lists before the
+    cap, named in a warning."""
+    if not in_both:
+        return _labelled(real, 0) + _labelled(fake, 1)
+    relabelled = set(real).intersection(fake)
+    warnings.warn(f"set {spec.name}: {len(in_both)} path(s) contain both {config.REAL_DIR} and {config.FAKE_DIR} "
+                  f"and are in both class lists: {', '.join(in_both)}; as in the released code, a path chosen in "
+                  f"both is labelled fake (1) in both places ({len(relabelled)} chosen in both)", stacklevel=3)
+    return [LabelledImage(path, int(path in relabelled)) for path in real] + _labelled(fake, 1)
 
 
 def collect_images(spec: ImageSetSpec, sampling: str = "all") -> list[LabelledImage]:

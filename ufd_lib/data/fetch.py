@@ -100,7 +100,8 @@ class PlannedFetch:
     action: "present" (verifies already), "blocked" (its folder exists but does not match),
     "extract" (the archive is in the download directory), or "download".
     size_bytes: the archive's exact size where a source declares it, else None (then
-    approx_size, the manifest's words, is all that is known).
+    approx_size, the manifest's words, and approx_size_bytes, the size they start with, are all
+    that is known). sources: where it would be downloaded from, in the order tried.
     """
 
     manifest: str
@@ -108,6 +109,8 @@ class PlannedFetch:
     archive: Path
     size_bytes: int | None
     approx_size: str
+    approx_size_bytes: int | None = None
+    sources: tuple[str, ...] = ()
 
 
 def fetch_plan(data_root: Path, manifest_names: Sequence[str] | None = None,
@@ -127,7 +130,9 @@ def fetch_plan(data_root: Path, manifest_names: Sequence[str] | None = None,
         else:
             action = "extract" if archive.exists() else "download"
         size = next((s.size_bytes for s in manifest.archive.sources if s.size_bytes is not None), None)
-        plan.append(PlannedFetch(name, action, archive, size, manifest.archive.approx_size))
+        plan.append(PlannedFetch(name, action, archive, size, manifest.archive.approx_size,
+                                 manifest.archive.approx_size_bytes,
+                                 tuple(source.describe() for source in manifest.archive.sources)))
     return plan
 
 

@@ -13,6 +13,8 @@ import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ufd_lib.data.adapters import ADAPTERS, AdapterError, adapter_paths
+
 
 @dataclass(frozen=True)
 class ImageSetSpec:
@@ -21,11 +23,15 @@ class ImageSetSpec:
     name: the set's name as it appears in tables ("progan", "ldm_200", ...).
     real_root: directory searched for ``0_real`` folders.
     fake_root: directory searched for ``1_fake`` folders (often equal to real_root).
+    adapter, adapter_paths: a layout adapter's name and the paths it was given
+    (:mod:`ufd_lib.data.adapters`), which then chooses the files; None and () for the layout above.
     """
 
     name: str
     real_root: Path
     fake_root: Path
+    adapter: str | None = None
+    adapter_paths: tuple[Path, ...] = ()
 
 
 class PathArgumentError(ValueError):
@@ -43,11 +49,13 @@ def control_character(text: str) -> str | None:
 
 
 def parse_set_spec(text: str) -> ImageSetSpec:
-    """Parse ``NAME=REAL[:FAKE]`` into an :class:`ImageSetSpec`.
+    """Parse ``NAME=REAL[:FAKE]`` or ``NAME=ADAPTER:PATH[:PATH]`` into an :class:`ImageSetSpec`.
 
     With FAKE omitted, REAL serves both classes. A REAL path that itself contains ``:`` is
     accepted when it names an existing directory. The directories must exist. NAME may not
-    hold control characters: it is printed as one row of the results.
+    hold control characters: it is printed as one row of the results. The text before the
+    first ``:`` names a layout adapter (:mod:`ufd_lib.data.adapters`) when it is one and no
+    directory of that name exists.
     """
     name, sep, roots = text.partition("=")
     name = name.strip()
@@ -55,6 +63,14 @@ def parse_set_spec(text: str) -> ImageSetSpec:
         raise SpecError(f"{text!r} is not of the form NAME=REAL[:FAKE]")
     if control_character(name):
         raise SpecError(f"set name {name!r} contains a control character")
+    adapter, colon, arguments = roots.partition(":")
+    if colon and adapter in ADAPTERS and not os.path.isdir(roots) and not os.path.isdir(adapter):
+        try:
+            paths = adapter_paths(adapter, arguments)
+        except AdapterError as error:
+            raise SpecError(f"{name}: {error}") from None
+        fake_root = paths[1] if ADAPTERS[adapter].required == 2 else paths[0]
+        return ImageSetSpec(name, paths[0], fake_root, adapter=adapter, adapter_paths=paths)
     if os.path.isdir(roots) or ":" not in roots:
         real, fake = roots, roots
     else:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 from dataclasses import dataclass
 from functools import lru_cache
@@ -82,6 +83,19 @@ class Archive:
     sources: tuple[Source, ...]
     format: str = "zip"
     extracted_size_bytes: int | None = None
+
+    @property
+    def approx_size_bytes(self) -> int | None:
+        """The size ``approx_size`` starts with ("about 19 GB (...)" → 19e9 bytes, decimal
+        units), or None when it starts with none ("unknown (...)")."""
+        found = _LEADING_SIZE.match(self.approx_size)
+        if found is None:
+            return None
+        return round(float(found.group(1)) * _SIZE_UNITS[found.group(2).upper()])
+
+
+_LEADING_SIZE = re.compile(r"\s*(?:about\s+|~)?(\d+(?:\.\d+)?)\s*([kmgt]b)\b", re.IGNORECASE)
+_SIZE_UNITS = {"KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12}
 
 
 @dataclass(frozen=True)
@@ -193,16 +207,30 @@ def load_manifest(name: str, directory: Path | None = None) -> Manifest:
     """Load and schema-validate ``<manifest_dir(directory)>/<name>.yaml``."""
     resolve_manifest_names([name], directory)
     path = manifest_dir(directory) / f"{name}.yaml"
+    return _load(path, _read_bytes(path))
+
+
+def _read_bytes(path: Path) -> bytes:
+    """A manifest file's bytes: a regular file of at most MAX_MANIFEST_BYTES."""
     try:
         info = path.stat()
         if not stat.S_ISREG(info.st_mode):  # a directory named x.yaml; a FIFO or /dev/zero would never end
             raise ManifestError(escape_control(f"{path}: not a regular file"))
         if info.st_size > MAX_MANIFEST_BYTES:
             raise ManifestError(escape_control(f"{path}: {info.st_size} bytes; a manifest is at most {MAX_MANIFEST_BYTES}"))
-        content = path.read_bytes()
+        return path.read_bytes()
     except OSError as error:  # a dangling link, no permission
         raise ManifestError(escape_control(f"{path}: cannot be read: {error.strerror or error}")) from None
-    return _load(path, content)
+
+
+def load_checked_yaml(path: Path, definition: str) -> dict:
+    """A YAML file read as strictly as a manifest (a regular file of bounded size, UTF-8, no
+    repeated key, aliases of text only) and validated against the schema's
+    ``$defs/<definition>``; raises ManifestError with one line naming the file and the field."""
+    path = Path(path)
+    raw = _read_yaml(path, _read_bytes(path))
+    _check(path, raw, _definition_validator(definition))
+    return raw
 
 
 # Long enough for any schema message about one field; a whole repr'd section is cut.
@@ -274,18 +302,31 @@ def _validator():
     return jsonschema.Draft202012Validator(json.loads(SCHEMA_PATH.read_text(encoding="utf-8")))
 
 
-@lru_cache(maxsize=64)
-def _load(path: Path, content: bytes) -> Manifest:
-    """Keyed on the file's bytes (not its mtime, which can miss an edit within one clock tick)."""
+@lru_cache(maxsize=None)
+def _definition_validator(definition: str):
+    import jsonschema
+
+    schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+    return jsonschema.Draft202012Validator({"$ref": f"#/$defs/{definition}", "$defs": schema["$defs"]})
+
+
+def _check(path: Path, raw, validator) -> None:
+    """Raise ManifestError naming the file and field of the most relevant schema violation."""
     from jsonschema.exceptions import best_match
 
-    raw = _read_yaml(path, content)
-    error = best_match(_validator().iter_errors(raw))
+    error = best_match(validator.iter_errors(raw))
     if error is not None:
         where = "/".join(str(part) for part in error.absolute_path) or "(top level)"
         described = error.validator == "pattern" and "description" in error.schema
         hint = f" ({error.schema['description']})" if described else ""
         raise ManifestError(escape_control(f"{path}: {where}: {one_line(error.message + hint, _MAX_MESSAGE_CHARS)}"))
+
+
+@lru_cache(maxsize=64)
+def _load(path: Path, content: bytes) -> Manifest:
+    """Keyed on the file's bytes (not its mtime, which can miss an edit within one clock tick)."""
+    raw = _read_yaml(path, content)
+    _check(path, raw, _validator())
     if raw["name"] != path.stem:
         raise ManifestError(escape_control(f"{path}: name: {raw['name']!r} differs from the file name"))
     # Beyond the schema's patterns: the dataset must lie below the data root, and the archive

@@ -64,6 +64,7 @@ class VerifyReport:
     not_regular: list[tuple[Path, str]] = field(default_factory=list)
     fingerprint_path: Path | None = None
     fingerprint_digest: str | None = None
+    manifest_roots: list[Path] = field(default_factory=list)  # each checked manifest's folder, relative
 
     @property
     def ok(self) -> bool:
@@ -74,6 +75,10 @@ class VerifyReport:
         if not self.data_root.is_dir():
             return (f"Data root {self.data_root} does not exist (or is not a directory); "
                     f"`ufd data fetch --data-root {self.data_root}` downloads the datasets into it")
+        if self.manifest_roots and not any((self.data_root / root).exists() for root in self.manifest_roots):
+            folders = ", ".join(sorted({f"{root}/" for root in self.manifest_roots}))
+            return (f"Data root {self.data_root} holds none of the datasets (no {folders}): is it the right "
+                    f"folder? `ufd data fetch --data-root {self.data_root}` downloads them into it")
         lines = [f"Data root: {self.data_root}", ""]
         lines.append(f"{'manifest':<20} {'set':<14} {'role':<5} {'status':<17} {'real':>15} {'fake':>15}")
         for check in self.sets:
@@ -168,6 +173,7 @@ def verify_manifests(data_root: Path, manifests: Sequence[Manifest], fingerprint
         duplicates=[],
         content_checked=check_content,
         not_regular=sorted(not_regular.items()),
+        manifest_roots=[Path(manifest.root) for manifest in manifests],
     )
     if check_content:
         all_images = sorted({p for images in set_images for p in images})

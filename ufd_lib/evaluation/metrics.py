@@ -12,7 +12,9 @@
   score is <= every fake score the threshold is the midpoint of the largest real and the
   smallest fake score. Otherwise every score is a candidate in the release's file order (all
   real images, then all fake images), an image is called fake when ``score >= t``, plain
-  accuracy (correct / all images) is maximised and the last of equal candidates wins. The
+  accuracy (correct / all images) is maximised and the last of equal candidates wins; a
+  candidate above 1 (a nearest-neighbour margin) calls every image real, as the release's
+  in-place thresholding of its copy does. The
   accuracies are then reported calling an image fake when ``score > t``, and
   ``released_acc`` is plain accuracy, not the mean of the class accuracies (the two agree
   when the classes have equal size, as in the release's capped test sets).
@@ -102,21 +104,30 @@ def oracle_threshold(labels, scores) -> tuple[float, float, float, float]:
     return float(candidates[best]), float(acc_real[best]), float(acc_fake[best]), float(acc[best])
 
 
-def released_best_threshold(labels, scores) -> tuple[float, float, float, float]:
+def released_best_threshold(labels, scores, first_half: int | None = None) -> tuple[float, float, float, float]:
     """The release's best threshold → (threshold, acc_real, acc_fake, acc), as ``validate.py``
     computes it (module docstring): search with ``score >= t`` over the scores in real-then-fake
-    order, last of equal plain accuracies; report with ``score > t``; acc = plain accuracy."""
+    order, last of equal plain accuracies; report with ``score > t``; acc = plain accuracy.
+
+    first_half: how many leading scores are the release's first half (its real list) for the
+    separable test, the rest its second; the scores are then candidates in the given order.
+    None: the images labelled real, then those labelled fake. The two differ only where a path
+    of the real list is labelled fake (:mod:`ufd_lib.data.discovery`, official sampling)."""
     labels, scores = _validate(labels, scores)
     if not len(scores):
         return (float("nan"),) * 4
     real, fake = scores[labels == 0], scores[labels == 1]
-    if len(real) and len(fake) and real.max() <= fake.min():  # the release's separable case
-        threshold = float((real.max() + fake.min()) / 2)
+    first, second = (real, fake) if first_half is None else (scores[:first_half], scores[first_half:])
+    if len(first) and len(second) and first.max() <= second.min():  # the release's separable case
+        threshold = float((first.max() + second.min()) / 2)
     else:
-        candidates = np.concatenate([real, fake])
+        candidates = np.concatenate([first, second])
         real_below = np.searchsorted(np.sort(real), candidates, side="left")
         fake_at_or_above = len(fake) - np.searchsorted(np.sort(fake), candidates, side="left")
         correct = real_below + fake_at_or_above  # exact integers: ties are ties
+        # The release thresholds a copy in place (temp[temp >= t] = 1, then temp[temp < t] = 0):
+        # for a candidate above 1 the ones just written fall below it, so every image is called real.
+        correct = np.where(candidates > 1, len(real), correct)
         last_best = len(candidates) - 1 - int(np.argmax(correct[::-1]))
         threshold = float(candidates[last_best])
     called_fake = scores > threshold
@@ -125,13 +136,14 @@ def released_best_threshold(labels, scores) -> tuple[float, float, float, float]
     return threshold, acc_real, acc_fake, float((called_fake == (labels == 1)).mean())
 
 
-def test_set_metrics(name: str, labels, scores, threshold: float) -> dict:
-    """One row of the metrics table (columns :data:`METRIC_COLUMNS`, fractions in [0, 1]).
+def test_set_metrics(name: str, labels, scores, threshold: float, first_half: int | None = None) -> dict:
+    """One row of the metrics table (columns :data:`METRIC_COLUMNS`, fractions in [0, 1]);
+    ``first_half`` as in :func:`released_best_threshold`.
     Raises :class:`MetricError` naming the test set when a score is not finite."""
     labels, scores = _validate(labels, scores, name)
     acc_real, acc_fake, acc = accuracies(labels, scores, threshold)
     oracle = oracle_threshold(labels, scores)
-    released = released_best_threshold(labels, scores)
+    released = released_best_threshold(labels, scores, first_half)
     return {
         "test_set": name,
         "n_real": int((labels == 0).sum()),

@@ -14,14 +14,20 @@ from ufd_lib.evaluation.metrics import MetricError, metrics_table, test_set_metr
 from ufd_lib.features.feature_sets import FeatureSet
 
 
-def fake_scores(classifier, features: np.ndarray) -> tuple[np.ndarray, float]:
+def fake_scores(classifier, features: np.ndarray, released_precision: bool = False) -> tuple[np.ndarray, float]:
     """Scores (n,) where larger means more fake, and the classifier's decision threshold.
 
     Works with any scikit-learn classifier: ``predict_proba`` (probability of class 1,
     threshold 0.5) when it has one, else ``decision_function`` (threshold 0).
+    released_precision: a classifier with ``released_probability`` (the linear probe) scores
+    in float32 as the released evaluation does (saturated probabilities tie at exactly 1.0);
+    the float32 values are returned as float64, unchanged.
     """
     if len(features) == 0:
         return np.zeros(0), getattr(classifier, "threshold", 0.0)
+    if released_precision and hasattr(classifier, "released_probability"):
+        scores = classifier.released_probability(features).astype(np.float64)
+        return scores, getattr(classifier, "threshold", config.PROBE_THRESHOLD)
     if hasattr(classifier, "predict_proba"):
         return classifier.predict_proba(features)[:, 1], getattr(classifier, "threshold", config.PROBE_THRESHOLD)
     return classifier.decision_function(features), getattr(classifier, "threshold", config.KNN_THRESHOLD)
@@ -42,6 +48,9 @@ def evaluate_sets(classifier, test_sets: list[FeatureSet]) -> EvaluationResult:
 
     Raises :class:`MetricError` naming the test set when a feature or a score is NaN or
     infinite (a nearest-neighbour search would otherwise turn NaN features into finite scores).
+    A test set discovered with ``sampling="official"`` is scored in the release's precision
+    (:func:`fake_scores`, ``released_precision``); the release's best threshold splits each set
+    at the end of its real list (``FeatureSet.listed_real``).
     """
     rows, score_frames, skipped = [], [], []
     for test_set in test_sets:
@@ -49,8 +58,8 @@ def evaluate_sets(classifier, test_sets: list[FeatureSet]) -> EvaluationResult:
         if broken:
             raise MetricError(f"test set {test_set.name}: {broken} of {len(test_set.features)} feature vectors "
                               "are NaN or infinite: the encoder output is broken")
-        scores, threshold = fake_scores(classifier, test_set.features)
-        rows.append(test_set_metrics(test_set.name, test_set.labels, scores, threshold))
+        scores, threshold = fake_scores(classifier, test_set.features, test_set.sampling == "official")
+        rows.append(test_set_metrics(test_set.name, test_set.labels, scores, threshold, test_set.listed_real))
         score_frames.append(pd.DataFrame(
             {"test_set": test_set.name, "path": test_set.paths, "label": test_set.labels, "score": scores}
         ))

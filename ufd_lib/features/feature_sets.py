@@ -43,13 +43,18 @@ class ExtractionOptions(EngineOptions):
 @dataclass
 class FeatureSet:
     """Features of one image set. features: float32 (n, d); labels: int (n,), 0 real 1 fake;
-    paths: the n files, in feature order; skipped: (path, reason) of files left out."""
+    paths: the n files, in feature order; skipped: (path, reason) of files left out; sampling:
+    how the images were chosen (``"all"`` or ``"official"``, :mod:`ufd_lib.data.discovery`);
+    listed_real: how many leading images come from the real list (None: those labelled real),
+    the first half of the release's best-threshold search."""
 
     name: str
     features: np.ndarray
     labels: np.ndarray
     paths: list[str]
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    sampling: str = "all"
+    listed_real: int | None = None
 
 
 def featurize(
@@ -64,6 +69,9 @@ def featurize(
     discovered = discover_images(spec, options.sampling)
     feature_set = featurize_images(encoder, spec.name, discovered.images, options, report)
     feature_set.skipped = discovered.skipped + feature_set.skipped
+    if discovered.listed_real is not None:
+        evaluated = set(feature_set.paths)  # extraction keeps or skips a path, wherever it is listed
+        feature_set.listed_real = sum(image.path in evaluated for image in discovered.images[:discovered.listed_real])
     return feature_set
 
 
@@ -71,7 +79,8 @@ def featurize_images(
     encoder: Encoder, name: str, images: list[LabelledImage], options: ExtractionOptions,
     report: ExtractionReport | None = None,
 ) -> FeatureSet:
-    """Features of an explicit list of labelled images, through the feature cache."""
+    """Features of an explicit list of labelled images, through the feature cache; the result's
+    ``sampling`` is ``options.sampling`` (the rule the caller chose the images by)."""
     cache = open_cache(encoder, options.perturbation, options.cache_root)
     features, kept, this_report = extract_features(encoder, [image.path for image in images], cache, options,
                                                    description=name)
@@ -79,7 +88,7 @@ def featurize_images(
         report.merge(this_report)
     labels = np.array([image.label for image, keep in zip(images, kept) if keep], dtype=int)
     paths = [image.path for image, keep in zip(images, kept) if keep]
-    return FeatureSet(name, features, labels, paths, this_report.skipped)
+    return FeatureSet(name, features, labels, paths, this_report.skipped, options.sampling)
 
 
 @dataclass
@@ -94,10 +103,13 @@ class BenchmarkFeatures:
 
 @kept_decoding_workers()
 def featurize_benchmark(encoder: Encoder, benchmark: Benchmark, options: ExtractionOptions) -> BenchmarkFeatures:
-    """Features of the training, validation and test sets (encoding only what the cache lacks)."""
+    """Features of the training, validation and test sets (encoding only what the cache lacks).
+    ``options.sampling`` chooses the test sets' images; the training and validation sets use all
+    their images, as the release samples only its evaluation."""
     report = ExtractionReport()
-    train = featurize(encoder, benchmark.train, options, report)
-    val = featurize(encoder, benchmark.val, options, report)
+    every_image = dataclasses.replace(options, sampling="all")
+    train = featurize(encoder, benchmark.train, every_image, report)
+    val = featurize(encoder, benchmark.val, every_image, report)
     test_sets = [featurize(encoder, spec, options, report) for spec in benchmark.test_sets]
     return BenchmarkFeatures(train, val, test_sets, report)
 

@@ -323,6 +323,33 @@ def training_data_bars(table: pd.DataFrame, title: str, metric: str = "ap") -> p
     # one legend for every panel, right of the last one: inside a panel it would cover bars
     panels[0, -1].legend(handles, trainings, title="training data", fontsize=8, loc="upper left",
                          bbox_to_anchor=(1.01, 1), borderaxespad=0)
+
+
+def decay_over_time(table: pd.DataFrame, title: str) -> plt.Figure:
+    """AP, AUC and accuracy (percent, columns) against each generator's release date, one colour
+    per method; curated sets filled, in-the-wild sets hollow; a set flagged by its bias card
+    ringed in red. Sets without a release date are not drawn (the table lists them)."""
+    dated = table.assign(release=pd.to_datetime(table["release_date"], format="mixed", errors="coerce"))
+    dated = dated.dropna(subset=["release"])
+    figure, grid = plt.subplots(1, 3, figsize=(15, 4.2), sharey=True, squeeze=False)
+    colours = dict(zip(table["method"].unique(), sns.color_palette(n_colors=table["method"].nunique())))
+    for axes, (metric, label) in zip(grid[0], (("ap", "average precision (%)"), ("auc", "ROC AUC (%)"),
+                                               ("acc", "accuracy (%)"))):
+        for method, colour in colours.items():
+            rows = dated[dated["method"] == method].sort_values("release")
+            curated = rows[~rows["in_the_wild"]]
+            axes.plot(curated["release"], curated[metric], marker="o", color=colour, label=method)
+            wild = rows[rows["in_the_wild"]]
+            axes.scatter(wild["release"], wild[metric], facecolors="none", edgecolors=colour, s=60)
+            flagged = rows[rows["flagged"]]
+            axes.scatter(flagged["release"], flagged[metric], facecolors="none", edgecolors="red", s=160, lw=1.2)
+        axes.axhline(50, color="grey", lw=0.8, ls="--")
+        axes.set_ylim(0, 102)
+        axes.set_xlabel("generator release date")
+        axes.set_ylabel(label)
+        axes.grid(alpha=0.3)
+        axes.tick_params(axis="x", rotation=30)
+    grid[0, 0].legend(title="method (hollow: in the wild; red ring: bias card flagged)", fontsize=8)
     figure.suptitle(title)
     figure.tight_layout()
     return figure

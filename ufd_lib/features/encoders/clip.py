@@ -168,7 +168,7 @@ def _download_blocks(url: str):
         with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
             yield from iter(lambda: response.read(1 << 20), b"")
     except (urllib.error.URLError, OSError) as error:  # URLError, timeouts, resets
-        raise EncoderUnavailable(f"download failed: {error}") from error
+        raise EncoderUnavailable(f"{url}: {error}") from error
 
 
 def download_verified(url: str, target: Path, expected_sha256: str) -> None:

@@ -26,6 +26,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ufd_lib.hashing import file_sha256
+
 MEMO_NAME = "file-digests.sqlite3"
 # The layout of the ``digests`` table, in the database's ``user_version``; 0 is the old
 # one-row-per-file table, dropped on sight.
@@ -387,3 +389,23 @@ class DigestMemo:
         if self._connection is not None:
             self._connection.close()
             self._connection = None
+
+
+def memo_sha256(paths: Sequence[Path | str], directory: Path | str) -> list[str]:
+    """Hex SHA-256 of each file, from the memo in ``directory`` where a file's identity is as
+    remembered (its bytes are not read), else hashed and remembered."""
+    keys = memo_keys(paths)
+    identities = [regular_identity(key) for key in keys]
+    memo = DigestMemo(directory)
+    try:
+        known = memo.lookup(keys, identities)
+        learned = []
+        for index, (key, identity) in enumerate(zip(keys, identities)):
+            if known[index] is None:
+                known[index] = bytes.fromhex(file_sha256(key))
+                if identity is not None:
+                    learned.append((key, identity, known[index]))
+        memo.remember(learned)
+    finally:
+        memo.close()
+    return [digest.hex() for digest in known]

@@ -96,7 +96,8 @@ def concatenated(parts: Sequence[BenchmarkFeatures]) -> BenchmarkFeatures:
         first = sets[0]
         if any(other.paths != first.paths for other in sets[1:]):
             raise ValueError(f"{first.name}: the layers' features are not of the same images in the same order")
-        return FeatureSet(first.name, np.hstack([s.features for s in sets]), first.labels, first.paths, first.skipped)
+        return FeatureSet(first.name, np.hstack([s.features for s in sets]), first.labels, first.paths, first.skipped,
+                          first.sampling, first.listed_real)
 
     return BenchmarkFeatures(
         train=joined([part.train for part in parts]), val=joined([part.val for part in parts]),

@@ -23,7 +23,8 @@ from ufd_lib.classifiers.trained_detector import DetectorRequest, TrainedDetecto
 from ufd_lib.data.image_sets import Benchmark, ImageSetSpec
 from ufd_lib.evaluation.reported import PAPER_GROUPS, reported_results
 from ufd_lib.evaluation.scoring import EvaluationResult, evaluate_sets
-from ufd_lib.features.feature_sets import FeatureSet
+from ufd_lib.features.encoders import Encoder
+from ufd_lib.features.feature_sets import ExtractionOptions, FeatureSet, featurize
 
 # The reported numbers of this experiment: the text of Sec. 6.4.
 PAPER_TABLE = "Text_Sec6.4"
@@ -52,6 +53,12 @@ def combined(name: str, parts: Sequence[FeatureSet | None]) -> FeatureSet | None
     return FeatureSet(name, np.vstack([part.features for part in present]),
                       np.concatenate([part.labels for part in present]),
                       [path for part in present for path in part.paths])
+
+
+def training_features(encoder: Encoder, spec: ImageSetSpec, options: ExtractionOptions) -> FeatureSet:
+    """Every image of a training or validation set, through the feature cache, whatever
+    ``options.sampling`` says (the release samples only its evaluation)."""
+    return featurize(encoder, spec, dataclasses.replace(options, sampling="all"))
 
 
 def fit_on(training: TrainingData, k: int = 1, probe_lr: float = config.PROBE_LR,

@@ -129,7 +129,8 @@ def featurize_images_with_layers(
     layer numbers) of an explicit list of labelled images, through the feature cache: images that
     lack any of them are encoded once, all layers from the same forward pass. Every set holds the
     same images in the same order; layer features are float32 (n, ``encoder.layer_tokens.width``)
-    read from their float16 store. Raises ValueError when the encoder has no such layers."""
+    read from their float16 store; ``sampling`` is ``options.sampling``. Raises ValueError when
+    the encoder has no such layers."""
     wanted = encoder.check_layers(layers)
     options = dataclasses.replace(options, layers=wanted)
     cache = open_cache(encoder, options.perturbation, options.cache_root)
@@ -140,10 +141,9 @@ def featurize_images_with_layers(
     keys = [digests[i] for i in np.flatnonzero(kept)]
     labels = np.array([image.label for image, keep in zip(images, kept) if keep], dtype=int)
     paths = [image.path for image, keep in zip(images, kept) if keep]
-    sets: dict[int | str, FeatureSet] = {FINAL: FeatureSet(name, cache.load(keys), labels, paths, this_report.skipped)}
-    for layer, tokens in layer_caches(cache, wanted, encoder.layer_tokens.width).items():
-        sets[layer] = FeatureSet(name, tokens.load(keys), labels, list(paths), this_report.skipped)
-    return sets
+    stores = {FINAL: cache, **layer_caches(cache, wanted, encoder.layer_tokens.width)}
+    return {key: FeatureSet(name, store.load(keys), labels, list(paths), this_report.skipped, options.sampling)
+            for key, store in stores.items()}
 
 
 @kept_decoding_workers()
@@ -153,19 +153,25 @@ def featurize_benchmark_layers(
 ) -> dict[int | str, BenchmarkFeatures]:
     """Per-layer features of the training, validation and test sets: layer number (and
     :data:`FINAL`) → :class:`BenchmarkFeatures`. train_indices: the training images kept (indices
-    into the discovered training images, e.g. a balanced subset that fits a disk budget); None
-    keeps them all. Validation and test sets are whole. Each entry's ``report`` is the one
-    extraction's."""
+    into the training set's images, all of them, as :func:`featurize_benchmark` takes them), e.g.
+    a balanced subset that fits a disk budget; None keeps them all. The validation set is whole,
+    and ``options.sampling`` chooses the test sets' images, as in :func:`featurize_benchmark`.
+    Each entry's ``report`` is the one extraction's."""
     report = ExtractionReport()
+    every_image = dataclasses.replace(options, sampling="all")
 
-    def of(spec: ImageSetSpec, indices: Sequence[int] | None = None) -> dict[int | str, FeatureSet]:
-        discovered = discover_images(spec, options.sampling)
+    def of(spec: ImageSetSpec, chosen: ExtractionOptions, indices: Sequence[int] | None = None):
+        discovered = discover_images(spec, chosen.sampling)
         images = discovered.images if indices is None else [discovered.images[i] for i in indices]
-        sets = featurize_images_with_layers(encoder, spec.name, images, options, layers, report)
+        sets = featurize_images_with_layers(encoder, spec.name, images, chosen, layers, report)
+        listed = discovered.images[:discovered.listed_real] if discovered.listed_real is not None else None
         for feature_set in sets.values():
             feature_set.skipped = discovered.skipped + feature_set.skipped
+            if listed is not None:
+                evaluated = set(feature_set.paths)
+                feature_set.listed_real = sum(image.path in evaluated for image in listed)
         return sets
 
-    train, val = of(benchmark.train, train_indices), of(benchmark.val)
-    tests = [of(spec) for spec in benchmark.test_sets]
+    train, val = of(benchmark.train, every_image, train_indices), of(benchmark.val, every_image)
+    tests = [of(spec, options) for spec in benchmark.test_sets]
     return {key: BenchmarkFeatures(train[key], val[key], [test[key] for test in tests], report) for key in train}

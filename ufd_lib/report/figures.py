@@ -323,6 +323,9 @@ def training_data_bars(table: pd.DataFrame, title: str, metric: str = "ap") -> p
     # one legend for every panel, right of the last one: inside a panel it would cover bars
     panels[0, -1].legend(handles, trainings, title="training data", fontsize=8, loc="upper left",
                          bbox_to_anchor=(1.01, 1), borderaxespad=0)
+    figure.suptitle(title)
+    figure.tight_layout()
+    return figure
 
 
 def decay_over_time(table: pd.DataFrame, title: str) -> plt.Figure:

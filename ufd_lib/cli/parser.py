@@ -276,7 +276,9 @@ def _add_newer_data_commands(commands) -> None:
     manifest = commands.add_parser("manifest", help="per-file lists of a copy",
                                    description="Build a per-file list (path,size_bytes,sha256) of a copy.")
     build = manifest.add_subparsers(dest="manifest_command", metavar="{build}", required=True).add_parser(
-        "build", help="write the sorted relative paths, sizes and SHA-256 of the images under --data-root")
+        "build", help="write the sorted relative paths, sizes and SHA-256 of the images under --data-root",
+        description="Write the sorted relative paths, sizes and SHA-256 of the images of a copy, so two copies can "
+        "be compared (ufd data verify --against FILE). Unchanged files are recognised without being read.")
     build.add_argument("--data-root", type=argument_type(existing_directory), required=True, metavar="DIR",
                        help="the copy to list (paths in the list are relative to it)")
     build.add_argument("--manifest", dest="manifest_name", metavar="NAME",

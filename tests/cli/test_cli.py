@@ -11,11 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-
 from conftest import TINY_ENCODER, make_image_set, ufd
-from ufd_lib.features.extraction.extract import extract_features, open_cache
+
 from ufd_lib.classifiers.linear_probe import LinearProbe
 from ufd_lib.evaluation.metrics import METRIC_COLUMNS, average_precision
+from ufd_lib.features.extraction.extract import extract_features, open_cache
 from ufd_lib.features.preprocess import Perturbation
 
 N_TRAIN, N_PROGAN, N_LDM = 8, 8, 6  # good images per set (progan also holds one broken file)
@@ -61,7 +61,8 @@ def test_evaluate_knn_writes_the_tables_and_a_rerun_encodes_nothing(capsys, comm
     with open(out / "metrics.csv") as handle:
         assert handle.readline().strip() == ",".join(METRIC_COLUMNS) == (
             "test_set,n_real,n_fake,ap,acc_real,acc_fake,acc,oracle_threshold,oracle_acc_real,oracle_acc_fake,oracle_acc,"
-            "released_threshold,released_acc_real,released_acc_fake,released_acc"
+            "released_threshold,released_acc_real,released_acc_fake,released_acc,"
+            "auc,eer,tpr_at_fpr_1,tpr_at_fpr_5,balanced_acc,ece,brier,nll"
         )
     metrics = pd.read_csv(out / "metrics.csv")
     assert metrics["test_set"].tolist() == ["progan", "ldm", "mean"]
@@ -267,9 +268,8 @@ def test_predict_defaults_to_the_released_probe(capsys, common, data, tiny_encod
 
 def test_predict_with_a_bank_is_nearest_neighbour_on_cached_features(capsys, common, data, tiny_encoder, tmp_path):
     from ufd_lib.classifiers.nearest_neighbour import NearestNeighbourClassifier
-    from ufd_lib.features.feature_sets import featurize
     from ufd_lib.data.image_sets import parse_set_spec
-    from ufd_lib.features.feature_sets import ExtractionOptions
+    from ufd_lib.features.feature_sets import ExtractionOptions, featurize
 
     folder = data["root"] / "ldm"
     code, stdout, stderr = ufd(capsys, "predict", *common, "--bank", data["train"], "--json", folder)

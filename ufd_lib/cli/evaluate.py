@@ -6,8 +6,8 @@ from ufd_lib.classifiers.linear_probe import LinearProbe
 from ufd_lib.classifiers.nearest_neighbour import NearestNeighbourClassifier
 from ufd_lib.cli.args import UsageError, extraction_options, settings
 from ufd_lib.evaluation.scoring import evaluate_sets
-from ufd_lib.features.extraction.decoding_workers import kept_decoding_workers
 from ufd_lib.features.encoders import load_encoder
+from ufd_lib.features.extraction.decoding_workers import kept_decoding_workers
 from ufd_lib.features.extraction.extract import ExtractionReport
 from ufd_lib.features.feature_sets import featurize
 from ufd_lib.report.provenance import run_record, write_evaluation
@@ -33,7 +33,8 @@ def _fit_classifier(args, encoder, options, report):
 
 PRINTED = {"ap": "AP%", "acc_real": "acc_real%", "acc_fake": "acc_fake%", "acc": "acc%",
            "oracle_threshold": "oracle_t", "oracle_acc": "oracle_acc%",
-           "released_threshold": "released_t", "released_acc": "released_acc%"}
+           "released_threshold": "released_t", "released_acc": "released_acc%",
+           "auc": "AUC%", "eer": "EER%", "tpr_at_fpr_1": "TPR@FPR1%", "tpr_at_fpr_5": "TPR@FPR5%"}
 
 
 def _in_percent(metrics):

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ufd_lib import config
-from ufd_lib.evaluation.metrics import MetricError, metrics_table, test_set_metrics
+from ufd_lib.evaluation.metrics import ECE_BINS, MetricError, metrics_table, test_set_metrics
 from ufd_lib.features.feature_sets import FeatureSet
 
 
@@ -37,8 +37,9 @@ class EvaluationResult:
     skipped: pd.DataFrame
 
 
-def evaluate_sets(classifier, test_sets: list[FeatureSet]) -> EvaluationResult:
-    """Score every test set with a fitted classifier and compute the paper's metrics.
+def evaluate_sets(classifier, test_sets: list[FeatureSet], ece_bins: int = ECE_BINS) -> EvaluationResult:
+    """Score every test set with a fitted classifier and compute the paper's metrics (the
+    probability metrics, over ``ece_bins`` bins, when the classifier has ``predict_proba``).
 
     Raises :class:`MetricError` naming the test set when a feature or a score is NaN or
     infinite (a nearest-neighbour search would otherwise turn NaN features into finite scores).
@@ -50,7 +51,8 @@ def evaluate_sets(classifier, test_sets: list[FeatureSet]) -> EvaluationResult:
             raise MetricError(f"test set {test_set.name}: {broken} of {len(test_set.features)} feature vectors "
                               "are NaN or infinite: the encoder output is broken")
         scores, threshold = fake_scores(classifier, test_set.features)
-        rows.append(test_set_metrics(test_set.name, test_set.labels, scores, threshold))
+        rows.append(test_set_metrics(test_set.name, test_set.labels, scores, threshold,
+                                     hasattr(classifier, "predict_proba"), ece_bins))
         score_frames.append(pd.DataFrame(
             {"test_set": test_set.name, "path": test_set.paths, "label": test_set.labels, "score": scores}
         ))

@@ -30,11 +30,13 @@ def fake_scores(classifier, features: np.ndarray) -> tuple[np.ndarray, float]:
 @dataclass
 class EvaluationResult:
     """metrics: one row per test set plus ``mean`` (:data:`ufd_lib.evaluation.metrics.METRIC_COLUMNS`);
-    scores: test_set, path, label, score; skipped: test_set, path, reason."""
+    scores: test_set, path, label, score; skipped: test_set, path, reason; threshold: the
+    classifier's decision threshold (fake when score > threshold)."""
 
     metrics: pd.DataFrame
     scores: pd.DataFrame
     skipped: pd.DataFrame
+    threshold: float = float("nan")
 
 
 def evaluate_sets(classifier, test_sets: list[FeatureSet], ece_bins: int = ECE_BINS) -> EvaluationResult:
@@ -45,6 +47,7 @@ def evaluate_sets(classifier, test_sets: list[FeatureSet], ece_bins: int = ECE_B
     infinite (a nearest-neighbour search would otherwise turn NaN features into finite scores).
     """
     rows, score_frames, skipped = [], [], []
+    threshold = float("nan")
     for test_set in test_sets:
         broken = int((~np.isfinite(test_set.features)).any(axis=1).sum())
         if broken:
@@ -63,4 +66,5 @@ def evaluate_sets(classifier, test_sets: list[FeatureSet], ece_bins: int = ECE_B
         metrics=metrics_table(rows),
         scores=scores,
         skipped=pd.DataFrame(skipped, columns=["test_set", "path", "reason"]),
+        threshold=threshold,
     )

@@ -196,3 +196,15 @@ def reliability_curves(result: EvaluationResult, bins: int = ECE_BINS) -> pd.Dat
     return pd.concat([reliability_curve(group["label"], group["score"], bins).assign(test_set=name)
                       for name, group in result.scores.groupby("test_set", sort=False)], ignore_index=True)
 
+
+
+OPERATING_COLUMNS = ("auc", "eer", "tpr_at_fpr_1", "tpr_at_fpr_5", "ece", "brier", "nll")
+
+
+def operating_points_table(results: dict[str, EvaluationResult]) -> pd.DataFrame:
+    """Rows (method, test_set); columns auc, eer, tpr_at_fpr_1, tpr_at_fpr_5, ece in percent,
+    brier and nll as they are (NaN for methods without probabilities)."""
+    table = pd.concat({name: result.metrics.set_index("test_set")[list(OPERATING_COLUMNS)]
+                       for name, result in results.items()}, names=["method"])
+    table[["auc", "eer", "tpr_at_fpr_1", "tpr_at_fpr_5", "ece"]] *= 100
+    return table

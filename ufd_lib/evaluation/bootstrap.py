@@ -22,7 +22,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import sparse
 
 # The metrics that get intervals, as named in metrics.csv.
 BOOTSTRAP_METRICS = ("ap", "acc_real", "acc_fake", "acc", "auc", "released_acc")
@@ -71,10 +70,15 @@ def full_set(n_real: int, n_fake: int) -> Draws:
 
 
 def _per_value(counts: np.ndarray, value_index: np.ndarray, n_values: int) -> np.ndarray:
-    """(resamples, n_images) counts → (n_values, resamples) counts per distinct score."""
-    onehot = sparse.csr_matrix((np.ones(len(value_index)), (value_index, np.arange(len(value_index)))),
-                               shape=(n_values, len(value_index)))
-    return np.asarray(onehot @ counts.T)
+    """(resamples, n_images) counts → C-contiguous (resamples, n_values) counts per distinct score."""
+    order = np.argsort(value_index, kind="stable")
+    distinct, starts = np.unique(value_index[order], return_index=True)
+    grouped = counts[:, order]
+    if len(distinct) < len(order):  # tied scores: add up the counts of each value
+        grouped = np.add.reduceat(grouped, starts, axis=1)
+    out = np.zeros((len(counts), n_values))
+    out[:, distinct] = grouped
+    return out
 
 
 @dataclass
@@ -88,13 +92,13 @@ class _Class:
 
 def _released_accuracy(real: _Class, fake: _Class, draws: Draws, correct: np.ndarray) -> np.ndarray:
     """``released_best_threshold``'s accuracy on every resample, each read as its reals (in label
-    order, each repeated as drawn) followed by its fakes. correct: (distinct scores, resamples),
+    order, each repeated as drawn) followed by its fakes. correct: (resamples, distinct scores),
     images right calling fake when score >= that value, -1 where the value is not drawn."""
-    best = correct.max(axis=0)
+    best = correct.max(axis=1)
     thresholds = np.empty(len(best))
     chosen = np.zeros(len(best), dtype=bool)
     for group, counts in ((fake, draws.fake), (real, draws.real)):  # the last of equal candidates wins
-        wins = (counts > 0) & (correct[group.index_].T == best[:, None])
+        wins = (counts > 0) & (correct[:, group.index_] == best[:, None])
         last = wins.shape[1] - 1 - np.argmax(wins[:, ::-1], axis=1)
         take = wins.any(axis=1) & ~chosen
         thresholds[take] = group.values_[last[take]]
@@ -126,18 +130,18 @@ def resampled_metrics(labels, scores, threshold: float, draws: Draws) -> dict[st
         out["acc"] = np.nanmean(np.stack([acc_real, acc_fake]), axis=0) if n_real or n_fake else nan
     if not (n_real and n_fake):
         return out | {"ap": nan, "auc": nan, "released_acc": nan}
-    # (distinct scores ascending, resamples): a cumulative sum down the rows is one vector add per row
+    # (resamples, distinct scores ascending): cumulative sums along contiguous rows
     reals = _per_value(draws.real, real.index_, len(values))
     fakes = _per_value(draws.fake, fake.index_, len(values))
-    real_below = np.cumsum(reals, axis=0) - reals
-    fake_below = np.cumsum(fakes, axis=0) - fakes
-    out["auc"] = (fakes * (real_below + 0.5 * reals)).sum(axis=0) / (n_real * n_fake)
+    real_below = np.cumsum(reals, axis=1) - reals
+    fake_below = np.cumsum(fakes, axis=1) - fakes
+    out["auc"] = np.einsum("ij,ij->i", fakes, real_below + 0.5 * reals) / (n_real * n_fake)
     # AP as scikit-learn's: precision at each distinct threshold (score >= value), weighted by
     # the recall that value adds.
     true_positives = n_fake - fake_below
     called = true_positives + (n_real - real_below)
     precision = np.divide(true_positives, called, out=np.zeros_like(called), where=called > 0)
-    out["ap"] = (fakes * precision).sum(axis=0) / n_fake
+    out["ap"] = np.einsum("ij,ij->i", fakes, precision) / n_fake
     correct = np.where(reals + fakes > 0, real_below + true_positives, -1.0)
     out["released_acc"] = _released_accuracy(real, fake, draws, correct)
     return out

@@ -11,11 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import TINY_ENCODER, make_image_set, ufd
 
+from conftest import TINY_ENCODER, make_image_set, ufd
+from ufd_lib.features.extraction.extract import extract_features, open_cache
 from ufd_lib.classifiers.linear_probe import LinearProbe
 from ufd_lib.evaluation.metrics import METRIC_COLUMNS, average_precision
-from ufd_lib.features.extraction.extract import extract_features, open_cache
 from ufd_lib.features.preprocess import Perturbation
 
 N_TRAIN, N_PROGAN, N_LDM = 8, 8, 6  # good images per set (progan also holds one broken file)
@@ -268,8 +268,9 @@ def test_predict_defaults_to_the_released_probe(capsys, common, data, tiny_encod
 
 def test_predict_with_a_bank_is_nearest_neighbour_on_cached_features(capsys, common, data, tiny_encoder, tmp_path):
     from ufd_lib.classifiers.nearest_neighbour import NearestNeighbourClassifier
+    from ufd_lib.features.feature_sets import featurize
     from ufd_lib.data.image_sets import parse_set_spec
-    from ufd_lib.features.feature_sets import ExtractionOptions, featurize
+    from ufd_lib.features.feature_sets import ExtractionOptions
 
     folder = data["root"] / "ldm"
     code, stdout, stderr = ufd(capsys, "predict", *common, "--bank", data["train"], "--json", folder)

@@ -124,3 +124,15 @@ def test_paired_interval_is_narrower_than_unpaired_for_correlated_methods():
 def test_bad_settings_are_refused(kwargs):
     with pytest.raises(ValueError):
         BootstrapSettings(**kwargs)
+
+
+def test_blocks_of_resamples_give_the_same_values(monkeypatch):
+    import ufd_lib.evaluation.bootstrap as bootstrap
+
+    labels, scores = scored_set(8, ties=True)
+    draws = draw("set", 40, 30, BootstrapSettings(resamples=50))
+    whole = resampled_metrics(labels, scores, 0.5, draws)
+    monkeypatch.setattr(bootstrap, "BLOCK_CELLS", 70 * 7)  # blocks of 7 resamples, the last of 1
+    blocked = resampled_metrics(labels, scores, 0.5, draws)
+    for metric in BOOTSTRAP_METRICS:
+        np.testing.assert_array_equal(blocked[metric], whole[metric])

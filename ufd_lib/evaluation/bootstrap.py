@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+# Cells (resample × image) computed at once: a few float64 arrays of this size are alive together.
+BLOCK_CELLS = 1 << 22
 # The metrics that get intervals, as named in metrics.csv.
 BOOTSTRAP_METRICS = ("ap", "acc_real", "acc_fake", "acc", "auc", "released_acc")
 
@@ -116,7 +118,17 @@ def resampled_metrics(labels, scores, threshold: float, draws: Draws) -> dict[st
     """Every metric of :data:`BOOTSTRAP_METRICS` on every resample: name → (resamples,) float64,
     as :func:`ufd_lib.evaluation.metrics.test_set_metrics` computes it on the resampled set
     (accuracies calling fake when score > threshold; NaN where a class the metric needs is
-    absent). labels: (n,) 0 real / 1 fake; scores: (n,) finite."""
+    absent). labels: (n,) 0 real / 1 fake; scores: (n,) finite. Resamples are taken in blocks of
+    about :data:`BLOCK_CELLS` (resample, image) cells, which bounds the memory of a large set."""
+    n_images = max(1, draws.real.shape[1] + draws.fake.shape[1])
+    step = max(1, BLOCK_CELLS // n_images)
+    blocks = [_resampled_block(labels, scores, threshold, Draws(draws.real[start:start + step],
+                                                                draws.fake[start:start + step]))
+              for start in range(0, len(draws.real), step)]
+    return {metric: np.concatenate([block[metric] for block in blocks]) for metric in blocks[0]}
+
+
+def _resampled_block(labels, scores, threshold: float, draws: Draws) -> dict[str, np.ndarray]:
     labels, scores = np.asarray(labels), np.asarray(scores, dtype=np.float64)
     values, value_index = np.unique(scores, return_inverse=True)
     real = _Class(scores[labels == 0], value_index[labels == 0])

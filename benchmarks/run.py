@@ -1102,10 +1102,11 @@ def report(results: dict) -> str:
         lines += reading_report(r)
     bs = results.get("bootstrap")
     if bs:
-        lines.append(f"9. stratified bootstrap, {bs['resamples']} resamples of {bs['sets']} sets x {bs['scores_per_set']} "
-                     f"scores (AP, accuracies, AUC, released best-threshold accuracy), one thread: vectorised "
-                     f"{bs['vectorised_seconds']:.1f} s, per-resample loop with scikit-learn {bs['loop_seconds']:.1f} s "
-                     f"= {bs['speedup']:.1f}x; largest difference {bs['max_abs_difference']:.1e}")
+        lines.append(f"9. stratified bootstrap, {bs['resamples']} resamples of {bs['sets']} sets x "
+                     f"{bs['scores_per_set']} scores (AP, accuracies, AUC, released best-threshold accuracy), one "
+                     f"thread: vectorised {bs['vectorised_seconds']:.1f} s, per-resample loop with scikit-learn "
+                     f"{bs['loop_seconds']:.1f} s = {bs['speedup']:.1f}x; largest difference "
+                     f"{bs['max_abs_difference']:.1e}")
     return "\n".join(lines)
 
 

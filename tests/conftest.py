@@ -85,3 +85,31 @@ def ufd(capsys, *argv) -> tuple[int, str, str]:
         code = exit_.code
     captured = capsys.readouterr()
     return code, captured.out, captured.err
+
+
+def lost_values(table) -> list[str]:
+    """Every cell of ``ufd_lib.report.table_format.display_table(table)`` (what the index page
+    and the Markdown tables show) that misstates its number: a non-zero value shown as zero or
+    with the other sign, off by more than 5 %, or a whole count or setting shown with decimals."""
+    import math
+
+    import pandas as pd
+
+    from ufd_lib.report.table_format import display_table, is_count_column, is_setting_column
+
+    shown = display_table(table)
+    columns = [(table.index.name, list(table.index), list(shown.index))] if table.index.dtype.kind == "f" else []
+    columns += [(column, list(table[column]), list(shown[column])) for column in table.columns]
+    problems = []
+    for name, values, texts in columns:
+        for value, text in zip(values, texts):
+            if not isinstance(value, (int, float, np.number)) or isinstance(value, bool) or pd.isna(value):
+                continue
+            where = f"{name}: {value!r} shown as {text!r}"
+            number = float(text)
+            if value != 0 and (number == 0 or math.copysign(1, number) != math.copysign(1, value)
+                               or abs(number - value) > 0.05 * abs(value)):
+                problems.append(where)
+            if (is_count_column(name) or is_setting_column(name)) and float(value).is_integer() and "." in text:
+                problems.append(where)
+    return problems

@@ -454,7 +454,7 @@ def test_dry_run_lists_downloads_with_sizes_and_total(server, use_manifest, tmp_
     out = capsys.readouterr().out.strip().splitlines()
     size = f"{len(release) / 1e6:.2f} MB"
     assert out == [f"toy: download {data_root / 'downloads' / 'toy.zip'} ({size})",
-                   f"total to download: 1 archive(s), {size}"]
+                   f"    from {base}/toy.zip", f"total to download: 1 archive(s), {size}"]
     assert state.requests == [] and not data_root.exists()  # nothing fetched, nothing created
 
 
@@ -462,7 +462,18 @@ def test_dry_run_says_what_is_present_and_what_size_is_unknown(use_manifest, tmp
                                                                capsys: pytest.CaptureFixture[str]) -> None:
     use_manifest(_gdrive())
     assert _cli(["data", "fetch", "--data-root", str(tmp_path / "data"), "--dry-run"]) == 0
-    assert "exact size unknown for toy (approximate sizes above)" in capsys.readouterr().out
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[0].endswith("toy.zip (size: a few kB)") and out[1].startswith("    from Google Drive file ")
+    assert out[-1] == "total to download: 1 archive(s); size not stated for toy"
+
+
+def test_dry_run_totals_the_sizes_the_manifests_state(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """The shipped manifests: every source URL, and a total of their approximate sizes."""
+    assert _cli(["data", "fetch", "--data-root", str(tmp_path / "data"), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "    from https://huggingface.co/datasets/sywang/CNNDetection/resolve/" in out
+    assert out.strip().splitlines()[-1] == ("total to download: 4 archive(s), about 91.83 GB for 3 of them; "
+                                            "size not stated for univfd_diffusion")
 
 
 def test_fetch_help_lists_the_manifests_with_sizes(server, use_manifest, capsys: pytest.CaptureFixture[str]) -> None:

@@ -119,6 +119,17 @@ def test_missing_dataset_says_to_fetch(tmp_path: Path, toy_manifest: None) -> No
     )
 
 
+def test_a_root_holding_none_of_the_datasets_is_one_line(tmp_path: Path, toy_manifest: None) -> None:
+    wrong = tmp_path / "wrong"
+    (wrong / "photos").mkdir(parents=True)
+    report = verify_data(wrong)
+    assert not report.ok
+    assert report.summary() == (f"Data root {wrong} holds none of the datasets (no toy/): is it the right folder? "
+                                f"`ufd data fetch --data-root {wrong}` downloads them into it")
+    (wrong / "toy").mkdir()  # one dataset's folder: the full report
+    assert len(verify_data(wrong).summary().splitlines()) > 3
+
+
 def test_count_mismatch(data_root: Path) -> None:
     (data_root / "toy" / "flat" / "1_fake" / "0.png").unlink()
     write_image(data_root / "toy" / "cats" / "a" / "0_real" / "extra.png")

@@ -309,7 +309,21 @@ def test_a_set_without_images_is_a_usage_error_naming_the_folder(tmp_path, sampl
     touch(root / "0_real" / "notes.txt")
     with pytest.raises(EmptyImageSetError) as error:
         collect_images(ImageSetSpec("empty", root, root), sampling)
-    assert str(root) in str(error.value) and "0_real/*.png" in str(error.value) and "\n" not in str(error.value)
+    message = str(error.value)
+    assert f"no image files (.bmp, .jpeg, .jpg, .png, .webp) under {root}" in message and "\n" not in message
+    assert f"real images go in {root}/0_real/ and fakes in {root}/1_fake/" in message
+
+
+def test_a_flat_folder_is_refused_counting_its_images_and_saying_where_they_go(tmp_path):
+    root = tmp_path / "flat"
+    for index in range(3):
+        touch(root / f"{index}.jpg")
+    touch(root / "sub" / "3.png")
+    with pytest.raises(EmptyImageSetError) as error:
+        collect_images(ImageSetSpec("flat", root, root))
+    message = str(error.value)
+    assert f"set flat: 4 image file(s) under {root}, none inside a 0_real or 1_fake folder" in message
+    assert f"real images go in {root}/0_real/" in message and "*.png" not in message
 
 
 def test_a_set_with_one_class_warns_which_class_is_missing(tmp_path):
@@ -331,7 +345,7 @@ def test_cli_exits_2_on_a_set_without_images(tmp_path, capsys):
                  "--test", f"empty={empty}", "--out", str(tmp_path / "out")])
     stderr = capsys.readouterr().err.strip().splitlines()
     assert code == 2
-    assert len(stderr) == 1 and str(empty) in stderr[0] and "1_fake/*.png" in stderr[0]
+    assert len(stderr) == 1 and f"fakes in {empty}/1_fake/" in stderr[0]
 
 
 def test_all_sampling_keeps_everything_and_bad_mode_is_refused(tmp_path):

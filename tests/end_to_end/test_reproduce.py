@@ -6,6 +6,7 @@ import nbformat
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import lost_values
 
 from ufd_lib.runs import reproduce as reproduce_module
 from ufd_lib.cli.main import main
@@ -110,6 +111,8 @@ def test_smoke_reproduction_end_to_end(tmp_path):
             f"{executed.name}: a cell shows a warning"
     index = (out / "index.html").read_text()
     assert all(f"figures/{name}.png" in index for name in EXPECTED_FIGURES)
+    for path in sorted((out / "tables").glob("*.csv")):  # every table as the page shows it
+        assert lost_values(pd.read_csv(path, index_col=0, keep_default_na=False, na_values=[""])) == [], path.name
     ap = pd.read_csv(out / "tables" / "table2_average_precision.csv", index_col=0)
     assert list(ap.columns[:3]) == ["NN k=1", "NN k=5", "NN k=9"] and "LC" in ap.columns
     assert ap.index[-1] == "mean" and ap.notna().all().all()
@@ -193,7 +196,7 @@ def test_saved_tables_show_integers_no_negative_zero_and_empty_cells(tmp_path):
     markdown = (tmp_path / "tables" / "comparison.md").read_text()
     rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in markdown.splitlines() if line.startswith("|")]
     assert rows[0] == ["set", "n_real", "expected_real", "difference", "paper"]
-    assert rows[2:] == [["progan", "4", "4", "0.00", ""], ["ldm", "5", "", "1.23", "99.00"]]
+    assert rows[2:] == [["progan", "4", "4", "-0.0010", ""], ["ldm", "5", "", "1.2340", "99.00"]]  # the sign kept
     assert markdown.rstrip().endswith("About these numbers: difference = ours − paper, in percentage points.")
     csv = (tmp_path / "tables" / "comparison.csv").read_text().splitlines()
     assert csv[1:] == ["progan,4,4,-0.001,", "ldm,5,,1.234,99.0"]

@@ -14,7 +14,9 @@ PARAMETERS = {"profile", "data_root", "output_dir", "cache_dir"}
 def test_notebooks_exist_in_reading_order():
     names = available_notebooks()
     assert names[:4] == ["01_data", "02_features", "03_main_results", "04_feature_space"]
-    assert [n[:2] for n in names] == sorted(n[:2] for n in names)
+    numbers = [int(name[:2]) for name in names]
+    assert numbers == list(range(1, len(names) + 1)), "numbered 01, 02, ... with no gap and no repeat"
+    assert sorted(path.stem for path in NOTEBOOKS) == names, "every notebook is numbered, so reproduce runs it"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -59,3 +61,14 @@ def test_notebooks_only_call_ufd_lib_and_display(path: Path):
     assert "ufd_lib.report.artifacts" not in modules and "NOTEBOOK" not in code
     assert "plt." not in code
     assert re.findall(r"(?<!run\.)save_(?:table|figure)\(", code) == []
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_saved_with_the_kernel_make_setup_registers(path: Path):
+    """Opened in any JupyterLab, a notebook asks for the kernel that has ufd_lib."""
+    from conftest import REPO_ROOT
+
+    kernelspec = json.loads(path.read_text())["metadata"]["kernelspec"]
+    registered = re.search(r"ipykernel install --user --name (\S+) --display-name \"([^\"]+)\"",
+                           (REPO_ROOT / "Makefile").read_text())
+    assert (kernelspec["name"], kernelspec["display_name"]) == registered.groups() == ("ufd", "Python (ufd)")

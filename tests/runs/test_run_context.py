@@ -9,14 +9,14 @@ from types import SimpleNamespace
 import matplotlib
 import pandas as pd
 import pytest
-
 from conftest import TINY_ENCODER
+
 from ufd_lib.classifiers.released import RELEASED_PROBE
-from ufd_lib.data.benchmark import Benchmark
-from ufd_lib.data.image_sets import ImageSetSpec
+from ufd_lib.data.image_sets import Benchmark, ImageSetSpec
+from ufd_lib.features.encoders import weights_notice
 from ufd_lib.hashing import file_sha256
 from ufd_lib.report.artifacts import read_artifacts, save_notice
-from ufd_lib.runs.context import RunContext, extraction_options, weights_notice
+from ufd_lib.runs.context import RunContext, extraction_options
 from ufd_lib.runs.profiles import get_profile
 
 matplotlib.use("Agg")
@@ -77,7 +77,10 @@ def test_weights_notice_names_path_and_officialness_when_the_encoder_knows_them(
                                                           ("smoke", 768, None)])
 def test_released_probe_used_only_where_it_fits_and_noted_either_way(tmp_path, capsys, profile, embed_dim, expected):
     run = _run(tmp_path, profile)
-    run._encoder = SimpleNamespace(name="clip:ViT-B/32", embed_dim=embed_dim)  # loaded already: no weights notice
+    from ufd_lib.features.encoders.clip import official_clip_checkpoints
+
+    official = official_clip_checkpoints()["ViT-L/14"][1]  # loaded already: no weights notice
+    run._encoder = SimpleNamespace(name="clip:ViT-L/14", embed_dim=embed_dim, checkpoint_sha256=official)
     assert run.released_probe() == expected
     [notice] = [e["text"] for e in _entries(tmp_path) if e["kind"] == "notice"]
     if expected is not None:
@@ -86,6 +89,15 @@ def test_released_probe_used_only_where_it_fits_and_noted_either_way(tmp_path, c
         assert "skipped" in notice and "768-d" in notice and "512-d" in notice
     else:
         assert "not compared" in notice
+
+
+def test_released_probe_on_other_weights_is_used_with_a_caution(tmp_path):
+    run = _run(tmp_path, "paper")
+    run._encoder = SimpleNamespace(name="clip:/w/copy.pt", embed_dim=768, checkpoint_sha256="ab" * 32,
+                                   checkpoint_path="/w/copy.pt", checkpoint_official=False)
+    assert run.released_probe() == RELEASED_PROBE
+    notices = [e["text"] for e in _entries(tmp_path) if e["kind"] == "notice"]
+    assert len(notices) == 2 and "not UnivFD's" in notices[1] and "NOT one of OpenAI's published" in notices[1]
 
 
 def test_released_probe_is_the_authors_file_shipped_in_the_package():

@@ -14,7 +14,7 @@ from ufd_lib.analyses.main_results import fit_methods
 from ufd_lib.analyses.tables import family_summary, ordered_columns
 from ufd_lib.data.discovery import balanced_subsample
 from ufd_lib.evaluation.scoring import evaluate_sets
-from ufd_lib.features.encoders import Encoder, EncoderUnavailable, load_encoder, random_stand_in
+from ufd_lib.features.encoders import Encoder, EncoderUnavailable, load_encoder, random_stand_in, weights_notice
 from ufd_lib.features.feature_sets import ExtractionOptions, featurize_benchmark
 
 
@@ -25,7 +25,7 @@ def load_backbone(spec: str, device: str | None = None) -> tuple[Encoder | None,
     label rows with the encoder actually used, so a stand-in is never mistaken."""
     try:
         encoder = load_encoder(spec, device)
-        return encoder, f"{spec}: loaded (weights {encoder.checkpoint_sha256[:16]}…)"
+        return encoder, f"{spec}: loaded; {weights_notice(encoder)}"
     except EncoderUnavailable as error:
         stand_in = random_stand_in(spec)
         if stand_in is None:
@@ -54,24 +54,23 @@ class BackboneComparison:
     notices: list[str]
 
 
-def backbone_comparison(backbones, benchmark, options: ExtractionOptions, families: dict[str, str],
-                        probe_lr: float = config.PROBE_LR, k: int = 1, bank_points_per_class: int = 200,
-                        seed: int = 0, device: str | None = None, log=print) -> BackboneComparison:
+def backbone_comparison(backbones, benchmark, options: ExtractionOptions, probe_lr: float = config.PROBE_LR,
+                        k: int = 1, bank_points_per_class: int = 200, seed: int = 0,
+                        device: str | None = None) -> BackboneComparison:
     """For each backbone: features of the benchmark (through the cache), nearest neighbour (k)
-    and the linear probe trained on its training features, evaluated per family; plus a
-    balanced sample of its training bank. One backbone's features are held at a time."""
+    and the linear probe trained on its training features, evaluated per family of
+    ``benchmark.families``; plus a balanced sample of its training bank. One backbone's features
+    are held at a time."""
     frames, samples, notices = [], {}, []
     for spec in backbones:
         encoder, notice = load_backbone(spec, device)
         notices.append(notice)
-        if log:
-            log(notice)
         if encoder is None:
             continue
         features = featurize_benchmark(encoder, benchmark, options)
         methods = fit_methods(features, (k,), None, probe_lr, device)
         for method, classifier in methods.items():
-            summary = family_summary(evaluate_sets(classifier, features.test_sets), families)
+            summary = family_summary(evaluate_sets(classifier, features.test_sets), benchmark.families)
             frames.append(summary.assign(backbone=encoder.name, requested=spec, method=method, dim=encoder.embed_dim))
         keep = balanced_subsample(features.train.labels, bank_points_per_class, seed)
         if has_spread(features.train.features[keep]):

@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import TypeVar
 
 from ufd_lib import config
+from ufd_lib.cli.paths import output_directory
+from ufd_lib.data.image_sets import PathArgumentError, parse_set_spec
 from ufd_lib.features.encoders.registry import encoder_usage
-from ufd_lib.data.image_sets import PathArgumentError, output_directory, parse_set_spec
 from ufd_lib.messages import escape_control
 
 T = TypeVar("T")
@@ -112,16 +113,34 @@ def jpeg_quality(text: str) -> int:
     return value
 
 
-def add_extraction_flags(parser: argparse.ArgumentParser) -> None:
-    """The flags of every command that encodes images: encoder, cache, perturbation, sampling,
-    device and decoding."""
+SHARED_OPTIONS = "options shared by the commands that encode images"
+
+
+def shared_options_last(parser: argparse.ArgumentParser) -> None:
+    """List the shared options (:func:`add_extraction_flags`) after the command's own in the usage
+    line too, as the help lists their group; call it once the command's own options are added."""
+    shared = {action for group in parser._action_groups if group.title == SHARED_OPTIONS
+              for action in group._group_actions}
+    parser._actions.sort(key=lambda action: action in shared)  # stable: each part keeps its order
+
+
+def add_extraction_flags(parser: argparse.ArgumentParser, sampling: bool = True) -> None:
+    """The flags of every command that encodes images: encoder, cache, perturbation, sampling
+    (only with ``sampling``; otherwise every image, ``all``), device and decoding. They form their
+    own group, shown in the help after the command's own options."""
+    own_options = parser
+    parser = own_options.add_argument_group(SHARED_OPTIONS)
     parser.add_argument("--encoder", default=config.DEFAULT_ENCODER, help=f"one of: {encoder_usage()}")
     parser.add_argument("--cache-dir", type=argument_type(output_directory), default=None,
                         help="feature cache (default $UFD_CACHE_DIR or ~/.cache/ufd/features)")
     parser.add_argument("--jpeg-quality", type=jpeg_quality, default=None, help="re-encode each image as JPEG at this quality (1..100)")
     parser.add_argument("--blur-sigma", type=non_negative_float, default=0.0, help="Gaussian blur sigma in pixels before JPEG and crop")
-    parser.add_argument("--sampling", choices=config.SAMPLING_MODES, default="all",
-                        help="all images (default) or the released code's cap of 1000 per class (100 if fewer), seed 0")
+    if sampling:
+        parser.add_argument("--sampling", choices=config.SAMPLING_MODES, default="all",
+                            help="all images (default) or the released code's cap of 1000 per class (100 if fewer), "
+                            "seed 0")
+    else:
+        own_options.set_defaults(sampling="all")
     parser.add_argument("--strict", action="store_true", help="stop at the first undecodable image instead of skipping it")
     parser.add_argument("--device", type=device_argument, default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
     parser.add_argument("--batch-size", type=positive_int, default=64, help="images encoded per forward pass (default 64)")

@@ -13,8 +13,8 @@ import argparse
 import sys
 
 from ufd_lib.data.fetch import FetchError, PlannedFetch, fetch_data, fetch_plan
-from ufd_lib.data.verify import verify_data
 from ufd_lib.data.manifests import ManifestError, UnknownManifestError, load_manifest, resolve_manifest_names
+from ufd_lib.data.verify import verify_data
 
 
 def _usage_error(command: str, error: ManifestError) -> int:
@@ -37,24 +37,31 @@ def _size_text(size_bytes: int) -> str:
 
 
 def plan_summary(plan: list[PlannedFetch]) -> str:
-    """The dry run's report: one line per manifest, then the total to download."""
+    """The dry run's report: one line per manifest (with, for a download, each source URL on a
+    line of its own), then the total to download: exact where every size is declared, else
+    "about" the sum of exact and approximate sizes, naming the archives whose size is not stated."""
     words = {"present": "already present, nothing to do", "extract": "extract the archive already at",
              "blocked": "its folder exists but does not match; fetch will stop here (see ufd data verify)",
              "download": "download"}
     lines = []
     for item in plan:
-        size = _size_text(item.size_bytes) if item.size_bytes is not None else f"exact size unknown; {item.approx_size}"
+        size = _size_text(item.size_bytes) if item.size_bytes is not None else f"size: {item.approx_size}"
         where = f" {item.archive}" if item.action in ("extract", "download") else ""
         suffix = f" ({size})" if item.action == "download" else ""
         lines.append(f"{item.manifest}: {words[item.action]}{where}{suffix}")
+        if item.action == "download":
+            lines += [f"    from {source}" for source in item.sources]
     downloads = [item for item in plan if item.action == "download"]
-    known = sum(item.size_bytes for item in downloads if item.size_bytes is not None)
-    unknown = [item.manifest for item in downloads if item.size_bytes is None]
+    sizes = [item.size_bytes if item.size_bytes is not None else item.approx_size_bytes for item in downloads]
+    approximate = any(item.size_bytes is None for item in downloads)
+    unstated = [item.manifest for item, size in zip(downloads, sizes) if size is None]
     total = f"total to download: {len(downloads)} archive(s)"
-    if len(unknown) < len(downloads):
-        total += f", {_size_text(known)}" + (" of those whose size is declared" if unknown else "")
-    if unknown:
-        total += f"; exact size unknown for {', '.join(unknown)} (approximate sizes above)"
+    if len(unstated) < len(downloads):
+        total += f", {'about ' if approximate else ''}{_size_text(sum(size for size in sizes if size is not None))}"
+        if unstated:
+            total += f" for {len(downloads) - len(unstated)} of them"
+    if unstated:
+        total += f"; size not stated for {', '.join(unstated)}"
     lines.append(total)
     return "\n".join(lines)
 

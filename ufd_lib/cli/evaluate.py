@@ -2,8 +2,11 @@
 accuracies (metrics.csv, scores.csv, skipped.csv, run.json)."""
 from __future__ import annotations
 
+import warnings
+
 from ufd_lib.classifiers.linear_probe import LinearProbe
 from ufd_lib.classifiers.nearest_neighbour import NearestNeighbourClassifier
+from ufd_lib.classifiers.released import RELEASED_PROBE, released_probe_caution
 from ufd_lib.cli.args import UsageError, extraction_options, settings
 from ufd_lib.cli.calibrate import calibrated
 from ufd_lib.evaluation.bootstrap import BootstrapSettings, with_intervals
@@ -26,6 +29,9 @@ def _fit_classifier(args, encoder, options, report):
         if probe.n_features_in_ != encoder.embed_dim:
             raise UsageError(f"--probe {args.probe}: takes {probe.n_features_in_}-d features, "
                              f"{encoder.name} gives {encoder.embed_dim}-d")
+        caution = released_probe_caution(encoder) if args.probe == RELEASED_PROBE else None
+        if caution:
+            warnings.warn(caution, stacklevel=2)
         return probe
     if args.train is None:
         raise UsageError("--classifier linear needs --probe PATH or --train NAME=REAL[:FAKE]")
@@ -53,6 +59,21 @@ def _in_percent(metrics):
     return table
 
 
+def mean_coverage_note(metrics) -> str | None:
+    """One line when the ``mean`` row averages some printed metric over fewer test sets than
+    another (a metric is NaN for a set, e.g. AP for a set with one class); None when every
+    metric covers the same sets."""
+    by_set = metrics[metrics["test_set"] != "mean"]
+    covered = {title: int(by_set[column].notna().sum())
+               for column, title in PRINTED.items() if not column.endswith("threshold")}
+    most = max(covered.values(), default=0)
+    fewer = [f"{title} over {count}" for title, count in covered.items() if count < most]
+    if not fewer:
+        return None
+    return (f"note: the mean row averages {', '.join(fewer)} of the {most} test sets "
+            "(the others have no value for it, e.g. no AP for a set with one class)")
+
+
 @kept_decoding_workers()
 def run(args) -> int:
     options = extraction_options(args)
@@ -69,6 +90,9 @@ def run(args) -> int:
     write_evaluation(result, run_record(encoder, report, settings(args)), args.out)
     print("metrics in percent; thresholds (_t) in score units; every column as fractions in metrics.csv")
     print(_in_percent(result.metrics).to_string(index=False, na_rep=""))
+    note = mean_coverage_note(result.metrics)
+    if note:
+        print(note)
     print(f"\nencoded {report.images_encoded} images, {report.images_from_cache} from cache, "
           f"{len(report.skipped)} skipped; results in {args.out}")
     return 0

@@ -10,11 +10,17 @@ import textwrap
 from pathlib import Path
 
 from ufd_lib import config
-from ufd_lib.cli.args import (
-    Parser, add_extraction_flags, argument_type, non_negative_int, positive_int, set_spec,
-)
 from ufd_lib.classifiers.released import RELEASED_PROBE
-from ufd_lib.data.image_sets import existing_directory, existing_file, output_directory, output_file
+from ufd_lib.cli.args import (
+    Parser,
+    add_extraction_flags,
+    argument_type,
+    non_negative_int,
+    positive_int,
+    set_spec,
+    shared_options_last,
+)
+from ufd_lib.cli.paths import existing_directory, existing_file, output_directory, output_file
 
 
 def _learning_rate(text: str) -> float:
@@ -37,6 +43,7 @@ folder layouts (as the official validate.py reads them):
   diffusion sets share their reals: NAME=REAL:FAKE takes the 0_real folders under REAL
   and the 1_fake folders under FAKE, e.g.
     ldm_200=diffusion_datasets/laion:diffusion_datasets/ldm_200
+  images are files named *.png, *.jpg, *.jpeg, *.bmp or *.webp (any case)
 """
 
 
@@ -47,15 +54,15 @@ def _command(subparsers, name: str, module: str, **kwargs) -> argparse.ArgumentP
 
 
 def _encoding_command(subparsers, name: str, module: str, help: str, description: str,
-                      layouts: bool = False) -> argparse.ArgumentParser:
-    """A command that encodes images: the extraction flags, and with ``layouts`` the folder
-    layouts of its image sets drawn under its help."""
+                      layouts: bool = False, sampling: bool = True) -> argparse.ArgumentParser:
+    """A command that encodes images: the extraction flags (``--sampling`` only with
+    ``sampling``), and with ``layouts`` the folder layouts of its image sets drawn under its help."""
     if layouts:
         parser = _command(subparsers, name, module, help=help, description=textwrap.fill(description),
                           epilog=LAYOUT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     else:
         parser = _command(subparsers, name, module, help=help, description=description)
-    add_extraction_flags(parser)
+    add_extraction_flags(parser, sampling)
     return parser
 
 
@@ -125,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
         "text (control characters and backslashes in paths escaped as \\n, \\t, \\\\, ...) or JSON lines "
         "(keys path, probability_fake or, with --bank, cosine_margin, and label). "
         "By default the released UnivFD probe scores CLIP ViT-L/14 features, so only the CLIP weights are needed.",
+        sampling=False,
     )
     predict.add_argument("--probe", default=None, metavar="PATH",
                          help="the linear probe: 'released' (default, the authors' fc_weights.pth shipped with "
@@ -172,7 +180,16 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument("--out", type=argument_type(output_directory), default=None,
                          help="directory for run.json (optional)")
 
-    reproduce = _command(subparsers, "reproduce", "reproduce", help="run the numbered notebooks with papermill")
+    for encoding in (evaluate, train_probe, predict, extract):
+        shared_options_last(encoding)
+
+    reproduce = _command(
+        subparsers, "reproduce", "reproduce", help="run the numbered notebooks with papermill",
+        description="Run the numbered notebooks headlessly with papermill for a profile and write, under "
+        "--output-dir, the executed notebooks, their tables and figures, and index.html, which links them all "
+        "and says which settings, weights and code they used. Exit status 1 when a notebook fails; the page "
+        "then says which one stopped and why.",
+    )
     reproduce.add_argument("--profile", choices=("smoke", "paper"), required=True,
                            help="smoke: synthetic data, random-weight encoder, minutes on a CPU; paper: the "
                            "paper's datasets under --data-root with CLIP ViT-L/14")

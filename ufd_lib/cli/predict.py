@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import sys
 import unicodedata
+import warnings
 from pathlib import Path
 
 import numpy as np
 
 from ufd_lib.classifiers.linear_probe import LinearProbe
 from ufd_lib.classifiers.nearest_neighbour import NearestNeighbourClassifier
-from ufd_lib.classifiers.released import RELEASED_PROBE
+from ufd_lib.classifiers.released import RELEASED_PROBE, released_probe_caution
 from ufd_lib.cli.args import UsageError, extraction_options
 from ufd_lib.cli.calibrate import calibrated
 from ufd_lib.data.discovery import image_files_under
@@ -74,6 +75,9 @@ def _classifier(args, probe_path: Path | None, encoder, options):
         which = "the released probe (for CLIP ViT-L/14)" if probe_path == RELEASED_PROBE else str(probe_path)
         raise UsageError(f"--probe {args.probe or 'released'}: {which} takes {probe.n_features_in_}-d features, "
                          f"--encoder {encoder.name} gives {encoder.embed_dim}-d")
+    caution = released_probe_caution(encoder) if probe_path == RELEASED_PROBE else None
+    if caution:
+        warnings.warn(caution, stacklevel=2)
     return probe
 
 

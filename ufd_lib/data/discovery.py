@@ -39,8 +39,6 @@ from ufd_lib import config
 from ufd_lib.data.file_lists import is_pickled_list, read_pickled_list
 from ufd_lib.data.image_sets import ImageSetSpec, PathArgumentError
 
-EXPECTED_LAYOUT = f"<root>/.../{config.REAL_DIR}/*.png and <root>/.../{config.FAKE_DIR}/*.png"
-
 
 class EmptyImageSetError(PathArgumentError):
     """An image set in which neither class holds an image (a usage error: wrong folder or layout)."""
@@ -246,10 +244,24 @@ def _labelled(paths: list[str], label: int) -> list[LabelledImage]:
     return list(map(tuple.__new__, repeat(LabelledImage), zip(paths, repeat(label))))
 
 
+def _empty_set_message(spec: ImageSetSpec) -> str:
+    """Why a set has no image: how many image files its roots hold outside the class folders,
+    and where they must go."""
+    roots = list(dict.fromkeys((Path(spec.real_root), Path(spec.fake_root))))
+    where = " or ".join(str(root) for root in roots)
+    found = sum(len(_image_files(root)) for root in roots if root.is_dir() and not is_pickled_list(root))
+    kinds = ", ".join(sorted(config.IMAGE_EXTENSIONS))
+    if found:
+        problem = f"{found} image file(s) under {where}, none inside a {config.REAL_DIR} or {config.FAKE_DIR} folder"
+    else:
+        problem = f"no image files ({kinds}) under {where}"
+    return (f"set {spec.name}: {problem}; real images go in {spec.real_root}/{config.REAL_DIR}/ and fakes in "
+            f"{spec.fake_root}/{config.FAKE_DIR}/ (a category folder may sit in between)")
+
+
 def _check_classes(spec: ImageSetSpec, real: list[str], fake: list[str]) -> None:
     if not real and not fake:
-        roots = str(spec.real_root) if spec.real_root == spec.fake_root else f"{spec.real_root} or {spec.fake_root}"
-        raise EmptyImageSetError(f"set {spec.name}: no images under {roots}; expected {EXPECTED_LAYOUT}")
+        raise EmptyImageSetError(_empty_set_message(spec))
     for images, class_dir, root in ((real, config.REAL_DIR, spec.real_root), (fake, config.FAKE_DIR, spec.fake_root)):
         if not images:
             kind = "real" if class_dir == config.REAL_DIR else "fake"

@@ -9,9 +9,10 @@ built; the result must be a list (or tuple) of strings.
 """
 from __future__ import annotations
 
-import os
 import pickle
 from pathlib import Path
+
+from ufd_lib import config
 
 PICKLE_SUFFIXES = (".pickle", ".pkl")
 
@@ -26,7 +27,7 @@ def is_pickled_list(path: Path) -> bool:
 
 def pickled_lists_allowed() -> bool:
     """Whether the user opted in (``UFD_ALLOW_PICKLED_LISTS=1``; the CLI flag sets it)."""
-    return os.environ.get("UFD_ALLOW_PICKLED_LISTS", "") not in ("", "0", "false", "False")
+    return config.env_flag("UFD_ALLOW_PICKLED_LISTS")
 
 
 class _NoGlobals(pickle.Unpickler):

@@ -64,6 +64,7 @@ class VerifyReport:
     not_regular: list[tuple[Path, str]] = field(default_factory=list)
     fingerprint_path: Path | None = None
     fingerprint_digest: str | None = None
+    manifest_roots: list[Path] = field(default_factory=list)  # each checked manifest's folder, relative
 
     @property
     def ok(self) -> bool:
@@ -74,6 +75,10 @@ class VerifyReport:
         if not self.data_root.is_dir():
             return (f"Data root {self.data_root} does not exist (or is not a directory); "
                     f"`ufd data fetch --data-root {self.data_root}` downloads the datasets into it")
+        if self.manifest_roots and not any((self.data_root / root).exists() for root in self.manifest_roots):
+            folders = ", ".join(sorted({f"{root}/" for root in self.manifest_roots}))
+            return (f"Data root {self.data_root} holds none of the datasets (no {folders}): is it the right "
+                    f"folder? `ufd data fetch --data-root {self.data_root}` downloads them into it")
         lines = [f"Data root: {self.data_root}", ""]
         lines.append(f"{'manifest':<20} {'set':<14} {'role':<5} {'status':<17} {'real':>15} {'fake':>15}")
         for check in self.sets:
@@ -119,6 +124,7 @@ def verify_data(
     *,
     check_content: bool = True,
     workers: int = 8,
+    manifest_directory: Path | None = None,
 ) -> VerifyReport:
     """Check ``data_root`` against the named manifests (all when None).
 
@@ -127,12 +133,20 @@ def verify_data(
     checked, which is fast. fingerprint_path: write a CSV ``path,size_bytes,sha256`` of every
     image of the checked sets, sorted by path (relative to data_root, POSIX style); its overall
     digest is the SHA-256 of the CSV file itself (``sha256sum`` reproduces it). Requires
-    check_content. workers: threads that read images.
+    check_content. workers: threads that read images. manifest_directory: where the manifests are
+    read (default :func:`~ufd_lib.data.manifests.manifest_dir`).
     """
+    manifests = [load_manifest(name, manifest_directory)
+                 for name in resolve_manifest_names(manifest_names, manifest_directory)]
+    return verify_manifests(data_root, manifests, fingerprint_path, check_content=check_content, workers=workers)
+
+
+def verify_manifests(data_root: Path, manifests: Sequence[Manifest], fingerprint_path: Path | None = None, *,
+                     check_content: bool = True, workers: int = 8) -> VerifyReport:
+    """Check ``data_root`` against loaded manifests; arguments as in :func:`verify_data`."""
     if fingerprint_path is not None and not check_content:
         raise ValueError("a fingerprint needs check_content=True")
     data_root = Path(data_root)
-    manifests = [load_manifest(name) for name in resolve_manifest_names(manifest_names)]
     checks: list[SetCheck] = []
     set_images: list[list[Path]] = []
     extra: list[Path] = []
@@ -159,6 +173,7 @@ def verify_data(
         duplicates=[],
         content_checked=check_content,
         not_regular=sorted(not_regular.items()),
+        manifest_roots=[Path(manifest.root) for manifest in manifests],
     )
     if check_content:
         all_images = sorted({p for images in set_images for p in images})

@@ -30,38 +30,57 @@ STYLE = (
     "table{border-collapse:collapse;font-size:13px}td,th{padding:2px 8px;border-bottom:1px solid #ddd;"
     "text-align:right}th{background:#f4f4f4}figure{margin:1.5em 0}figcaption{color:#444;font-size:14px}"
     ".banner{padding:.8em 1em;border-radius:4px;margin:1em 0}.pipeline{background:#fff3cd;border:1px solid #e0c060}"
-    ".paper{background:#e7f3ea;border:1px solid #8cc39a}.unknown{background:#eee;border:1px solid #bbb}"
+    ".paper{background:#e7f3ea;border:1px solid #8cc39a}.failed{background:#f8d7da;border:1px solid #d9828b}"
+    ".unknown{background:#eee;border:1px solid #bbb}"
     ".notices{background:#f3f0fa;border-left:4px solid #8a6fc1;padding:.4em 1em}"
     ".note{color:#333;font-size:14px;background:#f7f7f7;padding:.4em .8em}.keys th,.keys td{text-align:left}"
 )
 
 
-def write_index(output_dir: Path, title: str, settings: dict, versions: dict) -> Path:
+def write_index(output_dir: Path, title: str, settings: dict, versions: dict, run: dict | None = None) -> Path:
     """Record the run (title, settings, versions) for later refreshes, render each executed
     notebook in ``notebooks/`` to HTML beside it (when the HTML is missing or older), and write
     ``index.html``. settings: ``profile`` and ``description`` feed the banner;
-    ``compare_with_paper`` (default: profile ``paper``) says whether the numbers are comparable."""
+    ``compare_with_paper`` (default: profile ``paper``) says whether the numbers are comparable.
+    run: how the run went (:func:`record_run`)."""
     output_dir = Path(output_dir)
-    atomic_write_text(output_dir / INDEX_SETTINGS, json.dumps(
-        {"title": title, "settings": settings, "versions": versions}, indent=2, default=str) + "\n")
+    record_run(output_dir, title, settings, versions, run)
     _render_notebooks(output_dir / "notebooks")
     return refresh_index(output_dir)
+
+
+def record_run(output_dir: Path, title: str, settings: dict, versions: dict, run: dict | None = None) -> None:
+    """Write ``index.json``, what every refresh of the page reads. run (optional): ``status``
+    (``running``, ``finished`` or ``failed``), ``started`` and ``finished`` (ISO 8601 UTC),
+    ``planned`` (the notebooks, in order), ``seconds`` ({notebook: its duration}), when it
+    failed, ``failure`` ({``notebook``, ``cell``, ``error``}), and ``rerun_on_its_own``
+    ({notebook: when}) for notebooks run by hand after it."""
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(output_dir / INDEX_SETTINGS, json.dumps(
+        {"title": title, "settings": settings, "versions": versions, "run": run or {}}, indent=2, default=str) + "\n")
+
+
+def recorded_run(output_dir: Path) -> dict:
+    """What ``index.json`` records (title, settings, versions, run); empty when there is none."""
+    recorded = Path(output_dir) / INDEX_SETTINGS
+    return json.loads(recorded.read_text()) if recorded.exists() else {}
 
 
 def refresh_index(output_dir: Path) -> Path:
     """Rewrite ``index.html`` from ``artifacts.jsonl`` and ``index.json`` (reads no notebook)."""
     output_dir = Path(output_dir)
-    recorded = output_dir / INDEX_SETTINGS
-    run = json.loads(recorded.read_text()) if recorded.exists() else {}
-    title = run.get("title", f"UnivFD replication — {output_dir.name}")
-    settings, versions = run.get("settings", {}), run.get("versions", {})
+    recorded = recorded_run(output_dir)
+    title = recorded.get("title", f"UnivFD replication — {output_dir.name}")
+    settings, versions = recorded.get("settings", {}), recorded.get("versions", {})
+    run = recorded.get("run", {})
     by_notebook = [(name, list(entries)) for name, entries in
                    groupby(sorted(read_artifacts(output_dir), key=lambda e: e["notebook"]), key=lambda e: e["notebook"])]
-    parts = [f"<h1>{html.escape(title)}</h1>", _banner(settings),
+    parts = [f"<h1>{html.escape(title)}</h1>", _banner(settings), run_status(run),
              f"<p>Page written {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}.</p>",
              _contents(by_notebook)]
     for notebook, entries in by_notebook:
-        parts.append(_notebook_section(output_dir, notebook, entries))
+        parts.append(_notebook_section(output_dir, notebook, entries, run.get("seconds", {}).get(notebook)))
     parts += ['<h2 id="settings">Settings</h2>', _key_values(settings),
               '<h2 id="versions">Versions</h2>', _key_values(versions)]
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
@@ -100,6 +119,50 @@ def _banner(settings: dict) -> str:
             "paper's, run <code>ufd reproduce --profile paper</code> on the real data.</div>")
 
 
+def run_status(run: dict) -> str:
+    """How the run went, as a block under the banner: still running, finished (when, how long) or
+    failed (which notebook stopped, in which cell and why, a link to its executed copy, and which
+    notebooks finished before it or never ran), then the notebooks run again on their own since;
+    empty when nothing is recorded."""
+    if run.get("status") is None:
+        return ""
+    reruns = run.get("rerun_on_its_own", {})
+    rerun = (f"<p><strong>Run again on its own after this run:</strong> "
+             f"{html.escape(', '.join(f'{name} ({when})' for name, when in reruns.items()))}; the tables, figures "
+             "and notices of those notebooks come from that later run.</p>") if reruns else ""
+    return _run_outcome(run) + rerun
+
+
+def _run_outcome(run: dict) -> str:
+    status = run.get("status")
+    planned, seconds = run.get("planned", []), run.get("seconds", {})
+    when = f"started {html.escape(str(run.get('started', '?')))}"
+    if status == "running":
+        return (f'<div class="banner unknown"><strong>This run is in progress</strong> ({when}): '
+                f"{len(seconds)} of {len(planned)} notebooks finished so far.</div>")
+    if status == "finished":
+        each = ", ".join(f"{name} {duration:.0f} s" for name, duration in seconds.items())
+        return (f"<p>Run {when}, finished {html.escape(str(run.get('finished', '?')))}: {len(seconds)} "
+                f"notebook(s) in {sum(seconds.values()):.0f} s ({html.escape(each)}).</p>")
+    failure = run.get("failure", {})
+    stopped = failure.get("notebook")
+    error = html.escape(str(failure.get("error", "")))
+    if stopped is None:
+        what = f"It stopped before its first notebook: {error}."
+    else:
+        link = html.escape(stopped, quote=True)
+        cell = f" in cell {html.escape(str(failure['cell']))}" if failure.get("cell") is not None else ""
+        what = (f"Notebook {html.escape(stopped)} stopped{cell}: {error} "
+                f'(<a href="notebooks/{link}.html">executed notebook</a>, '
+                f'<a href="notebooks/{link}.ipynb">.ipynb</a>).')
+    finished = [name for name in planned if name in seconds]
+    never = [name for name in planned if name not in seconds and name != stopped]
+    return (f'<div class="banner failed"><strong>This run failed.</strong> {what} '
+            f"Finished before it: {html.escape(', '.join(finished) or 'none')}; their tables and figures are below. "
+            f"Not run: {html.escape(', '.join(never) or 'none')}. Run {when}, stopped "
+            f"{html.escape(str(run.get('finished', '?')))}.</div>")
+
+
 def _anchor(*parts: str) -> str:
     return html.escape("-".join(parts).replace(" ", "-"), quote=True)
 
@@ -115,11 +178,13 @@ def _contents(by_notebook: list[tuple[str, list[dict]]]) -> str:
     return f"<nav><h2>Contents</h2><ol>{''.join(items)}</ol></nav>"
 
 
-def _notebook_section(output_dir: Path, notebook: str, entries: list[dict]) -> str:
+def _notebook_section(output_dir: Path, notebook: str, entries: list[dict], seconds: float | None = None) -> str:
     name = html.escape(notebook)
     links = [f'<a href="notebooks/{name}.{suffix}">{label}</a>'
              for suffix, label in (("html", "executed notebook"), ("ipynb", ".ipynb"))
              if (output_dir / "notebooks" / f"{notebook}.{suffix}").exists()]
+    if links and seconds is not None:
+        links.append(f"ran in {seconds:.0f} s")
     parts = [f'<h2 id="{_anchor(notebook)}">{name}</h2>',
              f"<p>{' · '.join(links)}</p>" if links else "<p><em>No executed copy of this notebook here.</em></p>"]
     notices = [e["text"] for e in entries if e["kind"] == "notice"]

@@ -6,6 +6,7 @@ import dataclasses
 import json
 import math
 import platform
+import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
@@ -24,6 +25,27 @@ def library_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             versions[package] = "not installed"
     return versions
+
+
+def code_revision(package_dir: Path | None = None) -> str:
+    """The git commit of the ufd code that runs, with ``(uncommitted changes)`` when tracked files
+    differ from it, or ``not a git checkout`` (an installed wheel, no git, or a package folder
+    that is not the top of the repository around it)."""
+    package_dir = Path(package_dir or Path(__file__).resolve().parent.parent)
+    source = package_dir.parent
+
+    def git(*arguments: str) -> str:
+        return subprocess.run(["git", "-C", str(source), *arguments], capture_output=True, text=True,
+                              timeout=30, check=True).stdout.strip()
+
+    try:
+        if Path(git("rev-parse", "--show-toplevel")).resolve() != source.resolve():
+            return "not a git checkout"
+        commit = git("rev-parse", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.SubprocessError):
+        return "not a git checkout"
+    return f"{commit} (uncommitted changes)" if dirty else commit
 
 
 def json_ready(value):
@@ -61,6 +83,7 @@ def run_record(encoder: Encoder, report: ExtractionReport, settings: dict) -> di
         "encode_seconds": round(report.encode_seconds, 3),
         "images_per_second": report.images_per_second,
         "settings": json_ready(settings),
+        "code": code_revision(),
         "versions": library_versions(),
     }
 

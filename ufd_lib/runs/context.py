@@ -5,19 +5,20 @@ own name."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from ufd_lib.classifiers.released import RELEASED_PROBE
-from ufd_lib.data.benchmark import Benchmark
-from ufd_lib.data.discovery import EmptyImageSetError, LabelledImage, collect_images
-from ufd_lib.data.image_sets import ImageSetSpec
-from ufd_lib.features.encoders import Encoder, load_encoder, parse_encoder_spec
+from ufd_lib.classifiers.released import RELEASED_PROBE, released_probe_caution
+from ufd_lib.data.image_sets import Benchmark
+from ufd_lib.features.encoders import Encoder, load_encoder, weights_notice
 from ufd_lib.features.feature_sets import ExtractionOptions
 from ufd_lib.hashing import file_sha256
 from ufd_lib.report import artifacts
+from ufd_lib.report.index_page import record_run, recorded_run
+from ufd_lib.report.provenance import code_revision, library_versions
 from ufd_lib.runs.profiles import Profile, default_data_root, get_profile, load_benchmark
 
 
@@ -73,6 +74,9 @@ class RunContext:
             return None
         self.note(f"released probe: {RELEASED_PROBE.name} from the authors' UniversalFakeDetect release, "
                   f"SHA-256 {file_sha256(RELEASED_PROBE)}")
+        caution = released_probe_caution(self.encoder)
+        if caution:
+            self.note(caution)
         return RELEASED_PROBE
 
 
@@ -83,72 +87,34 @@ def open_run(profile: str, data_root: str | None, output_dir: str, cache_dir: st
     chosen = get_profile(profile)
     output = Path(output_dir)
     output.mkdir(parents=True, exist_ok=True)
-    benchmark = load_benchmark(chosen, data_root or default_data_root(chosen, output))
+    data_root = data_root or default_data_root(chosen, output)
+    recorded = recorded_run(output)
+    if recorded.get("settings", {}).get("profile") != chosen.name:
+        _record_profile(chosen, output, notebook, {"data_root": str(data_root), "output_dir": str(output),
+                                                   "cache_dir": str(cache_dir), "encoder": encoder or chosen.encoder})
+    elif recorded.get("run", {}).get("status") in ("finished", "failed"):
+        _record_rerun(output, recorded, notebook)
+    benchmark = load_benchmark(chosen, data_root)
     return RunContext(chosen, benchmark, output, extraction_options(chosen, cache_dir), notebook,
                       encoder or chosen.encoder)
 
 
-def weights_notice(encoder: Encoder) -> str:
-    """Which weights an encoder runs on: its registry string, weights file, SHA-256 and whether
-    they are the official ones (as far as the encoder knows)."""
-    parts = [f"encoder {encoder.name}"]
-    if encoder.checkpoint_path is None:
-        return f"encoder {encoder.name}: RANDOM weights, no weights file (id {encoder.checkpoint_sha256})"
-    parts += [f"weights {encoder.checkpoint_path}", f"SHA-256 {encoder.checkpoint_sha256}"]
-    if parse_encoder_spec(encoder.name)[0] == "clip":
-        parts.append("OpenAI's published checkpoint" if encoder.checkpoint_official
-                     else "NOT one of OpenAI's published checkpoints")
-    return ", ".join(parts)
+def _record_rerun(output: Path, recorded: dict, notebook: str) -> None:
+    """Add to a finished or failed ``ufd reproduce`` run's record that ``notebook`` was run again
+    on its own afterwards, and when, so the page does not pass off its new results as the run's."""
+    run = recorded["run"]
+    run.setdefault("rerun_on_its_own", {})[notebook] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    record_run(output, recorded.get("title", ""), recorded.get("settings", {}), recorded.get("versions", {}), run)
 
 
-def family_table(benchmark: Benchmark) -> pd.DataFrame:
-    """One row per test set: its generator family and what that family is."""
-    return pd.DataFrame([
-        {"test set": name, "family": family, "what it is": benchmark.family_descriptions.get(family, "")}
-        for name, family in benchmark.families.items()
-    ])
-
-
-def example_images(benchmark: Benchmark, per_class: int = 3) -> dict[str, tuple[list[str], list[str]]]:
-    """The first ``per_class`` real and fake image paths (strings) of every test set, by set name."""
-    examples = {}
-    for spec in benchmark.test_sets:
-        images = collect_images(spec)
-        examples[spec.name] = ([i.path for i in images if i.label == 0][:per_class],
-                               [i.path for i in images if i.label == 1][:per_class])
-    return examples
-
-
-def _images_or_none(spec: ImageSetSpec, sampling: str) -> list[LabelledImage]:
-    """The set's images; none when its folders are missing or hold no image (the inventory's
-    "missing" rows, where evaluating the set would be a usage error)."""
-    if not (spec.real_root.exists() and spec.fake_root.exists()):
-        return []
-    try:
-        return collect_images(spec, sampling)
-    except EmptyImageSetError:
-        return []
-
-
-def data_inventory(benchmark: Benchmark, sampling: str = "all") -> pd.DataFrame:
-    """Images found per set and class, against the expected counts of the test sets where known."""
-    rows = []
-    for role, specs in (("train", [benchmark.train]), ("val", [benchmark.val]), ("test", benchmark.test_sets)):
-        for spec in specs:
-            images = _images_or_none(spec, sampling)
-            found_real = sum(1 for image in images if image.label == 0)
-            found_fake = len(images) - found_real
-            expected = benchmark.expected_counts.get(spec.name) if role == "test" else None
-            status = "missing" if not images else "ok"
-            if images and expected is not None and (found_real, found_fake) != tuple(expected):
-                status = "count mismatch"
-            rows.append({
-                "role": role, "set": spec.name, "family": benchmark.families.get(spec.name, "training"),
-                "n_real": found_real, "n_fake": found_fake,
-                "expected_real": expected[0] if expected else None,
-                "expected_fake": expected[1] if expected else None, "status": status,
-            })
-    return pd.DataFrame(rows)
+def _record_profile(profile: Profile, output: Path, notebook: str, parameters: dict) -> None:
+    """State on the index page the profile of a notebook run on its own (not by ``ufd reproduce``,
+    which records its run itself), so the page keeps its banner."""
+    settings = {"profile": profile.name, "description": profile.description,
+                "compare_with_paper": profile.compare_with_paper, **parameters,
+                "written by": f"notebook {notebook} run on its own, not by ufd reproduce"}
+    record_run(output, f"UnivFD replication — profile {profile.name}", settings,
+               {**library_versions(), "ufd code": code_revision()})
 
 
 def extraction_options(profile: Profile, cache_dir: Path | str | None, progress: bool = True) -> ExtractionOptions:

@@ -171,6 +171,7 @@ def test_official_weights_without_network_fail_fast_with_instructions(tmp_path, 
     assert time.monotonic() - started < 10
     message = str(caught.value)
     assert "ViT-L-14.pt" in message and str(weights) in message and "simulated: no network" in message
+    assert message.lower().count("download failed") == 1, message
     assert not (weights / "ViT-L-14.pt").exists(), "a partial download was left behind"
 
 

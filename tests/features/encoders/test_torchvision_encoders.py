@@ -104,6 +104,14 @@ def test_backbone_without_weights_falls_back_to_random_and_says_so(empty_hub):
     assert "RANDOM" in notice and "torchvision:resnet18" in notice
 
 
+def test_a_loaded_backbone_notice_names_its_weights_whole():
+    from ufd_lib.analyses.backbones import load_backbone
+
+    encoder, notice = load_backbone("random-clip:tiny", "cpu")
+    assert notice == f"random-clip:tiny: loaded; encoder random-clip:tiny: RANDOM weights, no weights file " \
+                     f"(id {encoder.checkpoint_sha256})" and "…" not in notice
+
+
 @pytest.mark.parametrize("change, named", [
     (lambda state: state.pop("layer1.0.conv1.weight"), "layer1.0.conv1.weight"),
     (lambda state: state.update({"fc.weight": torch.zeros(10, 512)}), "fc.weight"),

@@ -8,3 +8,16 @@ from __future__ import annotations
 from pathlib import Path
 
 RELEASED_PROBE = Path(__file__).with_name("fc_weights.pth")
+
+
+def released_probe_caution(encoder) -> str | None:
+    """One line when ``encoder`` (an :class:`~ufd_lib.features.encoders.Encoder`) runs on other
+    weights than those the released probe was trained on, OpenAI's published CLIP ViT-L/14 file:
+    the probe's scores are then not UnivFD's. None when the weights are that file."""
+    from ufd_lib.features.encoders import weights_notice
+    from ufd_lib.features.encoders.clip import official_clip_checkpoints
+
+    if encoder.checkpoint_sha256 == official_clip_checkpoints()["ViT-L/14"][1]:
+        return None
+    return (f"the released probe was trained on the features of OpenAI's published CLIP ViT-L/14 file, "
+            f"not on these ({weights_notice(encoder)}); its scores are not UnivFD's")

@@ -20,6 +20,7 @@ _PUBLIC = {
     "load_encoder": "registry",
     "parse_encoder_spec": "registry",
     "random_stand_in": "registry",
+    "weights_notice": "registry",
 }
 
 __all__ = sorted(_PUBLIC)

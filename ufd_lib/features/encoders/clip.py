@@ -30,10 +30,11 @@ from torch import nn
 
 from ufd_lib import config
 from ufd_lib.atomic_files import atomic_write
-from ufd_lib.checkpoints import CheckpointMismatch, load_checkpoint, one_line, require_finite
+from ufd_lib.checkpoints import MESSAGE_LIMIT, CheckpointMismatch, load_checkpoint, require_finite
 from ufd_lib.features.encoders.encoder import Encoder
 from ufd_lib.features.encoders.registry import CheckpointRefused, EncoderUnavailable, LoadOptions
 from ufd_lib.hashing import file_sha256
+from ufd_lib.messages import one_line
 
 DOWNLOAD_TIMEOUT_S = 20  # per socket operation, so a dead network fails in seconds
 
@@ -122,7 +123,7 @@ def build_clip(state: dict[str, torch.Tensor], path: Path) -> nn.Module:
                                  "which tells its architecture") from None
     except (RuntimeError, ValueError, IndexError, TypeError, AttributeError) as error:  # load_state_dict's report
         raise CheckpointMismatch(f"{path}: the weights do not fit the CLIP their shapes describe: "
-                                 f"{one_line(error)}") from None
+                                 f"{one_line(error, MESSAGE_LIMIT)}") from None
 
 
 def _clip_from_file(path: Path, sha256: str, name: str, options: LoadOptions) -> Encoder:
@@ -137,7 +138,7 @@ def _download_blocks(url: str):
         with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
             yield from iter(lambda: response.read(1 << 20), b"")
     except (urllib.error.URLError, OSError) as error:  # URLError, timeouts, resets
-        raise EncoderUnavailable(f"download failed: {error}") from error
+        raise EncoderUnavailable(f"{url}: {error}") from error
 
 
 def download_verified(url: str, target: Path, expected_sha256: str) -> None:

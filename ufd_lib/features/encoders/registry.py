@@ -105,3 +105,15 @@ def load_encoder(spec: str, device: str | torch.device | None = None, allow_torc
     encoder = _family_module(prefix).LOADERS[prefix](argument, options)
     encoder.model.eval().requires_grad_(False)
     return encoder
+
+
+def weights_notice(encoder: Encoder) -> str:
+    """Which weights an encoder runs on, in one line: its registry string, weights file, SHA-256
+    and, for CLIP, whether they are OpenAI's published checkpoint; or that they are random."""
+    if encoder.checkpoint_path is None:
+        return f"encoder {encoder.name}: RANDOM weights, no weights file (id {encoder.checkpoint_sha256})"
+    parts = [f"encoder {encoder.name}", f"weights {encoder.checkpoint_path}", f"SHA-256 {encoder.checkpoint_sha256}"]
+    if parse_encoder_spec(encoder.name)[0] == "clip":
+        parts.append("OpenAI's published checkpoint" if encoder.checkpoint_official
+                     else "NOT one of OpenAI's published checkpoints")
+    return ", ".join(parts)

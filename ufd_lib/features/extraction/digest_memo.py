@@ -1,29 +1,13 @@
 """File-identity memo: the SHA-256 of a file, remembered by what ``stat`` says about it.
 
-The feature cache is keyed by the SHA-256 of each image's bytes; hashing every file of a large
-tree on every run would read the whole tree again. The memo remembers, per file, its identity
-(absolute path; size, mtime_ns, ctime_ns, inode and device of the file the path leads to,
-links followed) and the digest of its bytes. A file whose identity is unchanged is recognised
-by one ``stat``, and its bytes are not read; any change of those fields (a write, a
-replacement, a rename over it, a link pointing elsewhere: ctime moves with every one, and
-cannot be set back by a user) makes it be hashed again. The ``stat`` calls of a look-up go
-directory by directory, each name relative to its open directory, with no Python work per
-file (:func:`regular_identities`): on a large tree they are most of a repeat run's cost.
+In: file paths (as strings). Out: each file's 32-byte SHA-256 when its identity (size,
+mtime_ns, ctime_ns, inode, device; links followed) is the one remembered, else None. Stored in
+one SQLite database per feature cache root (``file-digests.sqlite3``), one row per directory with
+a CRC-32 check, changed in ``BEGIN IMMEDIATE`` transactions so processes sharing a cache share it.
 
-Storage: one SQLite database (the standard library's ``sqlite3``),
-``<feature cache root>/file-digests.sqlite3``, one row per directory, so that a look-up costs
-one row per directory and array compares, not Python work per file. A row holds the directory
-(the key up to its last ``/``), the file names in it (UTF-8, lone surrogates passed, so every
-``os.fsdecode`` name, each ended by a NUL), their identities (int64 (n, 5); unsigned fields wrapped)
-and digests (uint8 (n, 32)), and a check (a CRC-32 over the whole row). SQLite makes every
-write atomic and serialises concurrent writers; ``remember`` and ``forget`` read, change and
-write their rows in one ``BEGIN IMMEDIATE`` transaction, so processes sharing a cache share the
-memo and none loses another's files. A row whose check fails is ignored (its files are hashed
-again, and the next ``remember`` there replaces it), and a database SQLite reports as damaged
-is set aside (``.corrupt-<time>``) and rebuilt empty: a damaged memo costs hashing, never a
-wrong digest. A database of another layout (an older memo) is emptied and rebuilt. A memo that
-cannot be written (a read-only cache) is read if it can be, and otherwise left out: files are
-then hashed, as without one.
+Hashing a large tree on every run would read it again; one ``stat`` per unchanged file does not.
+Any write, replacement or rename changes the ctime, which no user can set back, so the file is
+hashed again. A damaged row or database costs hashing, never a wrong digest.
 """
 from __future__ import annotations
 

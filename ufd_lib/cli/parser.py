@@ -180,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument("--out", type=argument_type(output_directory), default=None,
                          help="directory for run.json (optional)")
 
-    for encoding in (evaluate, train_probe, predict, extract):
+    for encoding in (evaluate, train_probe, predict, calibrate, extract):
         shared_options_last(encoding)
 
     reproduce = _command(

@@ -61,7 +61,8 @@ def test_evaluate_knn_writes_the_tables_and_a_rerun_encodes_nothing(capsys, comm
     with open(out / "metrics.csv") as handle:
         assert handle.readline().strip() == ",".join(METRIC_COLUMNS) == (
             "test_set,n_real,n_fake,ap,acc_real,acc_fake,acc,oracle_threshold,oracle_acc_real,oracle_acc_fake,oracle_acc,"
-            "released_threshold,released_acc_real,released_acc_fake,released_acc"
+            "released_threshold,released_acc_real,released_acc_fake,released_acc,"
+            "auc,eer,tpr_at_fpr_1,tpr_at_fpr_5,balanced_acc,ece,brier,nll"
         )
     metrics = pd.read_csv(out / "metrics.csv")
     assert metrics["test_set"].tolist() == ["progan", "ldm", "mean"]

@@ -1,2 +1,3 @@
 """Stage 4, scores → metrics: average precision and accuracies per test set (add a metric in
-:mod:`metrics`), scoring of fitted classifiers, and the numbers the paper reports."""
+:mod:`metrics`), scoring of fitted classifiers, the numbers the paper reports, bootstrap intervals
+(:mod:`bootstrap`) and calibrators (:mod:`calibration`)."""

@@ -33,7 +33,10 @@ What is measured (``benchmarks/README.md`` explains each ratio and records our n
    process involved (256×256 PNG and JPEG, 1024×768 JPEG; in-process and with workers; also
    without the model-input preparation, which runs on the device on a GPU, whole runs and in
    steady state), ``ufd --help`` vs ``import argparse``, and the peak memory of
-   ``fake_bank_similarity`` on a 720k × 768 float16 memory-mapped bank.
+   ``fake_bank_similarity`` on a 720k × 768 float16 memory-mapped bank;
+9. the stratified bootstrap (``--only bootstrap``): 1,000 resamples of 19 sets × 2,000 scores,
+   vectorised (:mod:`ufd_lib.evaluation.bootstrap`) vs a per-resample loop with scikit-learn on
+   the same draws, one thread, and the largest difference between the two.
 
 No timing here is asserted anywhere; tests check behaviour only.
 """
@@ -66,9 +69,11 @@ from ufd_lib.features.preprocess import Perturbation, evaluation_transform, load
 
 SIZES = {
     "full": {"jpegs": 200, "rounds": 2, "smoke_per_class": 40, "bank": 720_000, "queries": 2_000,
-             "probe_rows": 720_000, "tree_files": 20_000, "host_images": 1000, "similarity_queries": 200},
+             "probe_rows": 720_000, "tree_files": 20_000, "host_images": 1000, "similarity_queries": 200,
+             "bootstrap_resamples": 1000},
     "quick": {"jpegs": 48, "rounds": 1, "smoke_per_class": 8, "bank": 72_000, "queries": 500,
-              "probe_rows": 72_000, "tree_files": 2_000, "host_images": 48, "similarity_queries": 100},
+              "probe_rows": 72_000, "tree_files": 2_000, "host_images": 48, "similarity_queries": 100,
+              "bootstrap_resamples": 100},
 }
 EXTRACTION_ENCODER = "random-clip:ViT-B/32"
 SMOKE_ENCODER = "random-clip:small"
@@ -866,6 +871,56 @@ def probe_benchmark(size: dict) -> dict:
             "seconds_per_epoch": seconds[default_threads], "seconds_per_epoch_one_thread": seconds[1]}
 
 
+# --- 9: the stratified bootstrap, vectorised vs a per-resample loop with scikit-learn ----------
+
+BOOTSTRAP_SETS, BOOTSTRAP_PER_CLASS = 19, 1000
+
+
+def bootstrap_benchmark(size: dict) -> dict:
+    """``set_distributions`` (every resample at once from counts) vs a plain loop that
+    materialises each resample and calls scikit-learn's ``average_precision_score`` and
+    ``roc_auc_score``, the accuracies and ``released_best_threshold``, on the same draws; 19 sets
+    of 1000 + 1000 scores, one thread; the largest difference between the two is reported."""
+    import pandas as pd
+    from sklearn.metrics import average_precision_score, roc_auc_score
+    from threadpoolctl import threadpool_limits
+
+    from ufd_lib.evaluation.bootstrap import BootstrapSettings, draw, set_distributions
+    from ufd_lib.evaluation.metrics import released_best_threshold
+
+    resamples = size["bootstrap_resamples"]
+    rng = np.random.default_rng(4)
+    labels = np.r_[np.zeros(BOOTSTRAP_PER_CLASS, int), np.ones(BOOTSTRAP_PER_CLASS, int)]
+    sets = {f"set{i}": 1 / (1 + np.exp(-(rng.normal(0, 1, labels.size) + rng.uniform(0.5, 3) * labels)))
+            for i in range(BOOTSTRAP_SETS)}
+    scores = pd.concat([pd.DataFrame({"test_set": name, "label": labels, "score": values})
+                        for name, values in sets.items()], ignore_index=True)
+    settings = BootstrapSettings(resamples, seed=0)
+    with threadpool_limits(1):
+        log(f"bootstrap: vectorised, {resamples} resamples of {BOOTSTRAP_SETS} sets x {labels.size} scores")
+        started = time.perf_counter()
+        vectorised = set_distributions(scores, 0.5, settings)
+        vectorised_seconds = time.perf_counter() - started
+        log("bootstrap: the per-resample loop with scikit-learn")
+        started = time.perf_counter()
+        largest = 0.0
+        for name, values in sets.items():
+            draws = draw(name, BOOTSTRAP_PER_CLASS, BOOTSTRAP_PER_CLASS, settings)
+            real, fake = values[labels == 0], values[labels == 1]
+            for b in range(resamples):
+                resampled = np.r_[np.repeat(real, draws.real[b].astype(int)),
+                                  np.repeat(fake, draws.fake[b].astype(int))]
+                row = {"ap": average_precision_score(labels, resampled), "auc": roc_auc_score(labels, resampled),
+                       "acc_real": float((resampled[labels == 0] <= 0.5).mean()),
+                       "acc_fake": float((resampled[labels == 1] > 0.5).mean()),
+                       "released_acc": released_best_threshold(labels, resampled)[3]}
+                largest = max(largest, *(abs(row[key] - vectorised[name][key][b]) for key in row))
+        loop_seconds = time.perf_counter() - started
+    return {"sets": BOOTSTRAP_SETS, "scores_per_set": labels.size, "resamples": resamples,
+            "vectorised_seconds": vectorised_seconds, "loop_seconds": loop_seconds,
+            "speedup": loop_seconds / vectorised_seconds, "max_abs_difference": largest}
+
+
 # --- 7: on a CUDA GPU: ViT-L/14 fp16 extraction, GPU search and probe ------------------------
 
 GPU_ENCODER = "random-clip:ViT-L/14"
@@ -1045,6 +1100,13 @@ def report(results: dict) -> str:
     r = results.get("reading")
     if r:
         lines += reading_report(r)
+    bs = results.get("bootstrap")
+    if bs:
+        lines.append(f"9. stratified bootstrap, {bs['resamples']} resamples of {bs['sets']} sets x "
+                     f"{bs['scores_per_set']} scores (AP, accuracies, AUC, released best-threshold accuracy), one "
+                     f"thread: vectorised {bs['vectorised_seconds']:.1f} s, per-resample loop with scikit-learn "
+                     f"{bs['loop_seconds']:.1f} s = {bs['speedup']:.1f}x; largest difference "
+                     f"{bs['max_abs_difference']:.1e}")
     return "\n".join(lines)
 
 
@@ -1106,7 +1168,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nn-torch", action="store_true",
                         help="also time nn_search's torch backend on CPU (one more full search)")
     parser.add_argument("--only", nargs="+", default=None,
-                        choices=("extraction", "evaluate", "nn", "forward_passes", "probe", "reading", "gpu"),
+                        choices=("extraction", "evaluate", "nn", "forward_passes", "probe", "reading", "bootstrap",
+                                 "gpu"),
                         help="sections to run (default: all but gpu; gpu needs CUDA)")
     parser.add_argument("--nn-worker", nargs=4, metavar=("METHOD", "BANK", "QUERIES", "OUT"), help=argparse.SUPPRESS)
     parser.add_argument("--bank-worker", nargs=3, metavar=("BANK", "QUERIES", "OUT"), help=argparse.SUPPRESS)
@@ -1125,7 +1188,7 @@ def main(argv: list[str] | None = None) -> int:
 
     mode = "quick" if args.quick else "full"
     size = SIZES[mode]
-    selected = set(args.only or ("extraction", "evaluate", "nn", "forward_passes", "probe", "reading"))
+    selected = set(args.only or ("extraction", "evaluate", "nn", "forward_passes", "probe", "reading", "bootstrap"))
     if "gpu" in selected and not torch.cuda.is_available():
         parser.error("--only gpu needs a CUDA GPU; none is visible to torch")
     work = args.workdir or Path(tempfile.mkdtemp(prefix="ufd-bench-"))
@@ -1155,6 +1218,8 @@ def main(argv: list[str] | None = None) -> int:
             results["nn"] = nn_benchmarks(work, size, args.nn_torch)
         if "reading" in selected:
             results["reading"] = reading_benchmarks(work, size)
+        if "bootstrap" in selected:
+            results["bootstrap"] = bootstrap_benchmark(size)
         if "gpu" in selected:
             results["gpu"] = gpu_benchmarks(work, mode)
     finally:

@@ -61,7 +61,7 @@ def test_every_command_has_a_description_and_shows_its_own_options_first():
         if "--encoder ENCODER" in text and name != "reproduce":
             shared = text.index("options shared by the commands that encode images:")
             own = {"evaluate": "--classifier", "train-probe": "--augmented-views", "predict": "--bank",
-                   "extract": "--precision"}[name]
+                   "extract": "--precision", "calibrate": "--calib"}[name]
             assert text.index(f"  {own}") < shared < text.index("  --encoder ENCODER"), name
             usage = parser.format_usage()
             assert usage.index(f"{own}") < usage.index("[--encoder ENCODER]"), name

@@ -45,7 +45,7 @@ def _subcommand_parsers(parser) -> dict[str, object]:
 
 
 def _command_and_rest(words: list[str], commands: dict) -> tuple[str, list[str]]:
-    for length in (2, 1):
+    for length in (3, 2, 1):  # the longest command first: `data manifest build` before `data manifest`
         name = " ".join(words[1:1 + length])
         if name in commands:
             return name, words[1 + length:]

@@ -51,7 +51,7 @@ def test_a_failed_reproduce_writes_a_page_that_says_which_notebook_stopped_and_w
     assert status == 1 and "index.html" in capsys.readouterr().err
     page = (out / "index.html").read_text()
     text = re.sub(r"<[^>]+>", "", page)
-    assert "Profile paper." in text  # the banner is kept
+    assert "Profile paper" in text and "Profile not recorded" not in text  # the banner is kept
     assert "This run failed. Notebook 02_broken stopped in cell 4: ValueError: deliberate failure" in text
     assert '<a href="notebooks/02_broken.html">executed notebook</a>' in page
     assert (out / "notebooks" / "02_broken.html").exists()
@@ -105,7 +105,7 @@ def test_a_finished_reproduce_records_code_command_times_and_durations(tmp_path,
 def test_a_notebook_run_by_hand_keeps_the_profile_banner(tmp_path, monkeypatch):
     spec = ImageSetSpec("set", tmp_path, tmp_path)
     monkeypatch.setattr(context_module, "load_benchmark", lambda profile, root: Benchmark(spec, spec, [spec], {}))
-    for profile, banner in (("smoke", "Profile smoke: a pipeline check."), ("paper", "Profile paper.")):
+    for profile, banner in (("smoke", "Profile smoke: a pipeline check."), ("paper", "<strong>Profile paper")):
         out = tmp_path / profile
         run = context_module.open_run(profile, str(tmp_path), str(out), None, notebook="03_main_results")
         run.save_table(pd.DataFrame({"ap": [0.5]}), "t", "T")

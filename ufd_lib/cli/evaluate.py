@@ -9,6 +9,8 @@ from ufd_lib.classifiers.linear_probe import LinearProbe
 from ufd_lib.classifiers.nearest_neighbour import NearestNeighbourClassifier
 from ufd_lib.classifiers.released import RELEASED_PROBE, released_probe_caution
 from ufd_lib.cli.args import UsageError, extraction_options, settings
+from ufd_lib.cli.calibrate import calibrated
+from ufd_lib.evaluation.bootstrap import BootstrapSettings, with_intervals
 from ufd_lib.evaluation.scoring import evaluate_sets
 from ufd_lib.features.encoders import load_encoder
 from ufd_lib.features.extraction.decoding_workers import kept_decoding_workers
@@ -43,7 +45,8 @@ def _fit_classifier(args, encoder, options, report):
 
 PRINTED = {"ap": "AP%", "acc_real": "acc_real%", "acc_fake": "acc_fake%", "acc": "acc%",
            "oracle_threshold": "oracle_t", "oracle_acc": "oracle_acc%",
-           "released_threshold": "released_t", "released_acc": "released_acc%"}
+           "released_threshold": "released_t", "released_acc": "released_acc%",
+           "auc": "AUC%", "eer": "EER%", "tpr_at_fpr_1": "TPR@FPR1%", "tpr_at_fpr_5": "TPR@FPR5%"}
 
 
 def _in_percent(metrics):
@@ -54,6 +57,9 @@ def _in_percent(metrics):
         values = metrics[column] if column.endswith("threshold") else metrics[column] * 100
         digits = "{:.4g}" if column.endswith("threshold") else "{:.2f}"
         table[title] = [digits.format(v + 0.0) if v == v else "" for v in values]
+    if "ap_ci_low" in metrics:
+        table["AP% CI"] = [f"{low * 100:.2f}-{high * 100:.2f}" if low == low else ""
+                           for low, high in zip(metrics["ap_ci_low"], metrics["ap_ci_high"])]
     return table
 
 
@@ -79,9 +85,12 @@ def run(args) -> int:
         raise UsageError(f"--k must be >= 1, got {args.k}")
     encoder = load_encoder(args.encoder, args.device, args.allow_torchscript)
     report = ExtractionReport()
-    classifier = _fit_classifier(args, encoder, options, report)
+    classifier = calibrated(_fit_classifier(args, encoder, options, report), args.calibration, args.probe)
     test_sets = [featurize(encoder, spec, options, report) for spec in args.test]
-    result = evaluate_sets(classifier, test_sets)
+    result = evaluate_sets(classifier, test_sets, args.ece_bins)
+    if args.bootstrap:
+        intervals = BootstrapSettings(args.bootstrap, args.ci, args.seed)
+        result.metrics = with_intervals(result.metrics, result.scores, result.threshold, intervals)
     write_evaluation(result, run_record(encoder, report, settings(args)), args.out)
     print("metrics in percent; thresholds (_t) in score units; every column as fractions in metrics.csv")
     print(_in_percent(result.metrics).to_string(index=False, na_rep=""))

@@ -99,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--test", type=set_spec, action="append", required=True, metavar="NAME=REAL[:FAKE]",
                           help="a test set (repeatable): one row of the results per set, then their mean")
     evaluate.add_argument("--out", type=argument_type(output_directory), required=True, help="output directory")
+    _add_interval_flags(evaluate)
 
     train_probe = _encoding_command(
         subparsers, "train-probe", "train_probe", "train the linear probe on cached features",
@@ -123,6 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
                              f"(default {config.PROBE_PATIENCE})")
     train_probe.add_argument("--seed", type=int, default=0,
                              help="seed of the weight initialisation, batch order and validation split (default 0)")
+    train_probe.add_argument("--seeds", type=int, nargs="+", default=None, metavar="SEED",
+                             help="train one probe per seed instead (e.g. --seeds 0 1 2 3 4), saved as "
+                             "OUT_seed<SEED>.pth, and print the spread of the validation accuracy across seeds")
     train_probe.add_argument("--out", type=argument_type(output_file), required=True,
                              help="where to save the probe (.pth)")
 
@@ -144,8 +148,28 @@ def build_parser() -> argparse.ArgumentParser:
                          "cosine margin, label fake above 0")
     predict.add_argument("--k", type=positive_int, default=1, help="nearest neighbours averaged per bank (--bank)")
     predict.add_argument("--json", action="store_true", help="JSON lines instead of tab-separated text")
+    predict.add_argument("--calibration", type=argument_type(existing_file), default=None, metavar="C",
+                         help="a calibrator from `ufd calibrate` applied to the probe's probabilities (label fake "
+                         "above 0.5 of the calibrated probability)")
     predict.add_argument("images", type=Path, nargs="+", metavar="IMAGE_OR_DIR",
                          help="image files, or folders searched recursively for images")
+
+    calibrate = _encoding_command(
+        subparsers, "calibrate", "calibrate", "fit a calibrator of a linear probe's probabilities",
+        "Fit temperature scaling or isotonic regression of the probe's probability of fake on --calib "
+        "(by the paper's protocol the validation set, ProGAN) and save it as JSON for `ufd evaluate "
+        "--calibration` and `ufd predict --calibration`.",
+        layouts=True,
+    )
+    calibrate.add_argument("--probe", type=argument_type(probe_file), default=RELEASED_PROBE, metavar="PATH",
+                           help="the linear probe: 'released' (default) or a .pth from `ufd train-probe`")
+    calibrate.add_argument("--calib", type=set_spec, required=True, metavar="NAME=REAL[:FAKE]",
+                           help="the calibration set (real and fake images)")
+    calibrate.add_argument("--method", choices=("temperature", "isotonic"), required=True,
+                           help="temperature: p' = sigmoid(logit(p) / T), decisions unchanged; isotonic: a "
+                           "non-decreasing map fitted by isotonic regression")
+    calibrate.add_argument("--out", type=argument_type(output_file), required=True, metavar="C",
+                           help="where to write the calibrator (JSON)")
 
     extract = _encoding_command(
         subparsers, "extract", "extract", "fill the feature cache (torchrun for several processes)",
@@ -167,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="write each set's features to DIR: <set>.npy (float32), <set>_layer<L>.npy per "
                          "--layers layer (float16) and <set>.csv (row, path, label)")
 
-    for encoding in (evaluate, train_probe, predict, extract):
+    for encoding in (evaluate, train_probe, predict, calibrate, extract):
         shared_options_last(encoding)
 
     reproduce = _command(
@@ -215,6 +239,30 @@ def build_parser() -> argparse.ArgumentParser:
     selfcheck.add_argument("--out", type=argument_type(output_file), default=None,
                            help="also write the report (Markdown) to this file")
     return parser
+
+
+def _fraction(text: str) -> float:
+    """argparse type: a number strictly between 0 and 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must lie strictly between 0 and 1")
+    return value
+
+
+def _add_interval_flags(evaluate: argparse.ArgumentParser) -> None:
+    """``ufd evaluate``'s flags for confidence intervals and calibration."""
+    evaluate.add_argument("--bootstrap", type=non_negative_int, default=0, metavar="N",
+                          help="add <metric>_ci_low/_ci_high for AP, accuracies, AUC and the released best-threshold "
+                          "accuracy from N stratified bootstrap resamples of the test images (0, the default: none)")
+    evaluate.add_argument("--ci", type=_fraction, default=0.95, help="interval level (default 0.95)")
+    evaluate.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resamples (default 0)")
+    evaluate.add_argument("--ece-bins", type=positive_int, default=15, metavar="N",
+                          help="equal-width bins of the expected calibration error (default 15)")
+    evaluate.add_argument("--calibration", type=argument_type(existing_file), default=None, metavar="C",
+                          help="a calibrator from `ufd calibrate` applied to the linear probe's probabilities")
 
 
 _MANIFEST_LISTING = "(the manifests, listed when this help is printed)"
@@ -284,7 +332,9 @@ def _add_newer_data_commands(commands) -> None:
     manifest = commands.add_parser("manifest", help="per-file lists of a copy",
                                    description="Build a per-file list (path,size_bytes,sha256) of a copy.")
     build = manifest.add_subparsers(dest="manifest_command", metavar="{build}", required=True).add_parser(
-        "build", help="write the sorted relative paths, sizes and SHA-256 of the images under --data-root")
+        "build", help="write the sorted relative paths, sizes and SHA-256 of the images under --data-root",
+        description="Write the sorted relative paths, sizes and SHA-256 of the images of a copy, so two copies can "
+        "be compared (ufd data verify --against FILE). Unchanged files are recognised without being read.")
     build.add_argument("--data-root", type=argument_type(existing_directory), required=True, metavar="DIR",
                        help="the copy to list (paths in the list are relative to it)")
     build.add_argument("--manifest", dest="manifest_name", metavar="NAME",

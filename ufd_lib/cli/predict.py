@@ -14,6 +14,7 @@ from ufd_lib.classifiers.linear_probe import LinearProbe
 from ufd_lib.classifiers.nearest_neighbour import NearestNeighbourClassifier
 from ufd_lib.classifiers.released import RELEASED_PROBE, released_probe_caution
 from ufd_lib.cli.args import UsageError, extraction_options
+from ufd_lib.cli.calibrate import calibrated
 from ufd_lib.data.discovery import image_files_under
 from ufd_lib.evaluation.scoring import fake_scores
 from ufd_lib.features.encoders import load_encoder
@@ -88,7 +89,7 @@ def run(args) -> int:
     probe_path = _probe_path(args)
     options = extraction_options(args)
     encoder = load_encoder(args.encoder, args.device, args.allow_torchscript)
-    classifier = _classifier(args, probe_path, encoder, options)
+    classifier = calibrated(_classifier(args, probe_path, encoder, options), args.calibration, probe_path)
     cache = open_cache(encoder, options.perturbation, options.cache_root)
     features, kept, report = extract_features(encoder, paths, cache, options)
     scores, threshold = fake_scores(classifier, features)

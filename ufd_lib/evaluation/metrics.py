@@ -18,6 +18,18 @@
   accuracies are then reported calling an image fake when ``score > t``, and
   ``released_acc`` is plain accuracy, not the mean of the class accuracies (the two agree
   when the classes have equal size, as in the release's capped test sets).
+- Operating points (ours, as detection papers after UnivFD report them): ``auc`` (ROC AUC,
+  ties counted half); ``eer``, the equal error rate where the ROC curve, drawn as straight
+  lines between its points, crosses FPR = FNR; ``tpr_at_fpr_1`` and ``tpr_at_fpr_5``, the
+  share of fakes flagged at 1% and 5% of reals flagged, with no interpolation: the highest TPR
+  of any threshold whose FPR does not exceed the target, so a real threshold achieves it;
+  ``balanced_acc``, scikit-learn's balanced accuracy at the classifier's threshold (by
+  definition the paper's ``acc``, under the name the field uses).
+- Probability metrics, only for scores that are probabilities of fake (NaN otherwise):
+  ``ece`` (expected calibration error over equal-width bins of the fake probability, 15 by
+  default: the bins' |share of fakes − mean probability| weighted by their image counts),
+  ``brier`` (mean squared error of the probability) and ``nll`` (mean negative log-likelihood
+  in nats, probabilities clipped to [1e-15, 1 − 1e-15]).
 
 Scores must be finite: a NaN or infinite score is a broken model, refused with
 :class:`MetricError` naming the test set.
@@ -28,13 +40,16 @@ import warnings
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import average_precision_score
+from sklearn.metrics import average_precision_score, balanced_accuracy_score, roc_auc_score, roc_curve
 
 METRIC_COLUMNS = [
     "test_set", "n_real", "n_fake", "ap", "acc_real", "acc_fake", "acc",
     "oracle_threshold", "oracle_acc_real", "oracle_acc_fake", "oracle_acc",
     "released_threshold", "released_acc_real", "released_acc_fake", "released_acc",
+    "auc", "eer", "tpr_at_fpr_1", "tpr_at_fpr_5", "balanced_acc", "ece", "brier", "nll",
 ]
+ECE_BINS = 15
+NLL_CLIP = 1e-15
 
 
 class MetricError(ValueError):
@@ -136,15 +151,123 @@ def released_best_threshold(labels, scores, first_half: int | None = None) -> tu
     return threshold, acc_real, acc_fake, float((called_fake == (labels == 1)).mean())
 
 
-def test_set_metrics(name: str, labels, scores, threshold: float, first_half: int | None = None) -> dict:
+def _both_classes(labels: np.ndarray, what: str) -> bool:
+    if len(np.unique(labels)) < 2:
+        warnings.warn(f"{what} is undefined for a test set with one class only; reporting NaN")
+        return False
+    return True
+
+
+def roc_auc(labels, scores) -> float:
+    """ROC AUC with fake as positive (a tie between a real and a fake counts half); NaN (with a
+    warning) when the set lacks a class."""
+    labels, scores = _validate(labels, scores)
+    return float(roc_auc_score(labels, scores)) if _both_classes(labels, "AUC") else float("nan")
+
+
+def equal_error_rate(labels, scores) -> float:
+    """EER: the rate where FPR = FNR on the ROC curve drawn as straight lines between its
+    points (module docstring); NaN (with a warning) when the set lacks a class."""
+    labels, scores = _validate(labels, scores)
+    if not _both_classes(labels, "the equal error rate"):
+        return float("nan")
+    fpr, tpr, _ = roc_curve(labels, scores, drop_intermediate=False)
+    gap = (1 - tpr) - fpr  # FNR − FPR: 1 at the curve's start, −1 at its end, never increasing
+    i = int(np.argmax(gap <= 0))
+    step = gap[i - 1] / (gap[i - 1] - gap[i])
+    return float(fpr[i - 1] + step * (fpr[i] - fpr[i - 1]))
+
+
+def tpr_at_fpr(labels, scores, fpr_target: float) -> float:
+    """Share of fakes called fake at the threshold flagging at most ``fpr_target`` (a fraction)
+    of the reals, without interpolation (module docstring); NaN when the set lacks a class."""
+    labels, scores = _validate(labels, scores)
+    if not _both_classes(labels, "TPR at a fixed FPR"):
+        return float("nan")
+    fpr, tpr, _ = roc_curve(labels, scores, drop_intermediate=False)
+    return float(tpr[fpr <= fpr_target + 1e-12].max())
+
+
+def balanced_accuracy(labels, scores, threshold: float) -> float:
+    """Mean of the class accuracies calling an image fake when score > threshold (scikit-learn's
+    ``balanced_accuracy_score``); NaN when the set lacks a class."""
+    labels, scores = _validate(labels, scores)
+    if len(np.unique(labels)) < 2:
+        return float("nan")
+    return float(balanced_accuracy_score(labels, (scores > threshold).astype(int)))
+
+
+def _probabilities(scores: np.ndarray) -> np.ndarray:
+    if len(scores) and (scores.min() < 0 or scores.max() > 1):
+        raise MetricError(f"probabilities must lie in [0, 1]; got scores from {scores.min():g} to {scores.max():g}")
+    return scores
+
+
+def expected_calibration_error(labels, probabilities, bins: int = ECE_BINS) -> float:
+    """ECE of probabilities of fake over ``bins`` equal-width bins of [0, 1] (module docstring;
+    a bin holds (edge_i, edge_i+1], the first also 0); NaN for an empty set. Raises
+    :class:`MetricError` for a value outside [0, 1]."""
+    labels, probabilities = _validate(labels, probabilities)
+    probabilities = _probabilities(probabilities)
+    if not len(labels):
+        return float("nan")
+    which = np.clip(np.searchsorted(np.linspace(0, 1, bins + 1)[1:-1], probabilities, side="left"), 0, bins - 1)
+    count = np.bincount(which, minlength=bins)
+    fakes = np.bincount(which, weights=labels.astype(np.float64), minlength=bins)
+    total = np.bincount(which, weights=probabilities, minlength=bins)
+    return float(np.abs(fakes - total).sum() / count.sum())
+
+
+def brier_score(labels, probabilities) -> float:
+    """Mean of (probability of fake − label)²; NaN for an empty set."""
+    labels, probabilities = _validate(labels, probabilities)
+    probabilities = _probabilities(probabilities)
+    return float(np.mean((probabilities - labels) ** 2)) if len(labels) else float("nan")
+
+
+def negative_log_likelihood(labels, probabilities) -> float:
+    """Mean −log p(true class) in nats, p clipped to [1e-15, 1 − 1e-15]; NaN for an empty set."""
+    labels, probabilities = _validate(labels, probabilities)
+    probabilities = np.clip(_probabilities(probabilities), NLL_CLIP, 1 - NLL_CLIP)
+    if not len(labels):
+        return float("nan")
+    return float(-np.mean(np.where(labels == 1, np.log(probabilities), np.log1p(-probabilities))))
+
+
+def operating_points(labels, scores, threshold: float, probabilities: bool = False,
+                     ece_bins: int = ECE_BINS) -> dict:
+    """The operating-point columns (auc, eer, tpr_at_fpr_1, tpr_at_fpr_5, balanced_acc) and, when
+    ``probabilities`` (scores are probabilities of fake), ece, brier, nll; NaN otherwise."""
+    labels, scores = _validate(labels, scores)
+    nan = float("nan")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a one-class set already warned through average_precision
+        row = {
+            "auc": roc_auc(labels, scores),
+            "eer": equal_error_rate(labels, scores),
+            "tpr_at_fpr_1": tpr_at_fpr(labels, scores, 0.01),
+            "tpr_at_fpr_5": tpr_at_fpr(labels, scores, 0.05),
+            "balanced_acc": balanced_accuracy(labels, scores, threshold),
+        }
+    row.update(
+        ece=expected_calibration_error(labels, scores, ece_bins) if probabilities else nan,
+        brier=brier_score(labels, scores) if probabilities else nan,
+        nll=negative_log_likelihood(labels, scores) if probabilities else nan,
+    )
+    return row
+
+
+def test_set_metrics(name: str, labels, scores, threshold: float, first_half: int | None = None,
+                     probabilities: bool = False, ece_bins: int = ECE_BINS) -> dict:
     """One row of the metrics table (columns :data:`METRIC_COLUMNS`, fractions in [0, 1]);
-    ``first_half`` as in :func:`released_best_threshold`.
+    ``first_half`` as in :func:`released_best_threshold`; ``probabilities``: the scores are
+    probabilities of fake (ece, brier, nll are NaN otherwise).
     Raises :class:`MetricError` naming the test set when a score is not finite."""
     labels, scores = _validate(labels, scores, name)
     acc_real, acc_fake, acc = accuracies(labels, scores, threshold)
     oracle = oracle_threshold(labels, scores)
     released = released_best_threshold(labels, scores, first_half)
-    return {
+    row = {
         "test_set": name,
         "n_real": int((labels == 0).sum()),
         "n_fake": int((labels == 1).sum()),
@@ -161,6 +284,11 @@ def test_set_metrics(name: str, labels, scores, threshold: float, first_half: in
         "released_acc_fake": released[2],
         "released_acc": released[3],
     }
+    try:
+        row.update(operating_points(labels, scores, threshold, probabilities, ece_bins))
+    except MetricError as error:
+        raise MetricError(f"test set {name}: {error}") from None
+    return row
 
 
 def metrics_table(rows: list[dict]) -> pd.DataFrame:

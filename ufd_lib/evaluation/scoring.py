@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ufd_lib import config
-from ufd_lib.evaluation.metrics import MetricError, metrics_table, test_set_metrics
+from ufd_lib.evaluation.metrics import ECE_BINS, MetricError, metrics_table, test_set_metrics
 from ufd_lib.features.feature_sets import FeatureSet
 
 
@@ -36,15 +36,18 @@ def fake_scores(classifier, features: np.ndarray, released_precision: bool = Fal
 @dataclass
 class EvaluationResult:
     """metrics: one row per test set plus ``mean`` (:data:`ufd_lib.evaluation.metrics.METRIC_COLUMNS`);
-    scores: test_set, path, label, score; skipped: test_set, path, reason."""
+    scores: test_set, path, label, score; skipped: test_set, path, reason; threshold: the
+    classifier's decision threshold (fake when score > threshold)."""
 
     metrics: pd.DataFrame
     scores: pd.DataFrame
     skipped: pd.DataFrame
+    threshold: float = float("nan")
 
 
-def evaluate_sets(classifier, test_sets: list[FeatureSet]) -> EvaluationResult:
-    """Score every test set with a fitted classifier and compute the paper's metrics.
+def evaluate_sets(classifier, test_sets: list[FeatureSet], ece_bins: int = ECE_BINS) -> EvaluationResult:
+    """Score every test set with a fitted classifier and compute the paper's metrics (the
+    probability metrics, over ``ece_bins`` bins, when the classifier has ``predict_proba``).
 
     Raises :class:`MetricError` naming the test set when a feature or a score is NaN or
     infinite (a nearest-neighbour search would otherwise turn NaN features into finite scores).
@@ -53,13 +56,15 @@ def evaluate_sets(classifier, test_sets: list[FeatureSet]) -> EvaluationResult:
     at the end of its real list (``FeatureSet.listed_real``).
     """
     rows, score_frames, skipped = [], [], []
+    threshold = float("nan")
     for test_set in test_sets:
         broken = int((~np.isfinite(test_set.features)).any(axis=1).sum())
         if broken:
             raise MetricError(f"test set {test_set.name}: {broken} of {len(test_set.features)} feature vectors "
                               "are NaN or infinite: the encoder output is broken")
         scores, threshold = fake_scores(classifier, test_set.features, test_set.sampling == "official")
-        rows.append(test_set_metrics(test_set.name, test_set.labels, scores, threshold, test_set.listed_real))
+        rows.append(test_set_metrics(test_set.name, test_set.labels, scores, threshold, test_set.listed_real,
+                                     hasattr(classifier, "predict_proba"), ece_bins))
         score_frames.append(pd.DataFrame(
             {"test_set": test_set.name, "path": test_set.paths, "label": test_set.labels, "score": scores}
         ))
@@ -70,4 +75,5 @@ def evaluate_sets(classifier, test_sets: list[FeatureSet]) -> EvaluationResult:
         metrics=metrics_table(rows),
         scores=scores,
         skipped=pd.DataFrame(skipped, columns=["test_set", "path", "reason"]),
+        threshold=threshold,
     )

@@ -356,3 +356,30 @@ def decay_over_time(table: pd.DataFrame, title: str) -> plt.Figure:
     figure.suptitle(title)
     figure.tight_layout()
     return figure
+
+
+def reliability_diagrams(curves: pd.DataFrame, title: str, columns: int = 5) -> plt.Figure:
+    """One reliability diagram per test set: share of fakes against mean probability of fake per
+    bin (marker area ∝ images), the diagonal of perfect calibration dashed. curves: columns
+    test_set, count, mean_probability, fake_share (fractions), as
+    :func:`ufd_lib.analyses.how_sure.reliability_curves`."""
+    names = list(dict.fromkeys(curves["test_set"]))
+    rows = max(1, -(-len(names) // columns))
+    figure, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 2.6 * rows), squeeze=False,
+                                sharex=True, sharey=True)
+    for axis, name in zip(axes.flat, names):
+        curve = curves[(curves["test_set"] == name) & (curves["count"] > 0)]
+        axis.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")
+        axis.plot(curve["mean_probability"], curve["fake_share"], color="C0", lw=1)
+        axis.scatter(curve["mean_probability"], curve["fake_share"], s=8 + 120 * curve["count"] / curve["count"].max(),
+                     color="C0", alpha=0.7)
+        axis.set_title(name, fontsize=9)
+    for axis in list(axes.flat)[len(names):]:
+        axis.set_visible(False)
+    for axis in axes[-1]:
+        axis.set_xlabel("mean probability of fake")
+    for axis in axes[:, 0]:
+        axis.set_ylabel("share of fakes")
+    figure.suptitle(title)
+    figure.tight_layout()
+    return figure

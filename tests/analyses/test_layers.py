@@ -94,3 +94,16 @@ def test_named_features_sit_beside_the_final_embedding():
     assert other["depth"].isna().all() and set(other["layer"]) == {"L0+L1"}
     table = beside_final(sweep, other)
     assert list(dict.fromkeys(table["layer"])) == ["final", "L0+L1"]
+
+
+def test_bootstrap_intervals_bracket_each_family_mean():
+    from ufd_lib.evaluation.bootstrap import BootstrapSettings
+
+    layers = {0: benchmark(1.5, 1), FINAL: benchmark(3.0, 2)}
+    plain = layer_sweep(layers, FAMILIES, classifiers=("NN",))
+    sweep = layer_sweep(layers, FAMILIES, classifiers=("NN",), bootstrap=BootstrapSettings(200, 0.9, seed=0))
+    assert list(sweep.columns[-4:]) == ["ap_ci_low", "ap_ci_high", "acc_ci_low", "acc_ci_high"]
+    np.testing.assert_allclose(sweep["ap"], plain["ap"])  # the point estimates do not change
+    assert (sweep["ap_ci_low"] <= sweep["ap"] + 1e-9).all() and (sweep["ap"] <= sweep["ap_ci_high"] + 1e-9).all()
+    assert (sweep["acc_ci_low"] <= sweep["acc"] + 1e-9).all() and (sweep["acc"] <= sweep["acc_ci_high"] + 1e-9).all()
+    assert (sweep["ap_ci_high"] - sweep["ap_ci_low"] > 0).any()

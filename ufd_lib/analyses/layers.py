@@ -16,11 +16,12 @@ import numpy as np
 import pandas as pd
 
 from ufd_lib import config
-from ufd_lib.analyses.tables import family_summary
+from ufd_lib.analyses.tables import ALL_SETS, family_summary
 from ufd_lib.classifiers.linear_probe import LinearProbe
 from ufd_lib.classifiers.nearest_neighbour import NearestNeighbourClassifier
 from ufd_lib.data.discovery import balanced_subsample
-from ufd_lib.evaluation.scoring import evaluate_sets
+from ufd_lib.evaluation.bootstrap import BootstrapSettings, with_intervals
+from ufd_lib.evaluation.scoring import EvaluationResult, evaluate_sets
 from ufd_lib.features.feature_sets import FINAL, BenchmarkFeatures, FeatureSet, subset
 
 PAPER_DEPTH = 24  # blocks of ViT-L/14's image tower
@@ -44,24 +45,46 @@ def paper_layer_map(depth: int) -> dict[int, int]:
 
 def layer_sweep(layer_features: dict[int | str, BenchmarkFeatures], families: dict[str, str],
                 classifiers: Sequence[str] = ("NN", "LC"), k: int = 1, probe_lr: float = config.PROBE_LR,
-                device: str | None = None) -> pd.DataFrame:
+                device: str | None = None, bootstrap: BootstrapSettings | None = None) -> pd.DataFrame:
     """Each classifier fitted on each layer's training features and evaluated on its test sets.
 
     layer_features: layer (int; or a name such as :data:`FINAL` or ``"L0+L8"`` for features that
     are not one block's) → that layer's features of the benchmark.
     classifiers: ``NN`` (nearest neighbour, pool size ``k``) and/or ``LC`` (the linear probe,
     early stopping on the validation set). Columns: layer, depth (the block number; NaN for
-    named features), classifier, family, ap, acc.
+    named features), classifier, family, ap, acc; with ``bootstrap``, also ap_ci_low, ap_ci_high,
+    acc_ci_low, acc_ci_high (percent): the stratified bootstrap interval of each family mean over
+    the test images (:func:`ufd_lib.evaluation.bootstrap.with_intervals`; training not resampled).
     """
     frames = []
     for layer, features in layer_features.items():
         for name in classifiers:
             classifier = _fit(name, features, k, probe_lr, device)
-            summary = family_summary(evaluate_sets(classifier, features.test_sets), families)
+            result = evaluate_sets(classifier, features.test_sets)
+            summary = family_summary(result, families)
+            if bootstrap is not None:
+                summary = _with_family_intervals(summary, result, families, bootstrap)
             depth = np.nan if isinstance(layer, str) else int(layer)
             frames.append(summary.assign(layer=layer_label(layer), depth=depth, classifier=name))
     table = pd.concat(frames, ignore_index=True)
-    return table[["layer", "depth", "classifier", "family", "ap", "acc"]]
+    intervals = [f"{metric}_ci_{end}" for metric in ("ap", "acc") for end in ("low", "high")] if bootstrap else []
+    return table[["layer", "depth", "classifier", "family", "ap", "acc", *intervals]]
+
+
+def _with_family_intervals(summary: pd.DataFrame, result: EvaluationResult, families: dict[str, str],
+                           bootstrap: BootstrapSettings) -> pd.DataFrame:
+    """``summary`` (rows: families, then all test sets) with the bootstrap interval of each row's mean."""
+    names = result.metrics["test_set"][result.metrics["test_set"] != "mean"].tolist()
+    groups: dict[str, list[str]] = {}
+    for name in names:
+        groups.setdefault(families.get(name, "unknown"), []).append(name)
+    table = with_intervals(result.metrics, result.scores, result.threshold, bootstrap,
+                           {f"mean[{family}]": members for family, members in groups.items()}).set_index("test_set")
+    rows = [f"mean[{family}]" if family != ALL_SETS else "mean" for family in summary["family"]]
+    for metric in ("ap", "acc"):
+        for end in ("low", "high"):
+            summary[f"{metric}_ci_{end}"] = table.loc[rows, f"{metric}_ci_{end}"].to_numpy() * 100
+    return summary
 
 
 def _fit(name: str, features: BenchmarkFeatures, k: int, probe_lr: float, device: str | None):
@@ -77,14 +100,15 @@ def _fit(name: str, features: BenchmarkFeatures, k: int, probe_lr: float, device
 def paper_layer_table(sweep: pd.DataFrame, depth: int, classifier: str = "NN") -> pd.DataFrame:
     """The paper's layer ablation from a :func:`layer_sweep` table: rows of ``classifier`` at the
     paper's layers (mapped by :func:`paper_layer_map`) and the final embedding. Columns:
-    paper_layer, layer, family, ap, acc."""
+    paper_layer, layer, family, ap, acc, and the sweep's interval columns if it has them."""
     rows = sweep[sweep["classifier"] == classifier]
     picked = []
     for paper, ours in paper_layer_map(depth).items():
         picked.append(rows[rows["layer"] == layer_label(ours)].assign(paper_layer=f"L{paper}"))
     picked.append(rows[rows["layer"] == FINAL].assign(paper_layer=FINAL))
     table = pd.concat(picked, ignore_index=True)
-    return table[["paper_layer", "layer", "family", "ap", "acc"]]
+    intervals = [column for column in table.columns if column.endswith(("_ci_low", "_ci_high"))]
+    return table[["paper_layer", "layer", "family", "ap", "acc", *intervals]]
 
 
 def concatenated(parts: Sequence[BenchmarkFeatures]) -> BenchmarkFeatures:

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from conftest import TINY_ENCODER, make_image_set
+from conftest import TINY_ENCODER, make_image_set, settle_timestamps
 from ufd_lib.cli.main import main
 
 
@@ -15,6 +15,7 @@ def sets(tmp_path):
     make_image_set(root / "train", 4, 4)
     make_image_set(root / "test", 3, 3, categories=("car", "horse"))
     (root / "test" / "horse" / "1_fake" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    settle_timestamps()
     return {"train": f"train={root / 'train'}", "test": f"test={root / 'test'}"}
 
 

@@ -27,7 +27,7 @@ def _cache_in_tmp(tmp_path_factory, monkeypatch):
 def settle_timestamps() -> None:
     """Wait until the files written so far are no longer racy for the file-identity memo on a
     fine-timestamp file system (older than its clock tick), so a repeat run may recognise them."""
-    from ufd_lib.features.extraction.digest_memo import CLOCK_TICK_NS
+    from ufd_lib.racy_timestamps import CLOCK_TICK_NS
 
     time.sleep(2 * CLOCK_TICK_NS / 1e9)
 

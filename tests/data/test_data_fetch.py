@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
+import os
 import random
 import re
 import shutil
@@ -17,8 +19,8 @@ from pathlib import Path
 import gdown
 import pytest
 import yaml
+from conftest import REPO_ROOT, settle_timestamps
 from PIL import Image
-from conftest import REPO_ROOT
 
 from ufd_lib.cli import data as data_cli
 from ufd_lib.cli.parser import build_parser
@@ -378,6 +380,52 @@ def test_archive_swapped_in_place_at_the_same_size_is_refused(server, use_manife
     with pytest.raises(FetchError, match="changed since"):
         fetch_data(data_root, ["toy"])
     assert not (data_root / "toy").exists()
+
+
+@pytest.mark.parametrize("pinned", [True, False], ids=["pinned", "unpinned"])
+def test_archive_edited_in_place_with_its_mtime_set_back_is_refused(server, use_manifest, tmp_path: Path,
+                                                                     pinned) -> None:
+    """Same size, same inode, same mtime: only the ctime (which no user can set back) tells."""
+    state, base = server
+    release = make_release()
+    state.files["/toy.zip"] = release
+    use_manifest(_http(base + "/toy.zip", release, sha256="auto" if pinned else None))
+    data_root = tmp_path / "data"
+    fetch_data(data_root, ["toy"])
+    archive = data_root / "downloads" / "toy.zip"
+    before = archive.stat()
+    shutil.rmtree(data_root / "toy")
+    settle_timestamps()
+    _swap_classes_in_place(archive)
+    os.utime(archive, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = archive.stat()
+    assert (after.st_size, after.st_mtime_ns, after.st_ino) == (before.st_size, before.st_mtime_ns, before.st_ino)
+
+    with pytest.raises(FetchError, match="changed since"):
+        fetch_data(data_root, ["toy"])
+    assert not (data_root / "toy").exists()
+
+
+def test_an_archive_hashed_in_the_second_it_was_written_is_hashed_again(server, use_manifest, tmp_path: Path,
+                                                                         monkeypatch) -> None:
+    """A record whose identity was racy when hashed (as on a coarse clock) is not reused."""
+    state, base = server
+    release = make_release()
+    state.files["/toy.zip"] = release
+    use_manifest(_http(base + "/toy.zip", release, sha256="auto"))
+    data_root = tmp_path / "data"
+    fetch_data(data_root, ["toy"])
+    shutil.rmtree(data_root / "toy")
+    sidecar = data_root / "downloads" / "toy.zip.verified.json"
+    record = json.loads(sidecar.read_text())
+    sidecar.write_text(json.dumps({**record, "hashed_from_ns": record["ctime_ns"]}))  # hashed as it was written
+    settle_timestamps()
+    hashed = []
+    real_hash = data_fetch.file_sha256
+    monkeypatch.setattr(data_fetch, "file_sha256", lambda path: hashed.append(path) or real_hash(path))
+    fetch_data(data_root, ["toy"])
+    assert len(hashed) == 1  # once, then the now-old identity is trusted right before extraction
+    assert (data_root / "toy").is_dir()
 
 
 def test_zip_bomb_is_refused_not_extracted(server, use_manifest, tmp_path: Path) -> None:

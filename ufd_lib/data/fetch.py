@@ -8,10 +8,12 @@ interruption; Google Drive downloads go through gdown. Fetch never writes into a
 dataset directory.
 
 An archive is trusted only as it was verified: its SHA-256 is recorded in
-``<archive>.verified.json`` together with the file's identity (size, mtime_ns, inode), and the
-record is reused only while all three still match, so an archive edited in place (even at
-the same size) is hashed again, and then refused if its hash differs from the pinned one or
-from the one first recorded. The check is repeated immediately before extraction. An archive
+``<archive>.verified.json`` together with the file's identity (size, mtime_ns, ctime_ns, inode,
+device) taken before it was hashed, and the record is reused only while all five still match
+and were not racy when it was hashed (:mod:`ufd_lib.racy_timestamps`), so an archive edited in
+place (even at the same size, with its mtime set back: the ctime cannot be) is hashed again,
+and then refused if its hash differs from the pinned one or from the one first recorded. The
+check is repeated immediately before extraction. An archive
 from a source without a pinned checksum must at least be a complete archive of the declared
 format (not an HTML error page, not cut short). Extraction refuses duplicate or unsafe
 members and caps the expansion: at the manifest's ``extracted_size_bytes`` where declared,
@@ -37,6 +39,7 @@ from ufd_lib.data.manifests import Manifest, Source, load_manifest, resolve_mani
 from ufd_lib.data.safe_extract import ArchiveError, safe_extract
 from ufd_lib.data.verify import verify_data
 from ufd_lib.hashing import file_sha256
+from ufd_lib.racy_timestamps import is_racy
 
 _CHUNK = 1 << 20
 # Where a manifest declares no extracted size: the released archives hold PNG and JPEG files,
@@ -273,9 +276,10 @@ def _sidecar(archive: Path) -> Path:
 
 
 def _identity(archive: Path) -> dict[str, int]:
-    """What must not change for a recorded hash to stay valid: size, mtime_ns, inode."""
+    """What must not change for a recorded hash to stay valid: size, mtime_ns, ctime_ns, inode, device."""
     info = archive.stat()
-    return {"size_bytes": info.st_size, "mtime_ns": info.st_mtime_ns, "inode": info.st_ino}
+    return {"size_bytes": info.st_size, "mtime_ns": info.st_mtime_ns, "ctime_ns": info.st_ctime_ns,
+            "inode": info.st_ino, "device": info.st_dev}
 
 
 def _read_record(archive: Path) -> dict | None:
@@ -286,15 +290,22 @@ def _read_record(archive: Path) -> dict | None:
     return record if isinstance(record, dict) and isinstance(record.get("sha256"), str) else None
 
 
-def _record(archive: Path, sha256: str) -> None:
-    atomic_write_text(_sidecar(archive), json.dumps({"sha256": sha256, **_identity(archive)}))
+def _record(archive: Path, record: dict) -> None:
+    atomic_write_text(_sidecar(archive), json.dumps(record))
 
 
-def _current_sha256(archive: Path, record: dict | None) -> str:
-    """The archive's SHA-256: the recorded one while the file's identity is unchanged, else hashed."""
-    if record is not None and all(record.get(key) == value for key, value in _identity(archive).items()):
-        return record["sha256"]
-    return file_sha256(archive)
+def _current_sha256(archive: Path, record: dict | None) -> tuple[str, dict]:
+    """(the archive's SHA-256, the record to keep of it): the recorded one while the file's
+    identity is unchanged and was not racy when it was hashed, else hashed now, with the
+    identity taken before the read."""
+    identity = _identity(archive)
+    if (record is not None and all(record.get(key) == value for key, value in identity.items())
+            and isinstance(record.get("hashed_from_ns"), int)
+            and not is_racy(identity["ctime_ns"], record["hashed_from_ns"])):
+        return record["sha256"], record
+    hashed_from_ns = time.time_ns()
+    sha256 = file_sha256(archive)
+    return sha256, {"sha256": sha256, **identity, "hashed_from_ns": hashed_from_ns}
 
 
 def _kind_problem(archive: Path, archive_format: str) -> str | None:
@@ -326,7 +337,7 @@ def _check_downloaded(archive: Path, source: Source, archive_format: str) -> str
     size = archive.stat().st_size
     if source.size_bytes is not None and size != source.size_bytes:
         return f"size {size} bytes, expected {source.size_bytes}"
-    sha256 = file_sha256(archive)
+    sha256, current = _current_sha256(archive, None)
     if source.sha256 is not None and sha256 != source.sha256:
         return f"SHA-256 {sha256}, expected {source.sha256}"
     if source.sha256 is None:
@@ -334,7 +345,7 @@ def _check_downloaded(archive: Path, source: Source, archive_format: str) -> str
         if problem:
             return problem
         tqdm.write(f"{archive.name}: sha256 {sha256} (no checksum pinned in the manifest for this source)")
-    _record(archive, sha256)
+    _record(archive, current)
     return None
 
 
@@ -348,10 +359,10 @@ def _check_present(archive: Path, manifest: Manifest) -> str | None:
     """
     size = archive.stat().st_size
     record = _read_record(archive)
-    sha256 = _current_sha256(archive, record)
+    sha256, current = _current_sha256(archive, record)
     sources = manifest.archive.sources
     if any(s.sha256 == sha256 and s.size_bytes in (None, size) for s in sources):
-        _record(archive, sha256)
+        _record(archive, current)
         return None
     if record is not None and record["sha256"] != sha256:
         return (f"its SHA-256 ({sha256}) is not the one recorded when it was verified ({record['sha256']}), "
@@ -361,7 +372,7 @@ def _check_present(archive: Path, manifest: Manifest) -> str | None:
         if problem:
             return problem
         tqdm.write(f"{archive.name}: sha256 {sha256} could not be checked (no checksum pinned for its source)")
-        _record(archive, sha256)
+        _record(archive, current)
         return None
     expected = ", ".join(f"{s.sha256} ({s.describe()})" for s in sources)
     return f"its size ({size} bytes) or SHA-256 ({sha256}) matches no source (expected {expected})"

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from conftest import settle_timestamps
 
-from ufd_lib.features.extraction import digest_memo, feature_cache
+from ufd_lib import racy_timestamps
+from ufd_lib.features.extraction import feature_cache
 from ufd_lib.features.extraction.digest_memo import MEMO_NAME, DigestMemo, identity_of, memo_key
 from ufd_lib.features.extraction.feature_cache import FeatureCache
 from ufd_lib.reliability.fault_injection import forge_chunk
@@ -242,7 +243,7 @@ def test_chunks_written_just_before_an_open_are_checked_whole_again_next_time(tm
     cache = FeatureCache(tmp_path, SETTING)
     cache.write_chunk(KEYS[:5], features(5))
     with pytest.MonkeyPatch.context() as patch:  # however slow the machine, the chunk is still racy
-        patch.setattr(digest_memo, "CLOCK_TICK_NS", 600 * 10**9)
+        patch.setattr(racy_timestamps, "CLOCK_TICK_NS", 600 * 10**9)
         FeatureCache(tmp_path, SETTING).refresh()
     settle_timestamps()
     for _ in range(2):

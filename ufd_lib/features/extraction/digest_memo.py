@@ -10,31 +10,10 @@ cannot be set back by a user) makes it be hashed again. The ``stat`` calls of a 
 directory by directory, each name relative to its open directory, with no Python work per
 file (:func:`regular_identities`): on a large tree they are most of a repeat run's cost.
 
-Racy identities (git's "racily clean" entries). A file system stores timestamps at some
-granularity (1 s on ext3, ext4 with 128-byte inodes and many network and FUSE mounts, 2 s on
-FAT), so a same-size rewrite in place soon after the file was hashed can leave its whole
-identity as it was. Every write sets the ctime to the file system's clock, which is never
-older than the moment the write began less one kernel tick; so a file whose ctime is older
-than the memo's opening (before any of its files were read) by a tick, rounded down to the
-granularity, cannot be rewritten without its identity changing. :meth:`DigestMemo.remember`
-keeps only such files; the others (:func:`is_racy`) are dropped and hashed again on the next
-run, when they are old enough. Granularity is judged from the ctime itself: whole seconds are
-taken as a coarse file system (:data:`COARSE_GRANULARITY_NS`), anything finer as a fine one.
-
-Storage: one SQLite database (the standard library's ``sqlite3``),
-``<feature cache root>/file-digests.sqlite3``, one row per directory, so that a look-up costs
-one row per directory and array compares, not Python work per file. A row holds the directory
-(the key up to its last ``/``), the file names in it (UTF-8, lone surrogates passed, so every
-``os.fsdecode`` name, each ended by a NUL), their identities (int64 (n, 5); unsigned fields wrapped)
-and digests (uint8 (n, 32)), and a check (a CRC-32 over the whole row). SQLite makes every
-write atomic and serialises concurrent writers; ``remember`` and ``forget`` read, change and
-write their rows in one ``BEGIN IMMEDIATE`` transaction, so processes sharing a cache share the
-memo and none loses another's files. A row whose check fails is ignored (its files are hashed
-again, and the next ``remember`` there replaces it), and a database SQLite reports as damaged
-is set aside (``.corrupt-<time>``) and rebuilt empty: a damaged memo costs hashing, never a
-wrong digest. A database of another layout (an older memo) is emptied and rebuilt. A memo that
-cannot be written (a read-only cache) is read if it can be, and otherwise left out: files are
-then hashed, as without one.
+Racy identities (git's "racily clean" entries, :mod:`ufd_lib.racy_timestamps`): a file whose
+ctime is too recent when the memo was opened (before any of its files were read) could be
+rewritten in place at the same size without its identity changing on a coarse-timestamp file
+system; :meth:`DigestMemo.remember` drops such files, which are hashed again on the next run.
 """
 from __future__ import annotations
 
@@ -53,6 +32,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ufd_lib.racy_timestamps import is_racy
+
 MEMO_NAME = "file-digests.sqlite3"
 # The layout of the ``digests`` table, in the database's ``user_version``; 0 is the old
 # one-row-per-file table, dropped on sight.
@@ -60,10 +41,6 @@ LAYOUT_VERSION = 2
 # Parameters per SELECT ... IN (...) (SQLite allows 32766 since 3.32).
 LOOKUP_BATCH = 900
 BUSY_TIMEOUT_SECONDS = 30.0
-# The coarsest timestamp granularity in common use (FAT's; 1 s elsewhere), assumed for a ctime
-# in whole seconds; and the most the file system's clock may lag ``time.time_ns()`` (a tick at 100 Hz).
-COARSE_GRANULARITY_NS = 2_000_000_000
-CLOCK_TICK_NS = 10_000_000
 
 Identity = tuple[int, int, int, int, int]  # size, mtime_ns, ctime_ns, inode, device
 _WRAP = 1 << 64
@@ -73,17 +50,6 @@ _LENGTHS = struct.Struct("<QQQ")
 
 def identity_of(result: os.stat_result) -> Identity:
     return (result.st_size, result.st_mtime_ns, result.st_ctime_ns, result.st_ino, result.st_dev)
-
-
-def is_racy(identity: Identity, opened_ns: int) -> bool:
-    """True when a write that began at or after ``opened_ns`` (``time.time_ns()``) could leave
-    ``identity`` unchanged: its ctime is not older than ``opened_ns`` less a clock tick, rounded
-    down to the granularity its own value shows (module docstring)."""
-    ctime = identity[2]
-    reference = opened_ns - CLOCK_TICK_NS
-    if ctime % 1_000_000_000 == 0:
-        reference -= reference % COARSE_GRANULARITY_NS
-    return ctime >= reference
 
 
 def regular_identity(path: Path | str, follow_symlinks: bool = True) -> Identity | None:
@@ -254,7 +220,7 @@ class DigestMemo:
     """(path, identity) → SHA-256 digest, stored in ``<directory>/file-digests.sqlite3``.
 
     Open it before reading the files whose digests it will be told: ``opened_ns`` is the
-    reference for racy identities (:func:`is_racy`).
+    reference for racy identities (:func:`ufd_lib.racy_timestamps.is_racy`).
     """
 
     def __init__(self, directory: Path | str):
@@ -414,14 +380,14 @@ class DigestMemo:
 
     def remember(self, entries: Iterable[tuple[str, Identity, bytes]]) -> None:
         """Store (key, identity, digest) entries (a later entry for a key wins) in one transaction;
-        an entry whose identity is racy (:func:`is_racy`) is not stored, and drops what was."""
+        an entry whose identity is racy (:mod:`ufd_lib.racy_timestamps`) is not stored, and drops what was."""
         learned: dict[str, dict[str, tuple[Identity, bytes]]] = {}
         racy: dict[str, set[str]] = {}
         for key, identity, digest in entries:
             head, slash, name = key.rpartition("/")
             if not slash or "\0" in name or len(digest) != 32:  # NUL ends each stored name
                 continue
-            if is_racy(identity, self.opened_ns):
+            if is_racy(identity[2], self.opened_ns):
                 learned.get(head + slash, {}).pop(name, None)
                 racy.setdefault(head + slash, set()).add(name)
             else:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import pickle
 import socket
 import time
@@ -204,13 +205,15 @@ def test_dtype_is_that_of_most_weights_for_clips_mixed_cuda_layout():
 # --- TorchScript archives: loaded only when official or opted in (issue 12) ---
 
 
-def test_unofficial_torchscript_archive_is_refused_with_the_conversion(torchscript_checkpoint, monkeypatch):
+def test_unofficial_torchscript_archive_is_refused_without_advice_that_runs_it(torchscript_checkpoint, monkeypatch):
     monkeypatch.setenv("UFD_ALLOW_TORCHSCRIPT", "0")
     with pytest.raises(CheckpointRefused) as caught:
         load_encoder(f"clip:{torchscript_checkpoint}", "cpu")
     message = str(caught.value)
-    assert "\n" not in message and str(torchscript_checkpoint) in message and sha256_of(torchscript_checkpoint) in message
-    assert "--allow-torchscript" in message and ".state_dict()" in message and "torch.jit.load(" in message
+    assert "\n" not in message and str(torchscript_checkpoint) in message
+    assert sha256_of(torchscript_checkpoint) in message
+    assert "--allow-torchscript" in message and "would run the code" in message
+    assert "jit.load" not in message and "python" not in message, "the refusal suggests running the archive"
 
 
 def test_crafted_torchscript_archive_never_runs_its_code(tmp_path, monkeypatch):
@@ -230,6 +233,30 @@ def test_crafted_torchscript_archive_never_runs_its_code(tmp_path, monkeypatch):
     with pytest.raises(CheckpointMismatch):
         load_encoder(f"clip:{path}", "cpu")
     assert len(jit_loads) == 1 and marker.read_bytes() == b"A" * 8
+
+
+def test_an_archive_swapped_after_its_hash_was_decided_is_never_the_one_loaded(tmp_path, torchscript_checkpoint,
+                                                                              monkeypatch):
+    """The official-file decision and torch.jit.load use one in-memory copy of the file."""
+    from ufd_lib.features.encoders import clip as clip_module
+
+    marker = tmp_path / "payload-ran"
+    crafted = write_scripted_payload(tmp_path / "crafted.pt", marker)
+    path = tmp_path / "ViT-like.pt"
+    path.write_bytes(torchscript_checkpoint.read_bytes())
+    trusted = sha256_of(path)
+    monkeypatch.setenv("UFD_ALLOW_TORCHSCRIPT", "0")
+    monkeypatch.setattr(clip_module, "is_official_sha256", lambda sha256: sha256 == trusted)
+    real_read = clip_module.read_checkpoint
+
+    def read_then_swap(*args, **kwargs):
+        found = real_read(*args, **kwargs)
+        os.replace(crafted, path)  # the attacker's swap, right after the hash was taken
+        return found
+
+    monkeypatch.setattr(clip_module, "read_checkpoint", read_then_swap)
+    encoder = load_encoder(f"clip:{path}", "cpu")
+    assert encoder.checkpoint_sha256 == trusted and not marker.exists(), "the swapped-in archive ran"
 
 
 def test_allow_torchscript_flag_reaches_the_loader_without_the_environment(tmp_path, monkeypatch):

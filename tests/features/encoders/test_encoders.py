@@ -389,3 +389,13 @@ def test_the_registry_names_each_pretrained_entrys_random_stand_in(spec, stand_i
     assert random_stand_in(spec) == stand_in
     if stand_in is not None:
         assert stand_in.split(":")[0] in {"random-clip", "random-torchvision"}
+
+
+def test_weights_that_overflow_the_dtype_the_encoder_runs_in_are_refused(tmp_path):
+    state = {name: tensor.double() if tensor.is_floating_point() else tensor
+             for name, tensor in random_clip_state_dict("tiny").items()}
+    state["visual.proj"][0, 0] = 1e300  # finite in float64, infinite in float32 (the CPU dtype)
+    path = tmp_path / "overflowing.pt"
+    torch.save(state, path)
+    with pytest.raises(EncoderUnavailable, match=r"in float32, the dtype it runs in.*visual\.proj"):
+        load_encoder(f"clip:{path}", "cpu")

@@ -144,9 +144,12 @@ def _clip_from_file(path: Path, name: str, options: LoadOptions, published_sha25
             f"published one is {published_sha256}. It was left as it is (never re-downloaded or overwritten); "
             f"to use this file anyway, pass --encoder clip:{path}"
         )
-    model = build_clip(load_clip_state_dict(path, sha256, options.allow_torchscript, data), path)
-    del data
-    return _clip_encoder(_finish_clip(model, options.device), name, sha256, options.device, path)
+    model = _finish_clip(build_clip(load_clip_state_dict(path, sha256, options.allow_torchscript, data), path),
+                         options.device)
+    dtype = next(model.parameters()).dtype
+    require_finite(model.state_dict(), f"{path} (in {str(dtype).removeprefix('torch.')}, the dtype it runs in)",
+                   EncoderUnavailable)
+    return _clip_encoder(model, name, sha256, options.device, path)
 
 
 def _download_blocks(url: str):

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import platform
 import sys
 from importlib import metadata
 from pathlib import Path
+
+from filelock import FileLock
 
 from ufd_lib.atomic_files import atomic_write_files
 from ufd_lib.evaluation.scoring import EvaluationResult
@@ -65,15 +68,28 @@ def run_record(encoder: Encoder, report: ExtractionReport, settings: dict) -> di
     }
 
 
+OUT_LOCK_NAME = ".ufd-out.lock"
+
+
 def write_evaluation(result: EvaluationResult, record: dict, out_dir: Path) -> None:
     """Write metrics.csv, scores.csv, skipped.csv and run.json into ``out_dir``, all or nothing
     (:func:`ufd_lib.atomic_files.atomic_write_files`), run.json last as the commit record: on a
-    full disk the OSError names the file and the results already there stay as they were."""
+    full disk the OSError names the file and the results already there stay as they were.
+
+    Runs writing to one ``out_dir`` at once commit one after the other (a lock,
+    ``<out_dir>/.ufd-out.lock``), so the folder ends holding one run's files, never a mix; and
+    run.json names the SHA-256 of the three tables it goes with (``tables_sha256``), so a reader
+    can tell a set of one run from a mix.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_files({
-        out_dir / "metrics.csv": result.metrics.to_csv(index=False, float_format="%.6f").encode(),
-        out_dir / "scores.csv": result.scores.to_csv(index=False, float_format="%.8g").encode(),
-        out_dir / "skipped.csv": result.skipped[["path", "reason"]].to_csv(index=False).encode(),
-        out_dir / "run.json": (json.dumps(json_ready(record), indent=2, allow_nan=False) + "\n").encode(),
-    })
+    tables = {
+        "metrics.csv": result.metrics.to_csv(index=False, float_format="%.6f").encode(),
+        "scores.csv": result.scores.to_csv(index=False, float_format="%.8g").encode(),
+        "skipped.csv": result.skipped[["path", "reason"]].to_csv(index=False).encode(),
+    }
+    record = {**record, "tables_sha256": {name: hashlib.sha256(data).hexdigest() for name, data in tables.items()}}
+    files = {out_dir / name: data for name, data in tables.items()}
+    files[out_dir / "run.json"] = (json.dumps(json_ready(record), indent=2, allow_nan=False) + "\n").encode()
+    with FileLock(out_dir / OUT_LOCK_NAME):
+        atomic_write_files(files)

@@ -7,13 +7,14 @@ This module is imported to build the parser, so it imports nothing heavy at modu
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
 from ufd_lib import config
+from ufd_lib.data.image_sets import ImageSetSpec, PathArgumentError, output_directory, parse_set_spec
 from ufd_lib.features.encoders.registry import encoder_usage
-from ufd_lib.data.image_sets import PathArgumentError, output_directory, parse_set_spec
 from ufd_lib.messages import escape_control
 
 T = TypeVar("T")
@@ -139,7 +140,18 @@ def add_extraction_flags(parser: argparse.ArgumentParser) -> None:
                         "strings only; refused by default because unpickling can run code)")
     parser.add_argument("--allow-torchscript", action="store_true",
                         help="load a TorchScript CLIP archive that is not one of OpenAI's published checkpoints "
-                        "(loading runs the code inside the archive; refused by default, convert it to a state dict)")
+                        "(loading runs the code inside the archive; refused by default; only for a file you trust)")
+
+
+def allow_pickled_lists(args: argparse.Namespace) -> None:
+    """Mark every image set of ``args`` (``--train``, ``--test``, ``--set``, ...) as allowed to
+    name released-style pickled file lists (``--allow-pickled-lists``)."""
+    for key, value in vars(args).items():
+        if isinstance(value, ImageSetSpec):
+            setattr(args, key, dataclasses.replace(value, allow_pickled_lists=True))
+        elif isinstance(value, list) and any(isinstance(item, ImageSetSpec) for item in value):
+            setattr(args, key, [dataclasses.replace(item, allow_pickled_lists=True)
+                                if isinstance(item, ImageSetSpec) else item for item in value])
 
 
 def extraction_options(args: argparse.Namespace):

@@ -6,10 +6,9 @@ reported on one line; 130 interrupted.
 from __future__ import annotations
 
 import importlib
-import os
 import sys
 
-from ufd_lib.cli.args import UsageError
+from ufd_lib.cli.args import UsageError, allow_pickled_lists
 from ufd_lib.cli.parser import build_parser
 from ufd_lib.data.image_sets import PathArgumentError
 
@@ -33,7 +32,7 @@ def _exit_status(error: Exception) -> int | None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "allow_pickled_lists", False):
-        os.environ["UFD_ALLOW_PICKLED_LISTS"] = "1"  # read by ufd_lib.data.file_lists, for this run
+        allow_pickled_lists(args)
     try:
         return importlib.import_module(args.command_module).run(args)
     except KeyboardInterrupt:

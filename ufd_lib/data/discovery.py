@@ -204,7 +204,7 @@ def _official_class_files(spec: ImageSetSpec) -> tuple[list[str], list[str], lis
     for class_dir, root in ((config.REAL_DIR, spec.real_root), (config.FAKE_DIR, spec.fake_root)):
         if is_pickled_list(root):
             # The release applies no file rule to its pickled lists (data_mode "ours").
-            chosen[class_dir] = _pickled_class_files(root)
+            chosen[class_dir] = _pickled_class_files(root, spec.allow_pickled_lists)
             continue
         for path, through_link in _release_walk(Path(root)):
             name = os.path.basename(path)
@@ -238,17 +238,18 @@ def official_subsample(real: list[str], fake: list[str]) -> tuple[list[str], lis
     return real[:cap], fake[:cap]
 
 
-def _pickled_class_files(path: Path) -> list[str]:
-    """The files a released-style pickled file list names, as strings, sorted."""
-    return sorted(str(listed) for listed in read_pickled_list(path))
+def _pickled_class_files(path: Path, allowed: bool) -> list[str]:
+    """The files a released-style pickled file list names, as strings, sorted (``allowed``:
+    :func:`ufd_lib.data.file_lists.read_pickled_list`)."""
+    return sorted(str(listed) for listed in read_pickled_list(path, allowed))
 
 
-def _class_files_and_links(root: Path, class_dir: str) -> tuple[list[str], list[str]]:
+def _class_files_and_links(root: Path, class_dir: str, allowed: bool) -> tuple[list[str], list[str]]:
     """(a class's files, the directory links below ``root``): found under a folder, or listed by
     a released-style pickled file list (every listed file belongs to the class, as in the
     release; sorted here too)."""
     if is_pickled_list(root):
-        return _pickled_class_files(root), []
+        return _pickled_class_files(root, allowed), []
     links: list[str] = []
     return _class_images(Path(root), class_dir, _walk_directories(Path(root), links)), links
 
@@ -258,8 +259,9 @@ def _both_class_files(spec: ImageSetSpec) -> tuple[list[str], list[str], list[tu
     both classes (the usual layout) is walked once."""
     root = Path(spec.real_root)
     if spec.fake_root != spec.real_root or is_pickled_list(root):
-        (real, real_links), (fake, fake_links) = (_class_files_and_links(spec.real_root, config.REAL_DIR),
-                                                  _class_files_and_links(spec.fake_root, config.FAKE_DIR))
+        allowed = spec.allow_pickled_lists
+        (real, real_links), (fake, fake_links) = (_class_files_and_links(spec.real_root, config.REAL_DIR, allowed),
+                                                  _class_files_and_links(spec.fake_root, config.FAKE_DIR, allowed))
         links = sorted(set(real_links + fake_links))
     else:
         links = []

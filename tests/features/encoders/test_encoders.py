@@ -399,3 +399,23 @@ def test_weights_that_overflow_the_dtype_the_encoder_runs_in_are_refused(tmp_pat
     torch.save(state, path)
     with pytest.raises(EncoderUnavailable, match=r"in float32, the dtype it runs in.*visual\.proj"):
         load_encoder(f"clip:{path}", "cpu")
+
+
+def test_random_clip_takes_only_its_sizes_and_the_registry_knows_them():
+    from ufd_lib.features.encoders import parse_encoder_spec
+    from ufd_lib.features.encoders.clip import RANDOM_CLIP_SHAPES
+    from ufd_lib.features.encoders.registry import FAMILIES
+
+    assert FAMILIES["random-clip"].arguments == tuple(RANDOM_CLIP_SHAPES)
+    assert parse_encoder_spec("random-clip:tiny") == ("random-clip", "tiny")
+    with pytest.raises(ValueError, match="random-clip takes one of tiny, small"):
+        parse_encoder_spec("random-clip:anything")
+
+
+def test_reproduce_refuses_an_unknown_random_clip_size_before_any_work(tmp_path, capsys):
+    from conftest import ufd
+
+    code, _, stderr = ufd(capsys, "reproduce", "--profile", "smoke", "--encoder", "random-clip:anything",
+                          "--output-dir", tmp_path / "run")
+    assert code == 2 and "--encoder 'random-clip:anything'" in stderr
+    assert not (tmp_path / "run" / "data").exists()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -67,6 +68,32 @@ def int_at_least(minimum: int):
 positive_int = int_at_least(1)
 non_negative_int = int_at_least(0)
 
+# Upper bounds of the extraction flags: a batch beyond this only allocates until memory runs
+# out, and more decoding processes than CPU cores only compete for them.
+MAX_BATCH_SIZE = 4096
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def batch_size(text: str) -> int:
+    """argparse type for ``--batch-size``: 1..:data:`MAX_BATCH_SIZE`."""
+    value = positive_int(text)
+    if value > MAX_BATCH_SIZE:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at most {MAX_BATCH_SIZE}")
+    return value
+
+
+def worker_count(text: str) -> int:
+    """argparse type for ``--workers``: 0 up to the CPU cores this process may use."""
+    value = non_negative_int(text)
+    if value > usable_cores():
+        raise argparse.ArgumentTypeError(f"{text!r} must be at most {usable_cores()}, the CPU cores this machine "
+                                         "lets ufd use")
+    return value
+
 
 def non_negative_float(text: str) -> float:
     try:
@@ -125,8 +152,8 @@ def add_extraction_flags(parser: argparse.ArgumentParser) -> None:
                         help="all images (default) or the released code's cap of 1000 per class (100 if fewer), seed 0")
     parser.add_argument("--strict", action="store_true", help="stop at the first undecodable image instead of skipping it")
     parser.add_argument("--device", type=device_argument, default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
-    parser.add_argument("--batch-size", type=positive_int, default=64, help="images encoded per forward pass (default 64)")
-    parser.add_argument("--workers", type=non_negative_int, default=None,
+    parser.add_argument("--batch-size", type=batch_size, default=64, help="images encoded per forward pass (default 64)")
+    parser.add_argument("--workers", type=worker_count, default=None,
                         help="DataLoader decoding processes (default: none on CPU; on CUDA one per core but one, "
                         "at most 8)")
     parser.add_argument("--max-pixels", type=positive_int, default=config.MAX_IMAGE_PIXELS,

@@ -47,3 +47,18 @@ def test_two_runs_finishing_together_leave_one_runs_files(tmp_path):
     for name, digest in record["tables_sha256"].items():
         assert hashlib.sha256((out / name).read_bytes()).hexdigest() == digest, f"{name} is of another run"
     assert record["run"] == 2 and pd.read_csv(out / "scores.csv")["score"].eq(2).all()
+
+
+def test_text_cells_never_start_a_spreadsheet_formula(tmp_path):
+    from ufd_lib.report.csv_cells import spreadsheet_safe
+
+    result = _result(3)
+    result.metrics["test_set"] = ["=HYPERLINK(\"http://x\")"]
+    result.scores["path"] = ["@SUM(A1)", "+1", "-2", "/ok.png", "\tx"]
+    write_evaluation(result, {"run": 3}, tmp_path)
+    metrics, scores = pd.read_csv(tmp_path / "metrics.csv"), pd.read_csv(tmp_path / "scores.csv")
+    assert metrics["test_set"].tolist() == ["'=HYPERLINK(\"http://x\")"]
+    assert scores["path"].tolist() == ["'@SUM(A1)", "'+1", "'-2", "/ok.png", "'\tx"]
+    assert metrics["ap"].tolist() == [0.003]  # numbers stay numbers
+    frame = spreadsheet_safe(pd.DataFrame({"-a": [-1.5], "b": ["-x"]}, index=["=i"]))
+    assert frame.to_dict("index") == {"'=i": {"'-a": -1.5, "b": "'-x"}}

@@ -17,6 +17,7 @@ from ufd_lib.atomic_files import atomic_write_files
 from ufd_lib.evaluation.scoring import EvaluationResult
 from ufd_lib.features.encoders import Encoder
 from ufd_lib.features.extraction.extract import ExtractionReport
+from ufd_lib.report.csv_cells import spreadsheet_safe
 
 
 def library_versions() -> dict[str, str]:
@@ -75,6 +76,7 @@ def write_evaluation(result: EvaluationResult, record: dict, out_dir: Path) -> N
     """Write metrics.csv, scores.csv, skipped.csv and run.json into ``out_dir``, all or nothing
     (:func:`ufd_lib.atomic_files.atomic_write_files`), run.json last as the commit record: on a
     full disk the OSError names the file and the results already there stay as they were.
+    Text cells that could start a formula get a leading ``'`` (:mod:`ufd_lib.report.csv_cells`).
 
     Runs writing to one ``out_dir`` at once commit one after the other (a lock,
     ``<out_dir>/.ufd-out.lock``), so the folder ends holding one run's files, never a mix; and
@@ -84,9 +86,9 @@ def write_evaluation(result: EvaluationResult, record: dict, out_dir: Path) -> N
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tables = {
-        "metrics.csv": result.metrics.to_csv(index=False, float_format="%.6f").encode(),
-        "scores.csv": result.scores.to_csv(index=False, float_format="%.8g").encode(),
-        "skipped.csv": result.skipped[["path", "reason"]].to_csv(index=False).encode(),
+        "metrics.csv": spreadsheet_safe(result.metrics).to_csv(index=False, float_format="%.6f").encode(),
+        "scores.csv": spreadsheet_safe(result.scores).to_csv(index=False, float_format="%.8g").encode(),
+        "skipped.csv": spreadsheet_safe(result.skipped[["path", "reason"]]).to_csv(index=False).encode(),
     }
     record = {**record, "tables_sha256": {name: hashlib.sha256(data).hexdigest() for name, data in tables.items()}}
     files = {out_dir / name: data for name, data in tables.items()}

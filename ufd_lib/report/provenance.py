@@ -14,6 +14,7 @@ from pathlib import Path
 from filelock import FileLock
 
 from ufd_lib.atomic_files import atomic_write_files
+from ufd_lib.evaluation.metrics import mean_coverage
 from ufd_lib.evaluation.scoring import EvaluationResult
 from ufd_lib.features.encoders import Encoder
 from ufd_lib.features.extraction.extract import ExtractionReport
@@ -81,7 +82,7 @@ def write_evaluation(result: EvaluationResult, record: dict, out_dir: Path) -> N
     Runs writing to one ``out_dir`` at once commit one after the other (a lock,
     ``<out_dir>/.ufd-out.lock``), so the folder ends holding one run's files, never a mix; and
     run.json names the SHA-256 of the three tables it goes with (``tables_sha256``), so a reader
-    can tell a set of one run from a mix.
+    can tell a set of one run from a mix, and the test sets the ``mean`` row covers (``mean_covers``).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -90,7 +91,8 @@ def write_evaluation(result: EvaluationResult, record: dict, out_dir: Path) -> N
         "scores.csv": spreadsheet_safe(result.scores).to_csv(index=False, float_format="%.8g").encode(),
         "skipped.csv": spreadsheet_safe(result.skipped[["path", "reason"]]).to_csv(index=False).encode(),
     }
-    record = {**record, "tables_sha256": {name: hashlib.sha256(data).hexdigest() for name, data in tables.items()}}
+    record = {**record, "mean_covers": mean_coverage(result.metrics) if len(result.metrics) else "no test set",
+              "tables_sha256": {name: hashlib.sha256(data).hexdigest() for name, data in tables.items()}}
     files = {out_dir / name: data for name, data in tables.items()}
     files[out_dir / "run.json"] = (json.dumps(json_ready(record), indent=2, allow_nan=False) + "\n").encode()
     with FileLock(out_dir / OUT_LOCK_NAME):

@@ -559,7 +559,7 @@ def host_pipeline(work: Path, images: int, rounds: int) -> dict:
     from multiprocessing import Pool
 
     from ufd_lib.features.extraction.decoding_workers import kept_decoding_workers
-    from ufd_lib.features.extraction.extract import ExtractionOptions, default_workers
+    from ufd_lib.features.extraction.extract import EngineOptions, default_workers
 
     # (size, format, share of ``images``): the large images cost 10x more each, fewer do as well
     cases = {"png_256x256": ((256, 256), "PNG", 1), "jpeg_256x256": ((256, 256), "JPEG", 1),
@@ -568,7 +568,7 @@ def host_pipeline(work: Path, images: int, rounds: int) -> dict:
     # As a GPU run gets them by default: one worker per core but one (the main process feeds the
     # device), and the default batch size.
     workers = max(1, default_workers("cuda", cores))
-    batch_size = ExtractionOptions().batch_size
+    batch_size = EngineOptions().batch_size
     runs = {"in_process": (null_encoder(), 0), "workers": (null_encoder(), workers),
             "in_process_host": (free_device_encoder(), 0), "workers_host": (free_device_encoder(), workers)}
     own = free_device_encoder()

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from ufd_lib.hashing import FileRefused, read_regular_file
+from ufd_lib.messages import one_line
 
 SHOWN_KEYS = 3  # keys named per kind of mismatch; the rest are counted
 
@@ -19,6 +20,10 @@ SHOWN_KEYS = 3  # keys named per kind of mismatch; the rest are counted
 class CheckpointMismatch(ValueError):
     """A state dict that does not fit its architecture (missing, unexpected or misshapen keys):
     bad input, the command line's exit status 2."""
+
+
+# Characters kept of a library's report in a one-line error (torch lists every key of a state dict).
+MESSAGE_LIMIT = 600
 
 
 def first_non_finite(tensors, prefix: str = "") -> str | None:
@@ -101,13 +106,6 @@ def state_dict_mismatch(expected: Mapping[str, torch.Tensor], given: Mapping) ->
     return "; ".join(parts) or None
 
 
-def one_line(error: Exception, limit: int = 600) -> str:
-    """An exception's message on one line, cut at ``limit`` characters (torch's load_state_dict
-    report lists every key, one per line)."""
-    text = " ".join(str(error).split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def load_state_dict_strictly(network: nn.Module, state: Mapping, path: Path | str, what: str,
                              error: type[Exception] = CheckpointMismatch) -> nn.Module:
     """``network.load_state_dict(state)`` (strict); a mismatch raises ``error`` in one line naming
@@ -116,5 +114,5 @@ def load_state_dict_strictly(network: nn.Module, state: Mapping, path: Path | st
         network.load_state_dict(state)
     except (RuntimeError, TypeError, AttributeError) as cause:  # torch's report of keys that do not fit
         problem = state_dict_mismatch(network.state_dict(), state) if isinstance(state, Mapping) else None
-        raise error(f"{path}: the weights do not fit {what}: {problem or one_line(cause)}") from None
+        raise error(f"{path}: the weights do not fit {what}: {problem or one_line(cause, MESSAGE_LIMIT)}") from None
     return network

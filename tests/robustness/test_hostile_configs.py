@@ -20,7 +20,6 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ufd_lib.features.encoders import clip as encoders
 from ufd_lib.data import manifests
 from ufd_lib.cli.main import main
 from ufd_lib.data.image_sets import SpecError, parse_set_spec
@@ -62,8 +61,9 @@ def no_models(monkeypatch):
     def refuse(*_, **__):
         raise AssertionError("a model or notebook was about to load: the bad argument got past parsing")
 
-    for prefix in list(encoders._REGISTRY):
-        monkeypatch.setitem(encoders._REGISTRY, prefix, refuse)
+    monkeypatch.setattr("ufd_lib.features.encoders.registry.load_encoder", refuse)
+    for command in ("evaluate", "extract", "predict", "train_probe"):
+        monkeypatch.setattr(f"ufd_lib.cli.{command}.load_encoder", refuse)
     monkeypatch.setattr("ufd_lib.runs.reproduce.reproduce", refuse)
 
 

@@ -14,7 +14,9 @@ PARAMETERS = {"profile", "data_root", "output_dir", "cache_dir"}
 def test_notebooks_exist_in_reading_order():
     names = available_notebooks()
     assert names[:4] == ["01_data", "02_features", "03_main_results", "04_feature_space"]
-    assert [n[:2] for n in names] == sorted(n[:2] for n in names)
+    numbers = [int(name[:2]) for name in names]
+    assert numbers == list(range(1, len(names) + 1)), "numbered 01, 02, ... with no gap and no repeat"
+    assert sorted(path.stem for path in NOTEBOOKS) == names, "every notebook is numbered, so reproduce runs it"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)

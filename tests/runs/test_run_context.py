@@ -12,7 +12,7 @@ import pytest
 
 from conftest import TINY_ENCODER
 from ufd_lib.classifiers.released import RELEASED_PROBE
-from ufd_lib.data.benchmark import Benchmark
+from ufd_lib.data.image_sets import Benchmark
 from ufd_lib.data.image_sets import ImageSetSpec
 from ufd_lib.hashing import file_sha256
 from ufd_lib.report.artifacts import read_artifacts, save_notice

@@ -54,24 +54,23 @@ class BackboneComparison:
     notices: list[str]
 
 
-def backbone_comparison(backbones, benchmark, options: ExtractionOptions, families: dict[str, str],
-                        probe_lr: float = config.PROBE_LR, k: int = 1, bank_points_per_class: int = 200,
-                        seed: int = 0, device: str | None = None, log=print) -> BackboneComparison:
+def backbone_comparison(backbones, benchmark, options: ExtractionOptions, probe_lr: float = config.PROBE_LR,
+                        k: int = 1, bank_points_per_class: int = 200, seed: int = 0,
+                        device: str | None = None) -> BackboneComparison:
     """For each backbone: features of the benchmark (through the cache), nearest neighbour (k)
-    and the linear probe trained on its training features, evaluated per family; plus a
-    balanced sample of its training bank. One backbone's features are held at a time."""
+    and the linear probe trained on its training features, evaluated per family of
+    ``benchmark.families``; plus a balanced sample of its training bank. One backbone's features
+    are held at a time."""
     frames, samples, notices = [], {}, []
     for spec in backbones:
         encoder, notice = load_backbone(spec, device)
         notices.append(notice)
-        if log:
-            log(notice)
         if encoder is None:
             continue
         features = featurize_benchmark(encoder, benchmark, options)
         methods = fit_methods(features, (k,), None, probe_lr, device)
         for method, classifier in methods.items():
-            summary = family_summary(evaluate_sets(classifier, features.test_sets), families)
+            summary = family_summary(evaluate_sets(classifier, features.test_sets), benchmark.families)
             frames.append(summary.assign(backbone=encoder.name, requested=spec, method=method, dim=encoder.embed_dim))
         keep = balanced_subsample(features.train.labels, bank_points_per_class, seed)
         if has_spread(features.train.features[keep]):

@@ -1,37 +1,15 @@
 """The end-to-end trained real/fake detector of Wang et al. 2020 (CNNDetection), the baseline
 the paper shows failing on unseen generator families (its Table 1 and "sink" t-SNE).
 
-One door, :func:`load_or_train_detector`, tries in order:
-
-1. the released CNNDetection weights ``<weights dir>/<profile.released_detector>`` (paper
-   profile: ``$UFD_WEIGHTS_DIR/blur_jpg_prob0.5.pth``; format ``{"model": state_dict}`` of a
-   torchvision ResNet-50 whose ``fc`` has 1 output), read with ``weights_only=True``;
-2. a detector trained earlier in this run folder (``<output>/models/trained_detector.pth``)
-   with the same recipe, initial weights and training images;
-3. otherwise it trains one here and saves it there, so later notebooks reuse it.
-
-A ResNet-50 is only ever trained from torchvision's ImageNet weights (as Wang et al.; read from
-the torch hub cache): without them, and without the released weights, the detector is skipped
-with :class:`DetectorUnavailable`, whose message says which file to put where. A random-init
-ResNet-50 would be a different, much weaker baseline. The smoke profile trains :class:`~ufd_lib.features.encoders.detector.SmallCNN`
-from random weights, in about a minute on CPU.
-
-Training follows Wang et al. 2020, "Blur+JPEG (0.5)": the training augmentation shared with
-the probe's views (:class:`~ufd_lib.features.augmentation.TrainingAugmentation`, here without the
-resize: blur p=0.5 sigma ~ U[0, 3], JPEG p=0.5 quality ~ U{30..100}, random crop 224 with
-zero-padding of smaller images, flip p=0.5), ImageNet normalisation; BCE with logits, Adam
-(betas 0.9/0.999), fc initialised N(0, 0.02); validation accuracy after every epoch, learning
-rate / 10 after ``patience`` epochs without an improvement of ``min_delta``, stop below
-``min_lr``; the best validation epoch's weights are kept. We save in CNNDetection's format plus
-an ``architecture`` and a ``meta`` entry.
-
-The detector is then used as two pieces: its body, the registry's ``detector:<file>`` encoder
-(:mod:`ufd_lib.features.encoders.detector`; identity the file's SHA-256, so its penultimate
-features go through the feature cache, test-time perturbations included), and its ``fc`` layer
-as a :class:`LinearProbe` on those features. Test images get the pipeline's evaluation
-preprocessing (centre crop 224, no resize; CNNDetection's own evaluation feeds the whole image).
-Features are cached in float16, so its probabilities differ from the float32 network's in the
-fourth decimal at most.
+In: a :class:`DetectorRequest` (the training recipe and the released weights' file name), the
+benchmark's training and validation sets, a run folder. Out: a :class:`TrainedDetector`, whose
+body is the registry's ``detector:<file>`` encoder (its penultimate features go through the
+feature cache) and whose ``fc`` is a :class:`LinearProbe` on them. :func:`load_or_train_detector`
+uses the released weights if present, else a detector trained earlier in the run folder with the
+same recipe, initial weights and data, else trains one (Blur+JPEG 0.5, Adam, learning rate / 10
+on a validation plateau, best validation epoch kept) and saves it in CNNDetection's format.
+A ResNet-50 is only trained from ImageNet weights; without them and without the released file it
+raises :class:`DetectorUnavailable` saying which file to put where.
 """
 from __future__ import annotations
 
@@ -53,15 +31,14 @@ from torch.utils.data import DataLoader, Dataset
 from ufd_lib import config
 from ufd_lib.atomic_files import atomic_write
 from ufd_lib.checkpoints import load_checkpoint, load_state_dict_strictly
-from ufd_lib.classifiers.linear_probe import LinearProbe, ProbeFileError
-from ufd_lib.classifiers.lr_schedule import ReleasedLearningRateSchedule
+from ufd_lib.classifiers.linear_probe import LinearProbe, ProbeFileError, ReleasedLearningRateSchedule
 from ufd_lib.data.discovery import LabelledImage, collect_images
 from ufd_lib.devices import resolve_device, torch_threads
 from ufd_lib.features.augmentation import TrainingAugmentation
-from ufd_lib.features.encoders.detector import ARCHITECTURES, DetectorFileError, empty_network, read_detector_file
 from ufd_lib.features.encoders import Encoder, EncoderUnavailable, load_encoder
-from ufd_lib.features.preprocess import ImageRejected, decode_image, evaluation_transform, load_tensor
+from ufd_lib.features.encoders.detector import ARCHITECTURES, DetectorFileError, empty_network, read_detector_file
 from ufd_lib.features.encoders.torchvision_models import expected_checkpoint, imagenet_checkpoint
+from ufd_lib.features.preprocess import ImageRejected, decode_image, evaluation_transform, load_tensor
 from ufd_lib.hashing import file_sha256
 
 DETECTOR_FILE = "trained_detector.pth"
@@ -98,14 +75,18 @@ class DetectorRecipe:
         if self.architecture not in ARCHITECTURES:
             raise ValueError(f"unknown detector architecture {self.architecture!r}; choose one of {ARCHITECTURES}")
 
-    @classmethod
-    def from_profile(cls, profile) -> "DetectorRecipe":
-        return cls(architecture=profile.detector_architecture, max_epochs=profile.detector_max_epochs,
-                   batch_size=profile.detector_batch_size, lr=profile.detector_lr,
-                   time_budget_s=profile.detector_time_budget_s)
-
     def as_dict(self) -> dict:
         return {**asdict(self), "augmentation": self.augmentation.as_dict()}
+
+
+@dataclass(frozen=True)
+class DetectorRequest:
+    """Which detector a run wants: the training recipe, the released weights' file name in the
+    weights directory (None: never look for them) and who asks (a profile's name, for notices)."""
+
+    recipe: DetectorRecipe
+    released_file: str | None = None
+    requested_by: str = ""
 
 
 def initial_weights(architecture: str) -> Path | None:
@@ -327,14 +308,15 @@ def _open(path: Path, source: str, description: str, history: list[dict], device
     return TrainedDetector(encoder, detector_head(path), path, source, description, pd.DataFrame(history), notice)
 
 
-def _skipped_notice(profile, released: Path | None, reason: str) -> str:
+def _skipped_notice(request: DetectorRequest, released: Path | None, reason: str) -> str:
     where = (f"put the released CNNDetection weights ({RELEASED_DETECTOR_URL}) at {released}, or " if released else "")
-    return f"trained detector skipped ({profile.name} profile): {where}{reason}"
+    return f"trained detector skipped ({request.requested_by}): {where}{reason}"
 
 
-def load_or_train_detector(profile, benchmark, output_dir: Path | str, device: str | torch.device | None = None,
-                           num_workers: int = 0, sampling: str = "all", log=print) -> TrainedDetector:
-    """The profile's detector: released weights if present, else this run folder's trained one
+def load_or_train_detector(request: DetectorRequest, benchmark, output_dir: Path | str,
+                           device: str | torch.device | None = None, num_workers: int = 0, sampling: str = "all",
+                           log=print) -> TrainedDetector:
+    """The requested detector: released weights if present, else this run folder's trained one
     if it matches the recipe, initial weights and training data, else trained now and saved to
     ``<output_dir>/models/trained_detector.pth``. Its :attr:`TrainedDetector.notice` says which
     weights are used.
@@ -342,16 +324,16 @@ def load_or_train_detector(profile, benchmark, output_dir: Path | str, device: s
     Raises :class:`DetectorUnavailable` (message: the one-line notice of which file to put where)
     when a ResNet-50 would have to start from random weights.
     """
-    released = config.weights_dir() / profile.released_detector if profile.released_detector else None
+    released = config.weights_dir() / request.released_file if request.released_file else None
     if released is not None and released.is_file():
         return _open(released, "released",
                      f"released CNNDetection weights {released} (Wang et al. 2020, ResNet-50, Blur+JPEG 0.5)",
                      [], device)
-    recipe = DetectorRecipe.from_profile(profile)
+    recipe = request.recipe
     try:
         start = initial_weights(recipe.architecture)
     except DetectorUnavailable as error:
-        raise DetectorUnavailable(_skipped_notice(profile, released, str(error))) from None
+        raise DetectorUnavailable(_skipped_notice(request, released, str(error))) from None
     started_from = "" if start is None else f", fine-tuned from {start} (SHA-256 {file_sha256(start)})"
     if released is not None and log:
         log(f"released detector weights not found at {released}; training one here instead")
@@ -377,11 +359,12 @@ def load_or_train_detector(profile, benchmark, output_dir: Path | str, device: s
     return _open(path, "trained here", description, history, device, started_from)
 
 
-def detector_or_notice(profile, benchmark, output_dir: Path | str, **options) -> tuple[TrainedDetector | None, str]:
+def detector_or_notice(request: DetectorRequest, benchmark, output_dir: Path | str,
+                       **options) -> tuple[TrainedDetector | None, str]:
     """(detector, one-line notice) for a notebook: :func:`load_or_train_detector` with ``options``,
     or (None, the notice of why it was skipped and which file to put where)."""
     try:
-        detector = load_or_train_detector(profile, benchmark, output_dir, **options)
+        detector = load_or_train_detector(request, benchmark, output_dir, **options)
     except DetectorUnavailable as skipped:
         return None, str(skipped)
     return detector, detector.notice

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import TypeVar
 
 from ufd_lib import config
-from ufd_lib.data.image_sets import ImageSetSpec, PathArgumentError, output_directory, parse_set_spec
+from ufd_lib.cli.paths import output_directory
+from ufd_lib.data.image_sets import ImageSetSpec, PathArgumentError, parse_set_spec
 from ufd_lib.features.encoders.registry import encoder_usage
 from ufd_lib.messages import escape_control
 

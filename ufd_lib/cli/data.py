@@ -13,8 +13,8 @@ import argparse
 import sys
 
 from ufd_lib.data.fetch import FetchError, PlannedFetch, fetch_data, fetch_plan
-from ufd_lib.data.verify import verify_data
 from ufd_lib.data.manifests import ManifestError, UnknownManifestError, load_manifest, resolve_manifest_names
+from ufd_lib.data.verify import verify_data
 
 
 def _usage_error(command: str, error: ManifestError) -> int:

@@ -6,8 +6,8 @@ from ufd_lib.classifiers.linear_probe import LinearProbe
 from ufd_lib.classifiers.nearest_neighbour import NearestNeighbourClassifier
 from ufd_lib.cli.args import UsageError, extraction_options, settings
 from ufd_lib.evaluation.scoring import evaluate_sets
-from ufd_lib.features.extraction.decoding_workers import kept_decoding_workers
 from ufd_lib.features.encoders import load_encoder
+from ufd_lib.features.extraction.decoding_workers import kept_decoding_workers
 from ufd_lib.features.extraction.extract import ExtractionReport
 from ufd_lib.features.feature_sets import featurize
 from ufd_lib.report.provenance import run_record, write_evaluation

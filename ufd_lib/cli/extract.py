@@ -21,8 +21,8 @@ import time
 
 from ufd_lib.cli.args import UsageError, device_problem, extraction_options, settings
 from ufd_lib.data.discovery import collect_images
-from ufd_lib.features.extraction import sharding
 from ufd_lib.features.encoders import load_encoder
+from ufd_lib.features.extraction import sharding
 from ufd_lib.features.extraction.extract import fill_cache, open_cache
 from ufd_lib.report.provenance import run_record
 

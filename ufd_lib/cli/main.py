@@ -11,6 +11,7 @@ import sys
 from ufd_lib.cli.args import UsageError, allow_pickled_lists
 from ufd_lib.cli.parser import build_parser
 from ufd_lib.data.image_sets import PathArgumentError
+from ufd_lib.messages import one_line
 
 
 def _exit_status(error: Exception) -> int | None:
@@ -33,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "allow_pickled_lists", False):
         allow_pickled_lists(args)
+    args.command_line = main  # the selfcheck runs commands in-process through this very entry point
     try:
         return importlib.import_module(args.command_module).run(args)
     except KeyboardInterrupt:
@@ -42,6 +44,6 @@ def main(argv: list[str] | None = None) -> int:
         status = _exit_status(error)
         if status is None:
             raise
-        message = str(error) if status == 1 else " ".join(str(error).split())  # usage: one line
+        message = str(error) if status == 1 else one_line(error)  # usage: one line
         print(f"ufd {args.command}: error: {message}", file=sys.stderr)
         return status

@@ -10,11 +10,16 @@ import textwrap
 from pathlib import Path
 
 from ufd_lib import config
-from ufd_lib.cli.args import (
-    Parser, add_extraction_flags, argument_type, non_negative_int, positive_int, set_spec,
-)
 from ufd_lib.classifiers.released import RELEASED_PROBE
-from ufd_lib.data.image_sets import existing_directory, existing_file, output_directory, output_file
+from ufd_lib.cli.args import (
+    Parser,
+    add_extraction_flags,
+    argument_type,
+    non_negative_int,
+    positive_int,
+    set_spec,
+)
+from ufd_lib.cli.paths import existing_directory, existing_file, output_directory, output_file
 
 
 def _learning_rate(text: str) -> float:

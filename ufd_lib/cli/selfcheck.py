@@ -4,12 +4,12 @@ Exit status: 0 every case ended as it must; 1 some did not (the table says which
 """
 from __future__ import annotations
 
-from ufd_lib.cli.main import main
 from ufd_lib.reliability import selfcheck
 
 
 def run(args) -> int:
-    checks = selfcheck.run_selfcheck(command_line=main, trials=args.trials, rounds=args.rounds, fuzz=args.fuzz, seed=args.seed)
+    """args.command_line: the ``ufd`` entry point the cases run in-process (set by ``main``)."""
+    checks = selfcheck.run_selfcheck(command_line=args.command_line, trials=args.trials, rounds=args.rounds, fuzz=args.fuzz, seed=args.seed)
     report = selfcheck.report_markdown(checks)
     print(report)
     if args.out is not None:

@@ -13,8 +13,8 @@ from ufd_lib.atomic_files import atomic_write
 from ufd_lib.classifiers.linear_probe import LinearProbe
 from ufd_lib.cli.args import UsageError, extraction_options
 from ufd_lib.features.augmentation import featurize_views
-from ufd_lib.features.extraction.decoding_workers import kept_decoding_workers
 from ufd_lib.features.encoders import load_encoder
+from ufd_lib.features.extraction.decoding_workers import kept_decoding_workers
 from ufd_lib.features.feature_sets import featurize
 from ufd_lib.features.preprocess import Perturbation
 

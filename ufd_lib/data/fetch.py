@@ -37,7 +37,7 @@ from tqdm import tqdm
 from ufd_lib.atomic_files import atomic_write_text
 from ufd_lib.data.manifests import Manifest, Source, load_manifest, resolve_manifest_names
 from ufd_lib.data.safe_extract import ArchiveError, safe_extract
-from ufd_lib.data.verify import verify_data
+from ufd_lib.data.verify import verify_manifests
 from ufd_lib.hashing import file_sha256
 from ufd_lib.racy_timestamps import is_racy
 
@@ -68,12 +68,14 @@ def fetch_data(
     *,
     retries: int = 3,
     timeout_s: float = 60.0,
+    manifest_directory: Path | None = None,
 ) -> dict[str, str]:
     """Fetch the named manifests (all when None) into ``data_root``.
 
     download_dir: where archives are downloaded, and where a hand-downloaded archive is looked
     for (default ``data_root/downloads``). Archives are kept after extraction.
     retries: extra attempts per HTTP download after a dropped connection, each resuming.
+    manifest_directory: where the manifests are read (default :func:`~ufd_lib.data.manifests.manifest_dir`).
     Returns {manifest name: what was done}. Raises FetchError, after trying every manifest,
     if any could not be fetched.
     """
@@ -81,9 +83,10 @@ def fetch_data(
     download_dir = Path(download_dir) if download_dir is not None else data_root / "downloads"
     done: dict[str, str] = {}
     failures: list[str] = []
-    for name in resolve_manifest_names(manifest_names):
+    for name in resolve_manifest_names(manifest_names, manifest_directory):
         try:
-            done[name] = _fetch_manifest(load_manifest(name), data_root, download_dir, retries, timeout_s)
+            manifest = load_manifest(name, manifest_directory)
+            done[name] = _fetch_manifest(manifest, data_root, download_dir, retries, timeout_s)
         except FetchError as error:
             failures.append(str(error))
         else:
@@ -120,7 +123,7 @@ def fetch_plan(data_root: Path, manifest_names: Sequence[str] | None = None,
     for name in resolve_manifest_names(manifest_names):
         manifest = load_manifest(name)
         archive = download_dir / manifest.archive.filename
-        if verify_data(data_root, [name], check_content=False).ok:
+        if verify_manifests(data_root, [manifest], check_content=False).ok:
             action = "present"
         elif (data_root / manifest.root).exists():
             action = "blocked"
@@ -132,7 +135,7 @@ def fetch_plan(data_root: Path, manifest_names: Sequence[str] | None = None,
 
 
 def _fetch_manifest(manifest: Manifest, data_root: Path, download_dir: Path, retries: int, timeout_s: float) -> str:
-    before = verify_data(data_root, [manifest.name], check_content=False)
+    before = verify_manifests(data_root, [manifest], check_content=False)
     if before.ok:
         return "already present (layout and counts verified)"
     root = data_root / manifest.root
@@ -145,7 +148,7 @@ def _fetch_manifest(manifest: Manifest, data_root: Path, download_dir: Path, ret
         )
     archive = _obtain_archive(manifest, data_root, download_dir, retries, timeout_s)
     _extract(archive, manifest, data_root)
-    after = verify_data(data_root, [manifest.name], check_content=False)
+    after = verify_manifests(data_root, [manifest], check_content=False)
     if not after.ok:
         problems = "; ".join(p for check in after.sets for p in check.problems[:3])
         raise FetchError(

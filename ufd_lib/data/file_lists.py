@@ -12,7 +12,7 @@ from __future__ import annotations
 import pickle
 from pathlib import Path
 
-from ufd_lib.config import env_flag
+from ufd_lib import config
 
 PICKLE_SUFFIXES = (".pickle", ".pkl")
 
@@ -28,7 +28,7 @@ def is_pickled_list(path: Path) -> bool:
 def pickled_lists_allowed() -> bool:
     """Whether the environment opts in (``UFD_ALLOW_PICKLED_LISTS=1``); the command line's flag
     is passed down as an argument instead (:attr:`ufd_lib.data.image_sets.ImageSetSpec.allow_pickled_lists`)."""
-    return env_flag("UFD_ALLOW_PICKLED_LISTS")
+    return config.env_flag("UFD_ALLOW_PICKLED_LISTS")
 
 
 class _NoGlobals(pickle.Unpickler):

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Sequence
 import yaml
 
 from ufd_lib.data.image_sets import ImageSetSpec
-from ufd_lib.messages import escape_control
+from ufd_lib.messages import escape_control, one_line
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -152,18 +152,20 @@ class Manifest:
         return names
 
 
-def manifest_dir() -> Path:
-    return Path(os.environ.get(MANIFEST_DIR_ENV) or SHIPPED_MANIFEST_DIR)
+def manifest_dir(directory: Path | None = None) -> Path:
+    """``directory`` when given, else ``$UFD_MANIFEST_DIR``, else the manifests shipped with ufd."""
+    return Path(directory or os.environ.get(MANIFEST_DIR_ENV) or SHIPPED_MANIFEST_DIR)
 
 
-def list_manifests() -> list[str]:
+def list_manifests(directory: Path | None = None) -> list[str]:
     """Names of all manifests (file names without ``.yaml``), sorted.
 
     Raises ManifestError when the manifest directory is missing or holds no manifest: an empty
     benchmark, or a `ufd data verify` that checks nothing and passes, would hide the mistake.
     """
-    directory = manifest_dir()
-    where = f"{directory} (from ${MANIFEST_DIR_ENV})" if os.environ.get(MANIFEST_DIR_ENV) else str(directory)
+    from_env = directory is None and os.environ.get(MANIFEST_DIR_ENV)
+    directory = manifest_dir(directory)
+    where = f"{directory} (from ${MANIFEST_DIR_ENV})" if from_env else str(directory)
     if not directory.is_dir():
         raise ManifestError(escape_control(f"manifest directory {where} does not exist or is not a directory"))
     names = sorted(path.stem for path in directory.glob("*.yaml"))
@@ -172,24 +174,25 @@ def list_manifests() -> list[str]:
     return names
 
 
-def resolve_manifest_names(names: Sequence[str] | None) -> list[str]:
-    """``names`` without repeats, or all manifests when None/empty; unknown names raise."""
-    known = list_manifests()
+def resolve_manifest_names(names: Sequence[str] | None, directory: Path | None = None) -> list[str]:
+    """``names`` without repeats, or all manifests (of :func:`manifest_dir`) when None/empty;
+    unknown names raise."""
+    known = list_manifests(directory)
     if not names:
         return known
     unknown = [name for name in names if name not in known]
     if unknown:
         raise UnknownManifestError(
             f"unknown manifest {unknown[0]!r} (known: {', '.join(known)}; "
-            f"looked in {str(manifest_dir())!r})"
+            f"looked in {str(manifest_dir(directory))!r})"
         )
     return list(dict.fromkeys(names))
 
 
-def load_manifest(name: str) -> Manifest:
-    """Load and schema-validate ``<manifest_dir>/<name>.yaml``."""
-    resolve_manifest_names([name])
-    path = manifest_dir() / f"{name}.yaml"
+def load_manifest(name: str, directory: Path | None = None) -> Manifest:
+    """Load and schema-validate ``<manifest_dir(directory)>/<name>.yaml``."""
+    resolve_manifest_names([name], directory)
+    path = manifest_dir(directory) / f"{name}.yaml"
     try:
         info = path.stat()
         if not stat.S_ISREG(info.st_mode):  # a directory named x.yaml; a FIFO or /dev/zero would never end
@@ -204,12 +207,6 @@ def load_manifest(name: str) -> Manifest:
 
 # Long enough for any schema message about one field; a whole repr'd section is cut.
 _MAX_MESSAGE_CHARS = 300
-
-
-def _short(text: str) -> str:
-    """A library's error text squeezed to one line of at most _MAX_MESSAGE_CHARS."""
-    text = " ".join(str(text).split())
-    return text if len(text) <= _MAX_MESSAGE_CHARS else text[: _MAX_MESSAGE_CHARS - 1] + "…"
 
 
 class _ManifestLoader(yaml.SafeLoader):
@@ -256,9 +253,9 @@ def _read_yaml(path: Path, content: bytes):
         mark = error.problem_mark or error.context_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = ": ".join(part for part in (error.context, error.problem) if part) or str(error)
-        raise ManifestError(escape_control(f"{path}: not valid YAML{where}: {_short(problem)}")) from None
+        raise ManifestError(escape_control(f"{path}: not valid YAML{where}: {one_line(problem, _MAX_MESSAGE_CHARS)}")) from None
     except yaml.YAMLError as error:
-        raise ManifestError(escape_control(f"{path}: not valid YAML: {_short(error)}")) from None
+        raise ManifestError(escape_control(f"{path}: not valid YAML: {one_line(error, _MAX_MESSAGE_CHARS)}")) from None
     except RecursionError:
         raise ManifestError(escape_control(f"{path}: not valid YAML: nested too deeply")) from None
     except Exception as error:
@@ -266,7 +263,7 @@ def _read_yaml(path: Path, content: bytes):
         # malformed scalar (`2001-13-45`, `!!bool maybe`, an int of 5,000 digits); any failure
         # here is the file's.
         raise ManifestError(
-            escape_control(f"{path}: not valid YAML: a value cannot be read ({type(error).__name__}: {_short(error)})")
+            escape_control(f"{path}: not valid YAML: a value cannot be read ({type(error).__name__}: {one_line(error, _MAX_MESSAGE_CHARS)})")
         ) from None
 
 
@@ -288,7 +285,7 @@ def _load(path: Path, content: bytes) -> Manifest:
         where = "/".join(str(part) for part in error.absolute_path) or "(top level)"
         described = error.validator == "pattern" and "description" in error.schema
         hint = f" ({error.schema['description']})" if described else ""
-        raise ManifestError(escape_control(f"{path}: {where}: {_short(error.message + hint)}"))
+        raise ManifestError(escape_control(f"{path}: {where}: {one_line(error.message + hint, _MAX_MESSAGE_CHARS)}"))
     if raw["name"] != path.stem:
         raise ManifestError(escape_control(f"{path}: name: {raw['name']!r} differs from the file name"))
     # Beyond the schema's patterns: the dataset must lie below the data root, and the archive
@@ -323,7 +320,7 @@ def _parse(raw: dict) -> Manifest:
             ),
         ),
         manual_sources=tuple(
-            ManualSource(url=item["url"], note=" ".join(item["note"].split()))
+            ManualSource(url=item["url"], note=one_line(item["note"]))
             for item in raw.get("manual_sources", [])
         ),
         sets=tuple(

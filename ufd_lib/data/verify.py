@@ -119,6 +119,7 @@ def verify_data(
     *,
     check_content: bool = True,
     workers: int = 8,
+    manifest_directory: Path | None = None,
 ) -> VerifyReport:
     """Check ``data_root`` against the named manifests (all when None).
 
@@ -127,12 +128,20 @@ def verify_data(
     checked, which is fast. fingerprint_path: write a CSV ``path,size_bytes,sha256`` of every
     image of the checked sets, sorted by path (relative to data_root, POSIX style); its overall
     digest is the SHA-256 of the CSV file itself (``sha256sum`` reproduces it). Requires
-    check_content. workers: threads that read images.
+    check_content. workers: threads that read images. manifest_directory: where the manifests are
+    read (default :func:`~ufd_lib.data.manifests.manifest_dir`).
     """
+    manifests = [load_manifest(name, manifest_directory)
+                 for name in resolve_manifest_names(manifest_names, manifest_directory)]
+    return verify_manifests(data_root, manifests, fingerprint_path, check_content=check_content, workers=workers)
+
+
+def verify_manifests(data_root: Path, manifests: Sequence[Manifest], fingerprint_path: Path | None = None, *,
+                     check_content: bool = True, workers: int = 8) -> VerifyReport:
+    """Check ``data_root`` against loaded manifests; arguments as in :func:`verify_data`."""
     if fingerprint_path is not None and not check_content:
         raise ValueError("a fingerprint needs check_content=True")
     data_root = Path(data_root)
-    manifests = [load_manifest(name) for name in resolve_manifest_names(manifest_names)]
     checks: list[SetCheck] = []
     set_images: list[list[Path]] = []
     extra: list[Path] = []

@@ -7,16 +7,25 @@ command line and every analysis obtain features here.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
-from ufd_lib.data.benchmark import Benchmark
 from ufd_lib.data.discovery import LabelledImage, discover_images
-from ufd_lib.data.image_sets import ImageSetSpec
-from ufd_lib.features.extraction.decoding_workers import kept_decoding_workers
+from ufd_lib.data.image_sets import Benchmark, ImageSetSpec
 from ufd_lib.features.encoders import Encoder
-from ufd_lib.features.extraction.extract import ExtractionOptions, ExtractionReport, extract_features, open_cache
+from ufd_lib.features.extraction.decoding_workers import kept_decoding_workers
+from ufd_lib.features.extraction.extract import EngineOptions, ExtractionReport, extract_features, open_cache
+
+
+@dataclass
+class ExtractionOptions(EngineOptions):
+    """The engine's options plus what the feature-set level decides: which images of a set are
+    read (``sampling``: ``all``, or ``official``, the released code's capped draw) and where the
+    cache lives (``cache_root``; None: :func:`ufd_lib.config.cache_dir`)."""
+
+    sampling: str = "all"
+    cache_root: Path | None = None
 
 
 @dataclass
@@ -79,19 +88,6 @@ def featurize_benchmark(encoder: Encoder, benchmark: Benchmark, options: Extract
     val = featurize(encoder, benchmark.val, options, report)
     test_sets = [featurize(encoder, spec, options, report) for spec in benchmark.test_sets]
     return BenchmarkFeatures(train, val, test_sets, report)
-
-
-def feature_counts(features: BenchmarkFeatures, families: dict[str, str]) -> pd.DataFrame:
-    """One row per set: role, name, family, real and fake images with features, skipped files."""
-    rows = []
-    for role, sets in (("train", [features.train]), ("val", [features.val]), ("test", features.test_sets)):
-        for feature_set in sets:
-            rows.append({
-                "role": role, "set": feature_set.name, "family": families.get(feature_set.name, "training"),
-                "n_real": int((feature_set.labels == 0).sum()), "n_fake": int((feature_set.labels == 1).sum()),
-                "skipped": len(feature_set.skipped),
-            })
-    return pd.DataFrame(rows)
 
 
 def subset(feature_set: FeatureSet, indices: np.ndarray, name: str | None = None) -> FeatureSet:

@@ -4,27 +4,18 @@ Order, as in the released robustness code (UniversalFakeDetect ``validate.py``):
 convert to RGB → optional Gaussian blur (per channel, full image) → optional JPEG re-encoding
 (PIL) → CenterCrop 224 with no resize (smaller images zero-padded) → ToTensor → normalise.
 
-Memory: without a perturbation only the centre crop is used, so :func:`load_tensor` converts just
-that window to RGB, bit for bit the pixels a full conversion would give there. Its peak is the
-file's bytes plus the decoded image as PIL holds it (1 byte per pixel for L and P, 2 for 16-bit,
-4 for RGB, RGBA, CMYK and 32-bit), never a float or full-size RGB copy. Measured on a 9000×9000 greyscale
-PNG: peak +81 MB, 1.00× its 81 MB of pixels (converting the whole image first: +404 MB, 5.0×); on a
-6000×4000 RGB JPEG: +98 MB, 1.36× its 72 MB (whole image first: +193 MB, 2.7×); see
-tests/test_hostile_images.py. A perturbation needs the whole RGB image and costs that much more.
-
-Extraction reads each file once (:func:`load_pixels`: a regular file under the byte limit,
-its bytes checked against the digest the cache will key them by), decodes it, crops it with
-the project's one centre crop (:func:`centre_window` / :func:`centre_crop_pixels`) and hands
-on uint8 (224, 224, 3), as decoded; :func:`to_model_input` makes the normalised channels-first
-float tensor on the encoder's device, bit for bit what torchvision's ``ToTensor`` + ``Normalize``
-give (:func:`load_tensor`, the reference, kept for the checks that compare against it).
+Extraction reads each file once (:func:`load_pixels`: a regular file under the byte limit, its
+bytes checked against the digest the cache keys them by), crops it with the project's one centre
+crop (:func:`centre_window` / :func:`centre_crop_pixels`) and hands on uint8 (224, 224, 3);
+:func:`to_model_input` makes the normalised channels-first float tensor on the encoder's device,
+bit for bit what torchvision's ``ToTensor`` + ``Normalize`` give (:func:`load_tensor`, the
+reference). Without a perturbation only the crop window is converted to RGB, so memory stays near
+the decoded image's own size.
 
 Hostile files: images above ``max_pixels`` are refused from their header before any pixel is
-decoded. PIL keeps a limit of its own (``Image.MAX_IMAGE_PIXELS``, the same default), which it also checks
-while decoding some formats (GIF frames, ICO and ICNS sizes, TIFF tiles); a ``max_pixels`` above it
-needs it raised as well, which the command line's ``--max-pixels`` does for its process. Truncated or corrupt files raise :class:`ImageRejected` with the reason. EXIF
-orientation and ICC profiles are not applied (as in the released code), so malformed EXIF, ICC
-or XMP metadata is never interpreted beyond what PIL reads while opening the file.
+decoded (PIL's own ``Image.MAX_IMAGE_PIXELS`` must be raised for a larger limit, as
+``--max-pixels`` does); truncated or corrupt files raise :class:`ImageRejected` with the reason.
+EXIF orientation and ICC profiles are not applied, as in the released code.
 """
 from __future__ import annotations
 

@@ -4,8 +4,7 @@ Every extraction here runs in a child process started from a fork server (the pa
 imports are paid once), with ``random-clip:tiny`` on one CPU thread, small groups and a
 delay per batch so that a run lasts long enough to be interrupted anywhere. The result of a
 run is the set of rows committed to the cache folder (:func:`stored_rows`), compared bit for
-bit with those of one uninterrupted run. Used by ``tests/test_fault_injection.py`` and by
-``ufd selfcheck`` (:mod:`ufd_lib.reliability.selfcheck`).
+bit with those of one uninterrupted run.
 """
 from __future__ import annotations
 

@@ -173,11 +173,9 @@ def _zip_bomb(path: Path, name: str, expanded_bytes: int = 1 << 30) -> Path:
 def check_hostile_archives(work: Path) -> Check:
     """`ufd data fetch` on hostile archives placed in the download folder: each is refused with
     a FetchError, and no dataset folder appears."""
-    import os
 
     import yaml
 
-    from ufd_lib.data import manifests
     from ufd_lib.data.fetch import FetchError, fetch_data
 
     (work / "manifests").mkdir(parents=True, exist_ok=True)
@@ -185,7 +183,7 @@ def check_hostile_archives(work: Path) -> Check:
     release = _toy_release()
 
     def swapped(archive: Path) -> None:  # fetch it once, then swap 0_real and 1_fake in place
-        fetch_data(archive.parent.parent, ["selfcheck_toy"], archive.parent)
+        fetch_data(archive.parent.parent, ["selfcheck_toy"], archive.parent, manifest_directory=work / "manifests")
         shutil.rmtree(archive.parent.parent / "toy")
         data = archive.read_bytes()
         with archive.open("r+b") as handle:
@@ -200,28 +198,20 @@ def check_hostile_archives(work: Path) -> Check:
         "HTML page as an unpinned download": (lambda a: a.write_bytes(b"<!DOCTYPE html><html>Quota</html>"), "HTML"),
     }
     fine, outcomes = 0, []
-    previous = os.environ.get(manifests.MANIFEST_DIR_ENV)
-    os.environ[manifests.MANIFEST_DIR_ENV] = str(work / "manifests")
-    try:
-        for index, (what, (make, expected)) in enumerate(cases.items()):
-            data_root = work / f"case-{index}"
-            archive = data_root / "downloads" / "toy.zip"
-            archive.parent.mkdir(parents=True)
-            with redirect_stdout(io.StringIO()), redirect_stderr(io.StringIO()):
-                make(archive)
-                try:
-                    fetch_data(data_root, ["selfcheck_toy"], archive.parent)
-                    message = "extracted"
-                except FetchError as error:
-                    message = str(error)
-            ok = expected in message and not (data_root / "toy").exists()
-            fine += ok
-            outcomes.append(f"{what}: {'refused' if ok else 'NOT refused (' + message[:80] + ')'}")
-    finally:
-        if previous is None:
-            os.environ.pop(manifests.MANIFEST_DIR_ENV, None)
-        else:
-            os.environ[manifests.MANIFEST_DIR_ENV] = previous
+    for index, (what, (make, expected)) in enumerate(cases.items()):
+        data_root = work / f"case-{index}"
+        archive = data_root / "downloads" / "toy.zip"
+        archive.parent.mkdir(parents=True)
+        with redirect_stdout(io.StringIO()), redirect_stderr(io.StringIO()):
+            make(archive)
+            try:
+                fetch_data(data_root, ["selfcheck_toy"], archive.parent, manifest_directory=work / "manifests")
+                message = "extracted"
+            except FetchError as error:
+                message = str(error)
+        ok = expected in message and not (data_root / "toy").exists()
+        fine += ok
+        outcomes.append(f"{what}: {'refused' if ok else 'NOT refused (' + message[:80] + ')'}")
     return Check("hostile dataset archives (ufd data fetch)", len(cases), fine, None, "; ".join(outcomes))
 
 
@@ -233,7 +223,6 @@ def check_hostile_data_root(work: Path) -> Check:
 
     import yaml
 
-    from ufd_lib.data import manifests
     from ufd_lib.data.verify import verify_data
 
     (work / "manifests").mkdir(parents=True, exist_ok=True)
@@ -249,21 +238,13 @@ def check_hostile_data_root(work: Path) -> Check:
 
     def verify() -> None:
         try:
-            result["report"] = verify_data(work / "data", ["selfcheck_toy"])
+            result["report"] = verify_data(work / "data", ["selfcheck_toy"], manifest_directory=work / "manifests")
         except Exception as error:  # a crash is a failed case; say which
             result["error"] = f"{type(error).__name__}: {error}"
 
-    previous = os.environ.get(manifests.MANIFEST_DIR_ENV)
-    os.environ[manifests.MANIFEST_DIR_ENV] = str(work / "manifests")
-    try:
-        thread = threading.Thread(target=verify, daemon=True)
-        thread.start()
-        thread.join(timeout=60)
-    finally:
-        if previous is None:
-            os.environ.pop(manifests.MANIFEST_DIR_ENV, None)
-        else:
-            os.environ[manifests.MANIFEST_DIR_ENV] = previous
+    thread = threading.Thread(target=verify, daemon=True)
+    thread.start()
+    thread.join(timeout=60)
     if thread.is_alive():
         return Check("FIFO and dangling link in a data root (ufd data verify)", 1, 0, None, "verify hung")
     report = result.get("report")
@@ -281,8 +262,8 @@ def check_files_changed_after_planning(work: Path) -> Check:
     it; the next run takes it up and ends bit for bit equal to a clean run on the final files."""
     from unittest import mock
 
-    from ufd_lib.features.extraction import extract as extraction
     from ufd_lib.features.encoders import load_encoder
+    from ufd_lib.features.extraction import extract as extraction
     from ufd_lib.features.preprocess import CHANGED_SINCE_HASHED, Perturbation
 
     encoder = load_encoder(faults.ENCODER, "cpu")

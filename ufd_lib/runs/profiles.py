@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ufd_lib import config
-from ufd_lib.data.benchmark import Benchmark
+from ufd_lib.data.image_sets import Benchmark
 
 
 @dataclass(frozen=True)
@@ -87,6 +87,16 @@ class Profile:
     extreme_examples: int = 10
     spectrum_images: int = 1000
     probe_view_counts: tuple[int, ...] = (0, 1, 2, 4)
+
+    def detector_request(self):
+        """The trained-detector baseline this profile asks for, a
+        :class:`~ufd_lib.classifiers.trained_detector.DetectorRequest` (imported here: it needs torch)."""
+        from ufd_lib.classifiers.trained_detector import DetectorRecipe, DetectorRequest
+
+        recipe = DetectorRecipe(architecture=self.detector_architecture, max_epochs=self.detector_max_epochs,
+                                batch_size=self.detector_batch_size, lr=self.detector_lr,
+                                time_budget_s=self.detector_time_budget_s)
+        return DetectorRequest(recipe, self.released_detector, f"{self.name} profile")
 
 
 PROFILES = {

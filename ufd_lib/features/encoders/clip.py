@@ -31,9 +31,10 @@ from torch import nn
 
 from ufd_lib import config
 from ufd_lib.atomic_files import atomic_write
-from ufd_lib.checkpoints import CheckpointMismatch, load_checkpoint, one_line, read_checkpoint, require_finite
+from ufd_lib.checkpoints import MESSAGE_LIMIT, CheckpointMismatch, load_checkpoint, read_checkpoint, require_finite
 from ufd_lib.features.encoders.encoder import Encoder
 from ufd_lib.features.encoders.registry import CheckpointRefused, EncoderUnavailable, LoadOptions
+from ufd_lib.messages import one_line
 
 CHECKPOINT_KIND = "CLIP checkpoint (TorchScript archive or state dict)"
 DOWNLOAD_TIMEOUT_S = 20  # per socket operation, so a dead network fails in seconds
@@ -130,7 +131,7 @@ def build_clip(state: dict[str, torch.Tensor], path: Path) -> nn.Module:
                                  "which tells its architecture") from None
     except (RuntimeError, ValueError, IndexError, TypeError, AttributeError) as error:  # load_state_dict's report
         raise CheckpointMismatch(f"{path}: the weights do not fit the CLIP their shapes describe: "
-                                 f"{one_line(error)}") from None
+                                 f"{one_line(error, MESSAGE_LIMIT)}") from None
 
 
 def _clip_from_file(path: Path, name: str, options: LoadOptions, published_sha256: str | None = None) -> Encoder:

@@ -31,9 +31,9 @@ import torchvision
 from torch import nn
 
 from ufd_lib import config
+from ufd_lib.checkpoints import load_checkpoint, load_state_dict_strictly
 from ufd_lib.features.encoders.encoder import Encoder
 from ufd_lib.features.encoders.registry import EncoderUnavailable, LoadOptions
-from ufd_lib.checkpoints import load_checkpoint, load_state_dict_strictly
 from ufd_lib.hashing import file_sha256
 
 RANDOM_SEED = 0

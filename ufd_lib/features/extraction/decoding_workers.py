@@ -1,22 +1,16 @@
-"""Decoding for extraction: files are read, checked and decoded into a ring of uint8 batches,
-in this process or in DataLoader worker processes, which can be kept from one extraction to the next.
+"""Decoding for extraction: files read, checked and decoded into a ring of uint8 batches, in this
+process or in DataLoader worker processes, which can be kept from one extraction to the next.
 
-Each batch the sampler hands out is a list of items (ring slot, position in the batch, index,
-path, planned SHA-256); a worker reads the file once (:func:`ufd_lib.features.preprocess.load_pixels`:
-the bytes hashed again and compared with the plan), decodes it and writes its uint8
-(224, 224, 3) crop to ``ring[slot, position]``. The ring is allocated once per pool (shared
-memory when workers write it): fresh memory for every batch costs more in page faults than
-the decoding it carries.
+In: batches of (ring slot, position, index, path, planned SHA-256) from the extraction's sampler.
+Out: per batch (slot, [(position, index)] decoded, [(index, reason)] rejected); each decoded crop,
+uint8 (224, 224, 3), is written to ``ring[slot, position]``. A file whose bytes no longer match
+the planned digest is rejected, never decoded.
 
-Starting workers costs tens of milliseconds of CPU per worker (the fork, the DataLoader's
-set-up in the child, zeroing the shared ring), paid again by every extraction that starts its
-own. Inside :func:`kept_decoding_workers` (``ufd evaluate``, ``predict`` and ``train-probe``,
-:func:`ufd_lib.features.feature_sets.featurize_benchmark`,
-:func:`ufd_lib.analyses.robustness.robustness_sweep`), extractions with the same decode
-settings share one pool; one with other settings (another perturbation, batch size or
-worker count) replaces it, so at most one set of workers is ever idle. A worker that dies,
-even while idle, is reported at once by PyTorch's DataLoader (a ``RuntimeError`` naming it,
-raised in the main thread wherever it is); the next extraction starts new workers.
+The ring is allocated once per pool: fresh memory for every batch costs more in page faults than
+the decoding it carries. Inside :func:`kept_decoding_workers`, extractions with the same
+:class:`DecodeSettings` share one pool; other settings replace it, so at most one set of workers
+is ever idle. A worker that dies is reported by PyTorch at once, and the next extraction starts
+new workers.
 """
 from __future__ import annotations
 
@@ -81,7 +75,7 @@ class ImageFiles(Dataset):
         except ImageRejected as error:
             return slot, position, index, str(error)
         if self._slots is None:
-            self._slots = self.ring.numpy()  # a crop written through it: 13 µs, through the tensor 21
+            self._slots = self.ring.numpy()  # numpy assignment is cheaper than tensor indexing (benchmarks/README.md)
         self._slots[slot, position] = pixels
         return slot, position, index, None
 

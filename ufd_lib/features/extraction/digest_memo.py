@@ -1,14 +1,13 @@
 """File-identity memo: the SHA-256 of a file, remembered by what ``stat`` says about it.
 
-The feature cache is keyed by the SHA-256 of each image's bytes; hashing every file of a large
-tree on every run would read the whole tree again. The memo remembers, per file, its identity
-(absolute path; size, mtime_ns, ctime_ns, inode and device of the file the path leads to,
-links followed) and the digest of its bytes. A file whose identity is unchanged is recognised
-by one ``stat``, and its bytes are not read; any change of those fields (a write, a
-replacement, a rename over it, a link pointing elsewhere: ctime moves with every one, and
-cannot be set back by a user) makes it be hashed again. The ``stat`` calls of a look-up go
-directory by directory, each name relative to its open directory, with no Python work per
-file (:func:`regular_identities`): on a large tree they are most of a repeat run's cost.
+In: file paths (as strings). Out: each file's 32-byte SHA-256 when its identity (size,
+mtime_ns, ctime_ns, inode, device; links followed) is the one remembered, else None. Stored in
+one SQLite database per feature cache root (``file-digests.sqlite3``), one row per directory with
+a CRC-32 check, changed in ``BEGIN IMMEDIATE`` transactions so processes sharing a cache share it.
+
+Hashing a large tree on every run would read it again; one ``stat`` per unchanged file does not.
+Any write, replacement or rename changes the ctime, which no user can set back, so the file is
+hashed again. A damaged row or database costs hashing, never a wrong digest.
 
 Racy identities (git's "racily clean" entries, :mod:`ufd_lib.racy_timestamps`): a file whose
 ctime is too recent when the memo was opened (before any of its files were read) could be

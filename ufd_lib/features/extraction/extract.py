@@ -1,51 +1,16 @@
 """Feature extraction through the cache: each image is encoded once per setting.
 
-Files are first identified by the SHA-256 of their bytes, taken from the file-identity memo
-(:mod:`ufd_lib.features.extraction.digest_memo`: one ``stat`` per unchanged file, no bytes read) or, for new
-and changed files, by hashing them; the sorted unique digests are cut
-into fixed groups of whole batches (:func:`encoding_groups`), and only groups the cache lacks
-are decoded and encoded, in batches from a DataLoader (decoding in worker processes with
-prefetching when ``num_workers > 0``), each
-group committed to the cache as one chunk. Groups depend only on the request, so an
-interrupted run, a sharded run (:mod:`ufd_lib.features.extraction.sharding`: ranks share the groups out) and
-processes sharing a cache encode every image in a batch of the same composition as one
-uninterrupted run: fp32 CPU results do depend on batch composition in the last bits, not
-(here) on the thread count. A 2-process gloo run (1 thread each) writes features
-bit-identical to a single 2-thread process (``tests/test_sharding.py``); runs killed with
-SIGKILL at random moments and resumed, and two processes extracting into one cache at once,
-end with the cache bit for bit equal to an uninterrupted run's, with no image encoded twice
-(``tests/test_fault_injection.py``, ``ufd selfcheck``). Before decoding a group a process
-claims it (:mod:`ufd_lib.features.extraction.work_claims`); groups another live process holds are waited for.
-Not tested on CUDA.
+In: an :class:`~ufd_lib.features.encoders.Encoder`, image paths, a
+:class:`~ufd_lib.features.extraction.feature_cache.FeatureCache` opened for the encoder
+(:func:`open_cache`) and :class:`EngineOptions`. Out: float32 features (n_kept, d) in path order,
+a bool mask of the kept paths and an :class:`ExtractionReport` listing every skipped file with its
+reason (or :class:`ExtractionError` at the first one when strict).
 
-Reading: each image is read once for decoding, through :func:`ufd_lib.hashing.read_steadily`
-(regular files only, at most ``max_bytes``), and those very bytes are hashed again and compared
-with the digest the plan used: a file that changed after it was hashed is skipped with a reason,
-never cached under the other content's key. A file seen for the first time is read twice, once
-to hash it while planning and once to decode it: the groups are cut from the sorted digests of
-the whole request, which is what lets interrupted, shared and sharded runs encode each image
-once, in batches of the same composition. Decoding (:mod:`ufd_lib.features.extraction.decoding_workers`)
-gives uint8 crops (224, 224, 3) in a ring of batch buffers allocated once; float conversion,
-normalisation and the cast to the weights' dtype happen once, on the encoder's device
-(:func:`ufd_lib.features.preprocess.to_model_input`), on CPU into one reused buffer. Features
-with a NaN or an infinity are refused (skipped, naming the encoder) before they reach the cache.
-
-Decoding processes (``num_workers=None``, the default, :func:`default_workers`): none on CPU,
-where the model needs every core and decoding a 224 crop costs a few per cent of one forward
-pass; on CUDA one per available core but one (the main process feeds the GPU), at most
-:data:`ufd_lib.config.MAX_DEFAULT_WORKERS`. Inside
-:func:`ufd_lib.features.extraction.decoding_workers.kept_decoding_workers` extractions share their workers.
-
-Numerical precision (``precision``); what each costs and how far its features are from fp32 is
-measured by ``benchmarks/run.py`` (figures in ``benchmarks/README.md``):
-
-- ``auto`` (default): the encoder's weights as they are; CLIP loads as fp16 on CUDA (as
-  ``clip.load`` gives it) and fp32 on CPU.
-- ``fp32``, ``fp16``: convert the weights in place if they differ (``fp16`` needs CUDA).
-- ``bf16``: fp32 weights run under ``torch.autocast(dtype=torch.bfloat16)``; faster on CPUs
-  with native bf16, at a feature error far above the float16 storage rounding. Not the default: the replication's reference numerics are fp32
-  (fp16 on CUDA), and CPUs without native bf16 emulate it. Its features get their own cache
-  key; fp32 and fp16 share one, as they always have (fp16 compute: 1 − cos ≈ 8e-7).
+Files are identified by the SHA-256 of their bytes; the sorted unique digests are cut into fixed
+groups of whole batches, and only the groups the cache lacks are decoded, encoded and committed,
+one chunk per group. Because the groups depend only on the request, interrupted, shared and
+sharded runs encode every image in a batch of the same composition, so their features are equal
+bit for bit. ``docs/architecture.md`` describes the plan, claims, sharding and precisions.
 """
 from __future__ import annotations
 
@@ -80,7 +45,7 @@ _DTYPE_NAMES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "b
 CLAIM_POLL_SECONDS = 0.2
 # Most threads hashing new files: they help where reading waits on storage, and hashlib releases
 # the GIL while it hashes, but on page-cached small files each thread beyond a free core only
-# adds switching (4 threads on 2 cores: 2.4-3.3x the CPU time and 1.7-2.3x the wall time of one).
+# adds switching (benchmarks/README.md).
 MAX_HASH_THREADS = 4
 # Files each hashing task takes: a task per file costs more than hashing a small image.
 HASH_RUN = 64
@@ -91,23 +56,20 @@ class ExtractionError(RuntimeError):
 
 
 @dataclass
-class ExtractionOptions:
-    """How features are produced; everything but the encoder, the images and the precision.
+class EngineOptions:
+    """How the engine produces features; everything but the encoder, the images and the precision.
 
     num_workers: DataLoader decoding processes (None: :func:`default_workers`). max_pixels:
     images with more pixels are refused from their header. max_bytes: files with more bytes are
-    refused unread (None: :func:`ufd_lib.config.max_image_bytes`). sampling and cache_root are
-    read by the callers that discover images and open the cache.
+    refused unread (None: :func:`ufd_lib.config.max_image_bytes`).
     """
 
     perturbation: Perturbation = field(default_factory=Perturbation)
-    sampling: str = "all"
     batch_size: int = 64
     num_workers: int | None = None
     strict: bool = False
     max_pixels: int = config.MAX_IMAGE_PIXELS
     max_bytes: int | None = None
-    cache_root: Path | None = None
     progress: bool = True
 
 
@@ -193,8 +155,8 @@ def compute_precision(encoder: Encoder, precision: str):
 def cache_setting(encoder: Encoder, perturbation: Perturbation, precision: str = "auto") -> dict:
     """The cache key of an extraction: encoder identity plus everything in preprocessing.
 
-    bf16 adds ``"precision": "bf16"``; fp32 and fp16 keep the key they always had, so
-    existing caches stay valid.
+    bf16 adds ``"precision": "bf16"``; fp32 and fp16 share one key (fp16 compute stays within
+    float16 storage rounding of fp32, ``benchmarks/README.md``).
     """
     setting = {
         "encoder": encoder.name,
@@ -254,18 +216,18 @@ def plan_digests(paths: Sequence[str | Path], memo: DigestMemo | None,
     return digests, hashed_count, len(paths) - len(to_hash)
 
 
-def _options(options: ExtractionOptions | None, overrides: dict) -> ExtractionOptions:
-    """``options`` (default: :class:`ExtractionOptions`()) with some fields replaced by keyword."""
-    return dataclasses.replace(options or ExtractionOptions(), **overrides)
+def _options(options: EngineOptions | None, overrides: dict) -> EngineOptions:
+    """``options`` (default: :class:`EngineOptions`()) with some fields replaced by keyword."""
+    return dataclasses.replace(options or EngineOptions(), **overrides)
 
 
 def extract_features(
-    encoder: Encoder, paths: Sequence[str | Path], cache: FeatureCache, options: ExtractionOptions | None = None,
+    encoder: Encoder, paths: Sequence[str | Path], cache: FeatureCache, options: EngineOptions | None = None,
     *, description: str = "encoding", precision: str = "auto", world: World | None = None, **overrides,
 ) -> tuple[np.ndarray, np.ndarray, ExtractionReport]:
     """Features for ``paths``, encoding only what ``cache`` lacks.
 
-    options: :class:`ExtractionOptions` (its fields may also be given as keywords, which
+    options: :class:`EngineOptions` (its fields may also be given as keywords, which
     replace the object's: ``batch_size=4, progress=False``). Returns (features float32
     (n_ok, d), kept bool mask (len(paths),), report); rows of ``features`` follow the order of
     the kept paths. Unusable files are skipped and listed in ``report.skipped`` with their
@@ -291,7 +253,7 @@ def extract_features(
 
 
 def fill_cache(
-    encoder: Encoder, paths: Sequence[str | Path], cache: FeatureCache, options: ExtractionOptions | None = None,
+    encoder: Encoder, paths: Sequence[str | Path], cache: FeatureCache, options: EngineOptions | None = None,
     *, description: str = "encoding", precision: str = "auto", world: World | None = None, **overrides,
 ) -> tuple[np.ndarray, list[bytes | str], ExtractionReport]:
     """Encode into ``cache`` every image of ``paths`` it lacks, without loading features.
@@ -336,20 +298,27 @@ def fill_cache(
         plan = (len(readable), []) if cached.all() else (int(cached.sum()), _pending_groups(digests, readable, cached,
                                                                                              options.batch_size))
     report.images_from_cache, pending = world.broadcast(plan)
-    share = [pending[g] for g in even_slice(len(pending), world.rank, world.world_size)]
+    my_groups = [pending[g] for g in even_slice(len(pending), world.rank, world.world_size)]
 
     local = ExtractionReport()
     rejected: dict[bytes, str] = {}
     failure: Exception | None = None
     try:
-        if share:
+        if my_groups:
             workers = default_workers(encoder.device) if options.num_workers is None else options.num_workers
-            rejected = _encode_groups(
-                encoder, paths, digests, share, cache, local, options, max_bytes=max_bytes, num_workers=workers,
+            # Model input on CPU, written in place batch after batch (to_model_input says why).
+            inputs = None
+            if encoder.device.type == "cpu":
+                inputs = torch.empty((options.batch_size, 3, config.CROP_SIZE, config.CROP_SIZE), dtype=torch.float32)
+            encoding = _GroupEncoding(encoder, paths, digests, cache, local, options.strict, _WEIGHT_DTYPES[resolved],
+                                      inputs)
+            encoding.encode_all(my_groups, _Share(
+                DecodeSettings(options.perturbation, options.max_pixels, max_bytes, options.batch_size, workers),
                 progress=options.progress and world.is_main,
                 description=description if world.world_size == 1 else f"{description} (rank 0's share)",
                 precision=resolved,
-            )
+            ))
+            rejected = encoding.rejected
     except Exception as error:
         if world.world_size == 1:
             raise
@@ -447,84 +416,100 @@ class _ClaimedBatches:
                        for position, index in enumerate(batch)]
 
 
-def _encode_groups(encoder, paths, digests, groups, cache, report, options: ExtractionOptions, *, max_bytes,
-                   num_workers, progress, description, precision) -> dict[bytes, str]:
-    """Encode into ``cache`` the images of ``groups`` (lists of indices into ``paths``) it lacks,
-    one chunk per group, waiting for groups that other processes hold until they are committed
-    or their holder dies. Returns {digest: reason} for files that failed to decode or encode."""
-    claims = GroupClaims(cache.directory)
-    rejected: dict[bytes, str] = {}
-    started = time.perf_counter()
-    total = int(sum((~cache.contains([digests[i] for i in group])).sum() for group in groups))
-    settings = DecodeSettings(options.perturbation, options.max_pixels, max_bytes, options.batch_size, num_workers)
-    # Model input on CPU, written in place batch after batch (to_model_input says why).
-    inputs = None
-    if encoder.device.type == "cpu":
-        inputs = torch.empty((options.batch_size, 3, config.CROP_SIZE, config.CROP_SIZE), dtype=torch.float32)
-    try:
-        with tqdm(total=total, desc=description, unit="img", disable=not progress) as bar, \
-                compute_precision(encoder, precision), decoding_pool(settings) as pool:
-            remaining = groups
-            while remaining:
-                remaining = _encode_pass(encoder, pool, paths, digests, remaining, cache, claims, report, rejected,
-                                         bar, inputs, strict=options.strict, dtype=_WEIGHT_DTYPES[precision])
-                if remaining:
-                    time.sleep(CLAIM_POLL_SECONDS)
-    finally:
-        claims.release_all()
-    report.encode_seconds += time.perf_counter() - started
-    return rejected
+@dataclass(frozen=True)
+class _Share:
+    """How a rank encodes its share: decoding settings, progress bar, compute precision."""
+
+    settings: DecodeSettings
+    progress: bool
+    description: str
+    precision: str
 
 
-def _encode_pass(encoder, pool: DecodingPool, paths, digests, groups, cache, claims, report, rejected, bar, inputs, *,
-                 strict, dtype) -> list[list[int]]:
-    """One pass over ``groups``, decoded by ``pool``; returns the groups other processes held.
-    inputs: the CPU model-input buffer (None on other devices)."""
-    ring = pool.ring
-    sampler = _ClaimedBatches(groups, paths, digests, cache, claims, pool.settings.batch_size, slots=len(ring))
-    # The host's own work runs on one torch thread: fetching batches (decoding, when in-process,
-    # is one image per op) and the model input (on a busy CPU one elementwise pass is several
-    # times faster on one thread than split over two; on a GPU it is a copy into page-locked
-    # memory); so does the model unless it runs on the CPU. Left with its default pool, every op
-    # big enough to be split wakes an OpenMP thread per core, which then spins for milliseconds
-    # on a core a decoding worker needs.
-    model_threads = None if encoder.device.type == "cpu" else 1
-    keys: list[bytes] = []
-    features: list[np.ndarray] = []
-    batches = pool.batches(sampler)
-    while True:
-        with torch_threads(1):
-            item = next(batches, None)
-        if item is None:
-            return sampler.deferred
-        slot, good, bad = item
-        for i, reason in bad:
-            if strict:
-                raise ExtractionError(f"{paths[i]}: {reason}")
-            rejected[digests[i]] = reason
-        if good:
-            positions = [position for position, _ in good]
-            indices = [index for _, index in good]
-            pixels = ring[slot, : len(good)] if positions[-1] == len(good) - 1 else ring[slot, positions]
+@dataclass
+class _GroupEncoding:
+    """The state of encoding a rank's share of groups into the cache: what is encoded (encoder,
+    paths, their digests), where to (cache, claims), how (strict, weight dtype, the CPU
+    model-input buffer ``inputs`` or None) and what happened (report, rejected {digest: reason})."""
+
+    encoder: Encoder
+    paths: Sequence[str | Path]
+    digests: Sequence[bytes | str]
+    cache: FeatureCache
+    report: ExtractionReport
+    strict: bool
+    dtype: torch.dtype
+    inputs: torch.Tensor | None
+    claims: GroupClaims = field(init=False)
+    rejected: dict[bytes, str] = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.claims = GroupClaims(self.cache.directory)
+
+    def reject(self, index: int, reason: str) -> None:
+        """File ``index`` cannot be used: raise in strict mode, else remember why."""
+        if self.strict:
+            raise ExtractionError(f"{self.paths[index]}: {reason}")
+        self.rejected[self.digests[index]] = reason
+
+    def encode_all(self, groups: list[list[int]], share: _Share) -> None:
+        """Encode ``groups`` (lists of indices into ``paths``), one chunk each, waiting for groups
+        that other processes hold until they are committed or their holder dies."""
+        started = time.perf_counter()
+        total = int(sum((~self.cache.contains([self.digests[i] for i in group])).sum() for group in groups))
+        try:
+            with tqdm(total=total, desc=share.description, unit="img", disable=not share.progress) as bar, \
+                    compute_precision(self.encoder, share.precision), decoding_pool(share.settings) as pool:
+                remaining = groups
+                while remaining:
+                    remaining = self.encode_pass(remaining, pool, bar)
+                    if remaining:
+                        time.sleep(CLAIM_POLL_SECONDS)
+        finally:
+            self.claims.release_all()
+        self.report.encode_seconds += time.perf_counter() - started
+
+    def encode_pass(self, groups: list[list[int]], pool: DecodingPool, bar) -> list[list[int]]:
+        """One pass over ``groups``, decoded by ``pool``; returns the groups other processes held."""
+        ring = pool.ring
+        sampler = _ClaimedBatches(groups, self.paths, self.digests, self.cache, self.claims,
+                                  pool.settings.batch_size, slots=len(ring))
+        # The host's own work runs on one torch thread, and so does the model unless it runs on
+        # the CPU: left with the default pool, every op big enough to split wakes an OpenMP thread
+        # per core, which then spins on a core a decoding worker needs.
+        model_threads = None if self.encoder.device.type == "cpu" else 1
+        keys: list[bytes] = []
+        features: list[np.ndarray] = []
+        batches = pool.batches(sampler)
+        while True:
             with torch_threads(1):
-                model_input = to_model_input(pixels, encoder.mean, encoder.std, encoder.device, dtype, out=inputs)
-            with torch_threads(model_threads):
-                rows = encoder.encode(model_input).numpy()
-            finite = np.isfinite(rows).all(axis=1)
-            for i in np.asarray(indices)[~finite]:
-                reason = f"the encoder {encoder.name} gave non-finite features (NaN or infinity)"
-                if strict:
-                    raise ExtractionError(f"{paths[i]}: {reason}")
-                rejected[digests[i]] = reason
-            features.append(rows[finite])
-            keys.extend(digests[i] for i, ok in zip(indices, finite) if ok)
-            report.images_encoded += int(finite.sum())
-        bar.update(len(good) + len(bad))
-        group = sampler.in_flight[0]
-        group[1] -= 1
-        if group[1] == 0:  # the group's last batch: commit its chunk, then let the claim go
-            if keys:
-                cache.write_chunk(keys, np.concatenate(features), tag=group[0])
-            claims.release(group[0])
-            sampler.in_flight.popleft()
-            keys, features = [], []
+                item = next(batches, None)
+            if item is None:
+                return sampler.deferred
+            slot, good, bad = item
+            for i, reason in bad:
+                self.reject(i, reason)
+            if good:
+                positions = [position for position, _ in good]
+                indices = np.asarray([index for _, index in good])
+                pixels = ring[slot, : len(good)] if positions[-1] == len(good) - 1 else ring[slot, positions]
+                with torch_threads(1):
+                    model_input = to_model_input(pixels, self.encoder.mean, self.encoder.std, self.encoder.device,
+                                                 self.dtype, out=self.inputs)
+                with torch_threads(model_threads):
+                    rows = self.encoder.encode(model_input).numpy()
+                finite = np.isfinite(rows).all(axis=1)
+                for i in indices[~finite]:
+                    self.reject(i, f"the encoder {self.encoder.name} gave non-finite features (NaN or infinity)")
+                features.append(rows[finite])
+                keys.extend(self.digests[i] for i in indices[finite])
+                self.report.images_encoded += int(finite.sum())
+            bar.update(len(good) + len(bad))
+            group = sampler.in_flight[0]
+            group[1] -= 1
+            if group[1] == 0:  # the group's last batch: commit its chunk, then let the claim go
+                if keys:
+                    self.cache.write_chunk(keys, np.concatenate(features), tag=group[0])
+                self.claims.release(group[0])
+                sampler.in_flight.popleft()
+                keys, features = [], []

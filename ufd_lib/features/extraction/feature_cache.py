@@ -1,55 +1,15 @@
 """Content-addressed, memory-mappable store of image features.
 
-One folder per *setting* (encoder name and checkpoint hash, preprocessing, perturbation):
-``<root>/<setting id>/setting.json`` plus chunks. A chunk is three files written in order,
-each atomically (temporary name, fsync, rename):
+One folder per setting (encoder name and checkpoint hash, preprocessing, perturbation), holding
+chunks: ``<chunk>.features.npy`` float16 (n, d), ``<chunk>.keys.npy`` uint8 (n, 32) image
+SHA-256 digests, and ``<chunk>.json``, the commit record written last. Images are keyed by the
+digest of their bytes, so a changed file is never served stale features and a file present twice
+is encoded once; an interrupted extraction loses at most the chunk in progress.
 
-- ``<chunk>.features.npy``: float16 (n, d) features, memory-mapped on read;
-- ``<chunk>.keys.npy``: uint8 (n, 32), the SHA-256 digests of the image files' bytes;
-- ``<chunk>.json``: the commit record, a JSON object of row count, dimension, dtype and the
-  SHA-256 of both files. It is written last and is the commit mark: a chunk without it is an
-  interrupted write and is never read.
-
-Images are keyed by the SHA-256 of their bytes, so a changed file is never served stale
-features and a file that appears twice is encoded once. An interrupted extraction loses at
-most the chunk in progress.
-
-What the cache never serves. A committed chunk is set aside (its files renamed
-``corrupt-<chunk>.*``) with a warning, and its images are encoded again, when:
-
-- its files no longer match their checksums (truncated, bit-flipped);
-- its commit record is not JSON, or is JSON of the wrong type (``null``, a list, a number,
-  an object lacking a field or with a field of the wrong type);
-- its features have another width than the setting's: the ``dim`` the cache was opened with
-  (the encoder's), or, when none was given, the width holding most rows among the chunks
-  first read (so features of two widths are never mixed);
-- its features hold NaN or ±inf;
-- any of its files is a symbolic link (e.g. to a file outside the cache) or not a regular
-  file: files are opened with ``O_NOFOLLOW`` and checked on the open descriptor, so a link
-  is never read through, and setting it aside renames the link, never its target.
-
-Checks once, then by identity. A chunk is checked whole (checksums, finiteness) the first time
-it is read; then the identity of its two ``.npy`` files (size, mtime, ctime, inode, device of the
-opened descriptor) is remembered with their digests in the cache root's file-identity memo
-(:class:`ufd_lib.features.extraction.digest_memo.DigestMemo`, the one extraction keeps for image files), and
-a later open whose files still have those identities and whose commit record names those
-digests reads no feature bytes. Any write to a file, a truncation, a replacement or a rename
-over it changes its ctime (which no user can set back), so it is checked whole again. Without
-a usable memo (a read-only cache, say) every open checks every chunk whole.
-
-In a read-only cache a damaged chunk cannot be renamed: it stays, is warned about once per
-:class:`FeatureCache`, and is never served.
-
-What the cache never stores. :meth:`FeatureCache.write_chunk` refuses, before writing
-anything, features that are not finite once stored as float16 (NaN, ±inf, beyond ±65504)
-and features of another width than the cache's, with a :class:`FeatureCacheError` naming
-the images' digests (or their count) and the setting.
-
-What a killed writer leaves. Temporary files and chunk files without a commit record (an
-orphan ``.features.npy``, say) are deleted by the next writer of the same chunk tag once it
-holds the claim that proves the dead writer is gone (:meth:`FeatureCache.remove_leftovers`,
-called by :mod:`ufd_lib.features.extraction.extract` under :mod:`ufd_lib.features.extraction.work_claims`). Those
-of a tag no later run claims stay on disk, never read.
+A chunk that fails its checksums, its record, its width, finiteness, or is reached through a link
+is set aside and never served; features that are not finite as float16, or of another width, are
+never stored (:class:`FeatureCacheError`). A chunk is checked whole once, then recognised by the
+identity of its files. ``docs/architecture.md`` lists every case.
 """
 from __future__ import annotations
 
@@ -218,8 +178,8 @@ def fresh_features(rows: int, dim: int) -> torch.Tensor:
 def stored_features(features: np.ndarray) -> np.ndarray:
     """Features (n, d) as the cache stores them: C-contiguous :data:`ufd_lib.config.FEATURE_STORE_DTYPE`
     (float16), values beyond its range made ±inf. float32, what encoders give, is converted by
-    torch on one thread (the processor's float16 instructions: about 10x faster than numpy,
-    which converts one value at a time, with the same IEEE rounding, to nearest, ties to even)."""
+    torch on one thread (the processor's float16 instructions, faster than numpy's value-by-value
+    conversion, with the same IEEE rounding, to nearest, ties to even)."""
     if isinstance(features, np.ndarray) and features.dtype == np.float32 and features.flags.writeable \
             and config.FEATURE_STORE_DTYPE == "float16":
         with torch_threads(1):
@@ -230,7 +190,7 @@ def stored_features(features: np.ndarray) -> np.ndarray:
 
 def _non_finite(features: np.ndarray) -> np.ndarray:
     """bool, the shape of ``features`` (float16/32/64): NaN or ±inf, i.e. every IEEE 754 exponent
-    bit set; a bit test, about 6x faster than ``np.isfinite`` on float16."""
+    bit set; a bit test, cheaper than ``np.isfinite`` on float16."""
     info = np.finfo(features.dtype)
     exponent = ((1 << info.nexp) - 1) << info.nmant
     bits = features.view(f"u{features.dtype.itemsize}")
@@ -385,7 +345,7 @@ class FeatureCache:
         except OSError:
             return 0
         # The names globs ".chunk-*-{tag}.*.tmp" and "chunk-*-{tag}{suffix}" would match, tested
-        # as strings: a glob compiles a pattern for every new tag (5 ms a group).
+        # as strings: a glob would compile a pattern for every new tag.
         marker = f"-{tag}."
         leftovers = [self.directory / name for name in names
                      if name.startswith(".chunk-") and name.endswith(".tmp") and marker in name[len(".chunk-") : -len(".tmp")]]
@@ -429,7 +389,7 @@ class FeatureCache:
         bounds = np.searchsorted(ordered_rows, self._chunk_starts)
         target = out.numpy()
         # One chunk's rows at a time, converted by torch (with the processor's float16
-        # instructions; numpy converts one value at a time, about 10x slower) on one thread,
+        # instructions; numpy converts one value at a time) on one thread,
         # then put in place: no intermediate the size of the result. A chunk is too small for
         # torch's thread pool to pay: its threads would spin for milliseconds after each one.
         with torch_threads(1):

@@ -3,25 +3,12 @@
 Launch the ordinary command under torchrun, one process per device (or per few CPU cores)::
 
     torchrun --nproc_per_node 4 -m ufd_lib extract --encoder clip:ViT-L/14 --set train=...
-    torchrun --nnodes 2 --node_rank 0 --master_addr HOST --nproc_per_node 8 -m ufd_lib extract ...
 
-torchrun sets ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK``; :func:`init_world` reads them and
-joins the process group (gloo on CPU; NCCL on CUDA, plus a gloo group for the small Python
-objects the ranks exchange). Without them the run is a single process and nothing is
-initialised. All ranks must see the same image files and the same cache directory (one
-machine, or a shared filesystem across nodes): every rank writes its own chunks into the
-content-addressed cache, and chunk names are unique per process.
-
-How the work is split (see :func:`ufd_lib.features.extraction.extract.fill_cache`): each rank hashes a contiguous
-slice of the image list, the digests are gathered everywhere, rank 0 cuts the sorted unique
-digests into fixed groups of whole batches (:func:`ufd_lib.features.extraction.extract.encoding_groups`) and
-broadcasts those the cache does not hold complete, and rank r encodes a contiguous run of
-them (:func:`even_slice`). A single-process run forms the same groups and batches, so every
-image is encoded in a batch of the same composition whatever the world size; that is what
-makes sharded features equal bit for bit to single-process ones (fp32 CPU kernels are not
-invariant to batch composition).
-Checked on CPU with gloo (``tests/test_sharding.py``); on CUDA equality further needs the same
-GPU model and deterministic kernels, which has not been tested.
+:func:`init_world` reads ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK`` and joins the process group
+(gloo on CPU; NCCL on CUDA plus a gloo group for Python objects); without them the run is one
+process. All ranks must see the same files and the same cache directory. Each rank hashes a
+contiguous slice of the images, and encodes a contiguous run of the groups rank 0 broadcasts
+(:func:`even_slice`), so the batches are those of a single-process run.
 """
 from __future__ import annotations
 

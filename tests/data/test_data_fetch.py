@@ -11,6 +11,7 @@ import re
 import shutil
 import socket
 import threading
+import time
 import zipfile
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -37,6 +38,8 @@ class ServerState:
     files: dict[str, bytes] = field(default_factory=dict)
     requests: list[tuple[str, str | None]] = field(default_factory=list)
     cut_after: dict[str, int] = field(default_factory=dict)  # path -> bytes sent before dropping, once
+    trickle: dict[str, float] = field(default_factory=dict)  # path -> seconds between single bytes
+    no_length: set[str] = field(default_factory=set)  # paths served without Content-Length, then closed
 
 
 class RangeHandler(BaseHTTPRequestHandler):
@@ -61,9 +64,24 @@ class RangeHandler(BaseHTTPRequestHandler):
         if range_header:
             self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
         body = data[start:]
+        if self.path in state.no_length:
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.close_connection = True
+            self.wfile.write(body)
+            return
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Accept-Ranges", "bytes")
         self.end_headers()
+        if self.path in state.trickle:
+            for index in range(len(body)):
+                try:
+                    self.wfile.write(body[index : index + 1])
+                    self.wfile.flush()
+                except OSError:  # the client gave up
+                    return
+                time.sleep(state.trickle[self.path])
+            return
         cut = state.cut_after.pop(self.path, None)
         if cut is None:
             self.wfile.write(body)
@@ -426,6 +444,33 @@ def test_an_archive_hashed_in_the_second_it_was_written_is_hashed_again(server, 
     fetch_data(data_root, ["toy"])
     assert len(hashed) == 1  # once, then the now-old identity is trusted right before extraction
     assert (data_root / "toy").is_dir()
+
+
+def test_a_server_sending_more_than_the_pinned_size_is_cut_off_while_streaming(server, use_manifest,
+                                                                              tmp_path: Path) -> None:
+    state, base = server
+    release = make_release()
+    state.files["/toy.zip"] = release * 40  # no Content-Length: only the pinned size can stop it
+    state.no_length.add("/toy.zip")
+    use_manifest(_http(base + "/toy.zip", release))
+    with pytest.raises(FetchError, match=f"more than the {len(release)} bytes expected"):
+        fetch_data(tmp_path / "data", ["toy"], retries=0)
+    part = tmp_path / "data" / "downloads" / "toy.zip.part"
+    assert not part.exists() or part.stat().st_size == 0
+
+
+def test_a_trickling_server_is_given_up_on_not_waited_for_forever(server, use_manifest, tmp_path: Path,
+                                                                  monkeypatch) -> None:
+    state, base = server
+    release = make_release()
+    state.files["/toy.zip"] = release
+    state.trickle["/toy.zip"] = 0.05  # a byte every 50 ms: no single read ever times out
+    use_manifest(_http(base + "/toy.zip", release))
+    monkeypatch.setattr(data_fetch, "RATE_GRACE_S", 0.5)
+    started = time.monotonic()
+    with pytest.raises(FetchError, match="too slow"):
+        fetch_data(tmp_path / "data", ["toy"], retries=1, timeout_s=5)
+    assert time.monotonic() - started < 10
 
 
 def test_zip_bomb_is_refused_not_extracted(server, use_manifest, tmp_path: Path) -> None:

@@ -46,6 +46,12 @@ _CHUNK = 1 << 20
 # which are already compressed and expand by about 1x; 4x leaves room, a zip bomb has 1000x.
 MAX_EXPANSION_RATIO = 4
 _RETRY_WAIT_S = 2.0
+# A download must average at least MIN_RATE_BYTES_S once RATE_GRACE_S have passed (a server
+# sending a byte every few seconds never trips the per-read timeout), and may never exceed the
+# size its source pins, or MAX_DOWNLOAD_BYTES where none is pinned and the server names none.
+MIN_RATE_BYTES_S = 16 * 1024
+RATE_GRACE_S = 60.0
+MAX_DOWNLOAD_BYTES = 1 << 40
 _TRANSIENT = (
     requests.ConnectionError,
     requests.Timeout,
@@ -252,14 +258,34 @@ def _download_http_once(url: str, part: Path, expected_size: int | None, timeout
             offset, mode = 0, "wb"  # the server ignored the Range header: start over
         length = response.headers.get("Content-Length")
         total = offset + int(length) if length is not None else expected_size
+        cap = expected_size if expected_size is not None else (total or MAX_DOWNLOAD_BYTES)
         with part.open(mode) as out, tqdm(
             total=total, initial=offset, unit="B", unit_scale=True, desc=label, disable=None
         ) as bar:
-            for chunk in response.iter_content(_CHUNK):
-                out.write(chunk)
-                bar.update(len(chunk))
+            _stream(response, out, offset, cap, bar.update)
     if total is not None and part.stat().st_size < total:
         raise _IncompleteDownload(f"connection ended at byte {part.stat().st_size} of {total}")
+
+
+def _stream(response: requests.Response, out, offset: int, cap: int, progress) -> None:
+    """Copy the body to ``out`` (which holds ``offset`` bytes), one socket read at a time, so
+    that the byte cap and the minimum rate are checked between reads. Raises FetchError (the
+    part file removed) past ``cap`` bytes, _IncompleteDownload (resumable) when too slow."""
+    started, received = time.monotonic(), 0
+    while True:
+        chunk = response.raw.read1(_CHUNK, decode_content=True)
+        if not chunk:
+            return
+        received += len(chunk)
+        if offset + received > cap:
+            out.truncate(0)
+            raise FetchError(f"the server sent more than the {cap} bytes expected; the download was discarded")
+        out.write(chunk)
+        progress(len(chunk))
+        elapsed = time.monotonic() - started
+        if elapsed > RATE_GRACE_S and received < MIN_RATE_BYTES_S * elapsed:
+            raise _IncompleteDownload(f"too slow: {received} bytes in {elapsed:.0f} s "
+                                      f"(at least {MIN_RATE_BYTES_S} bytes/s expected)")
 
 
 def _download_gdrive(source: Source, target: Path) -> None:

@@ -62,3 +62,12 @@ def test_text_cells_never_start_a_spreadsheet_formula(tmp_path):
     assert metrics["ap"].tolist() == [0.003]  # numbers stay numbers
     frame = spreadsheet_safe(pd.DataFrame({"-a": [-1.5], "b": ["-x"]}, index=["=i"]))
     assert frame.to_dict("index") == {"'=i": {"'-a": -1.5, "b": "'-x"}}
+
+
+def test_file_names_whose_bytes_are_not_utf8_are_written_escaped(tmp_path):
+    import os
+
+    result = _result(4)
+    result.scores["path"] = [os.fsdecode(b"/x/bad\xff\xfe.png")] + ["/x/ok.png"] * 4
+    write_evaluation(result, {"run": 4}, tmp_path)
+    assert pd.read_csv(tmp_path / "scores.csv")["path"].iloc[0] == "/x/bad\\xff\\xfe.png"

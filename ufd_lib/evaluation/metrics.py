@@ -156,7 +156,7 @@ def mean_coverage(table: pd.DataFrame) -> str:
     test sets", or, for the metrics a set leaves undefined (one class only), the sets left out
     ("ap, acc_real over 2 of 3 test sets (without laion)")."""
     by_set = table[table["test_set"] != "mean"]
-    columns = [column for column in METRIC_COLUMNS[3:] if not column.endswith("threshold")]
+    columns = [column for column in METRIC_COLUMNS[3:] if not column.endswith("threshold") and column in table]
     left_out: dict[tuple[str, ...], list[str]] = {}
     for column in columns:
         missing = tuple(by_set.loc[by_set[column].isna(), "test_set"].astype(str))

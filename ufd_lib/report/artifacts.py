@@ -18,7 +18,7 @@ import pandas as pd
 
 from ufd_lib.atomic_files import atomic_write_bytes, atomic_write_text
 from ufd_lib.report.artifact_log import ARTIFACTS, append_entry, read_artifacts
-from ufd_lib.report.csv_cells import spreadsheet_safe
+from ufd_lib.report.csv_cells import printable_frame, spreadsheet_safe
 from ufd_lib.report.index_page import refresh_index
 from ufd_lib.report.table_format import display_table, tidy_numbers
 
@@ -38,7 +38,7 @@ def save_table(table: pd.DataFrame, output_dir: Path | str, name: str, caption: 
     (output_dir / "tables").mkdir(parents=True, exist_ok=True)
     if isinstance(table.columns, pd.MultiIndex):
         table = table.set_axis([" / ".join(map(str, column)) for column in table.columns], axis=1)
-    table = tidy_numbers(table)
+    table = tidy_numbers(printable_frame(table))  # file names whose bytes are not UTF-8, escaped
     path = output_dir / "tables" / f"{name}.csv"
     atomic_write_text(path, spreadsheet_safe(table).to_csv(index=index))
     shown = display_table(table)

@@ -15,11 +15,13 @@ from PIL import Image
 from ufd_lib.analyses.spectra import Spectrum, frequencies
 from ufd_lib.analyses.tables import ALL_SETS
 from ufd_lib.features.preprocess import decode_image
+from ufd_lib.report.csv_cells import printable
 
 
 def literal(text) -> str:
-    """``text`` as matplotlib draws it literally: each ``$`` escaped (no math text)."""
-    return str(text).replace("$", r"\$")
+    """``text`` as matplotlib draws it literally: each ``$`` escaped (no math text), the
+    undecodable bytes of a file name as ``\\xNN`` (:func:`ufd_lib.report.csv_cells.printable`)."""
+    return printable(str(text)).replace("$", r"\$")
 
 
 def _literal_frame(frame: pd.DataFrame) -> pd.DataFrame:

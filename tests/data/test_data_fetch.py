@@ -578,3 +578,26 @@ def test_building_the_parser_reads_no_manifest() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                             cwd=REPO_ROOT)
     assert result.stdout.strip() == "[]"
+
+
+def test_two_fetches_at_once_take_turns(server, use_manifest, tmp_path: Path) -> None:
+    state, base = server
+    release = make_release()
+    state.files["/toy.zip"] = release
+    state.trickle["/toy.zip"] = 0.0005  # slow enough for the two to overlap
+    use_manifest(_http(base + "/toy.zip", release))
+    results, errors = [], []
+
+    def fetch() -> None:
+        try:
+            results.append(fetch_data(tmp_path / "data", ["toy"]))
+        except Exception as error:  # noqa: BLE001 - collected for the assertion
+            errors.append(error)
+
+    threads = [threading.Thread(target=fetch) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == [] and len(results) == 2
+    assert sorted(result["toy"].split(" ")[0] for result in results) == ["already", "fetched"]

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Sequence
 
 import requests
+from filelock import FileLock
 from tqdm import tqdm
 
 from ufd_lib.atomic_files import atomic_write_text
@@ -141,6 +142,17 @@ def fetch_plan(data_root: Path, manifest_names: Sequence[str] | None = None,
 
 
 def _fetch_manifest(manifest: Manifest, data_root: Path, download_dir: Path, retries: int, timeout_s: float) -> str:
+    """Fetch one manifest's data; fetches of one archive into one download folder take turns
+    (a lock beside the archive), so that two at once never share a ``.part`` file."""
+    if verify_manifests(data_root, [manifest], check_content=False).ok:
+        return "already present (layout and counts verified)"
+    download_dir.mkdir(parents=True, exist_ok=True)
+    with FileLock(download_dir / f".{manifest.archive.filename}.lock"):
+        return _fetch_manifest_alone(manifest, data_root, download_dir, retries, timeout_s)
+
+
+def _fetch_manifest_alone(manifest: Manifest, data_root: Path, download_dir: Path, retries: int,
+                          timeout_s: float) -> str:
     before = verify_manifests(data_root, [manifest], check_content=False)
     if before.ok:
         return "already present (layout and counts verified)"

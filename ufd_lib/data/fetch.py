@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Sequence
 
 import requests
+import urllib3
 from filelock import FileLock
 from tqdm import tqdm
 
@@ -57,6 +58,8 @@ _TRANSIENT = (
     requests.ConnectionError,
     requests.Timeout,
     requests.exceptions.ChunkedEncodingError,
+    urllib3.exceptions.ProtocolError,  # the body read socket read by socket (a cut connection)
+    urllib3.exceptions.ReadTimeoutError,
 )
 
 

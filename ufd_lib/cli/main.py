@@ -7,6 +7,7 @@ interrupted.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 import warnings
 

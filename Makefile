@@ -1,6 +1,6 @@
 # Two commands on a fresh clone:
 #   make reproduce   install, then run the embedded smoke reproduction (no download)
-#   make test        install, then run the test suite
+#   make test        install, then lint (ruff) and run the test suite
 VENV ?= .venv
 PYTHON ?= python3
 BIN = $(VENV)/bin
@@ -45,4 +45,5 @@ reproduce: setup
 	$(BIN)/ufd reproduce --profile smoke
 
 test: setup
+	$(BIN)/ruff check ufd_lib tests benchmarks
 	$(BIN)/pytest

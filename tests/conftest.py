@@ -6,6 +6,7 @@ from ``~/.cache`` for every test.
 from __future__ import annotations
 
 import io
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -21,6 +22,14 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 def _cache_in_tmp(tmp_path_factory, monkeypatch):
     """No test may write features to the user's cache, whatever it forgets to pass."""
     monkeypatch.setenv("UFD_CACHE_DIR", str(tmp_path_factory.mktemp("ufd-cache-env")))
+
+
+def settle_timestamps() -> None:
+    """Wait until the files written so far are no longer racy for the file-identity memo on a
+    fine-timestamp file system (older than its clock tick), so a repeat run may recognise them."""
+    from ufd_lib.racy_timestamps import CLOCK_TICK_NS
+
+    time.sleep(2 * CLOCK_TICK_NS / 1e9)
 
 
 @pytest.fixture(scope="session")

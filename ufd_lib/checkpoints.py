@@ -3,12 +3,15 @@ every floating tensor finite; state dicts matched key by key and shape by shape 
 network they are for."""
 from __future__ import annotations
 
+import hashlib
+import io
 from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from ufd_lib.hashing import FileRefused, read_regular_file
 from ufd_lib.messages import one_line
 
 SHOWN_KEYS = 3  # keys named per kind of mismatch; the rest are counted
@@ -49,18 +52,34 @@ def require_finite(tensors, path: Path | str, error: type[Exception]) -> None:
         raise error(f"{path}: tensor {name!r} holds NaN or infinite values; refusing these weights")
 
 
-def load_checkpoint(path: Path | str, error: type[Exception], what: str):
-    """Tensors/dicts of a checkpoint file, loaded on CPU with ``weights_only=True``.
+def read_checkpoint(path: Path | str, error: type[Exception], what: str) -> tuple[bytes, str]:
+    """(the bytes of a checkpoint file, read once; their SHA-256, hex). A decision taken on the
+    hash and the load that follows must both use these bytes (:func:`load_checkpoint`'s
+    ``data``), so a file swapped in between is never the one loaded. Raises ``error`` naming
+    the path when it is missing or not a regular file."""
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{path}: no such {what} file")
+    try:
+        data = read_regular_file(path)
+    except (OSError, FileRefused) as cause:
+        raise error(f"{path}: cannot read this {what} file: {cause}") from None
+    return data, hashlib.sha256(data).hexdigest()
+
+
+def load_checkpoint(path: Path | str, error: type[Exception], what: str, data: bytes | None = None):
+    """Tensors/dicts of a checkpoint file, loaded on CPU with ``weights_only=True``; from
+    ``data`` (its bytes, :func:`read_checkpoint`) when given, ``path`` then only naming it.
 
     A missing file, one that cannot be loaded safely (foreign format, pickled objects), or one
     holding a NaN or infinite weight raises ``error`` with a message naming the path and the
     ``what`` that was expected (or the tensor).
     """
     path = Path(path)
-    if not path.is_file():
+    if data is None and not path.is_file():
         raise error(f"{path}: no such {what} file")
     try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
+        loaded = torch.load(path if data is None else io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as cause:  # torch raises several types for foreign or unsafe files
         raise error(f"{path}: not a {what} file loadable safely (weights_only=True): {cause}") from cause
     require_finite(loaded, path, error)

@@ -89,7 +89,7 @@ def test_evaluate_knn_writes_the_tables_and_a_rerun_encodes_nothing(capsys, comm
     # JSON types only: an image set is its fields, not a Python repr
     assert record["settings"]["test"][1] == {"name": "ldm", "real_root": str(data["root"] / "laion"),
                                              "fake_root": str(data["root"] / "ldm"),
-                                             "adapter": None, "adapter_paths": []}
+                                             "adapter": None, "adapter_paths": [], "allow_pickled_lists": False}
     assert record["settings"]["train"]["name"] == "train" and record["settings"]["k"] == 3
     assert "ImageSetSpec" not in (out / "run.json").read_text() and "PosixPath" not in (out / "run.json").read_text()
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import TINY_ENCODER, make_image_set, settle_timestamps
 
-from conftest import TINY_ENCODER, make_image_set
 from ufd_lib.cli.main import main
 
 
@@ -15,6 +15,7 @@ def sets(tmp_path):
     make_image_set(root / "train", 4, 4)
     make_image_set(root / "test", 3, 3, categories=("car", "horse"))
     (root / "test" / "horse" / "1_fake" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    settle_timestamps()
     return {"train": f"train={root / 'train'}", "test": f"test={root / 'test'}"}
 
 
@@ -81,9 +82,8 @@ def test_bad_usage_exits_2(capsys, argv):
 
 def test_max_pixels_above_pils_own_limit_is_honoured(capsys, tmp_path, monkeypatch):
     """PIL refuses images over twice its own limit while opening them; --max-pixels raises it."""
-    from PIL import Image
-
     from conftest import write_image
+    from PIL import Image
 
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 5_000)
     write_image(tmp_path / "big" / "0_real" / "large.png", seed=1, size=(300, 300))

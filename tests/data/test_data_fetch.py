@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
+import os
 import random
 import re
 import shutil
 import socket
 import threading
+import time
 import zipfile
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -17,8 +20,8 @@ from pathlib import Path
 import gdown
 import pytest
 import yaml
+from conftest import REPO_ROOT, settle_timestamps
 from PIL import Image
-from conftest import REPO_ROOT
 
 from ufd_lib.cli import data as data_cli
 from ufd_lib.cli.parser import build_parser
@@ -35,6 +38,8 @@ class ServerState:
     files: dict[str, bytes] = field(default_factory=dict)
     requests: list[tuple[str, str | None]] = field(default_factory=list)
     cut_after: dict[str, int] = field(default_factory=dict)  # path -> bytes sent before dropping, once
+    trickle: dict[str, float] = field(default_factory=dict)  # path -> seconds between single bytes
+    no_length: set[str] = field(default_factory=set)  # paths served without Content-Length, then closed
 
 
 class RangeHandler(BaseHTTPRequestHandler):
@@ -59,9 +64,24 @@ class RangeHandler(BaseHTTPRequestHandler):
         if range_header:
             self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
         body = data[start:]
+        if self.path in state.no_length:
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.close_connection = True
+            self.wfile.write(body)
+            return
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Accept-Ranges", "bytes")
         self.end_headers()
+        if self.path in state.trickle:
+            for index in range(len(body)):
+                try:
+                    self.wfile.write(body[index : index + 1])
+                    self.wfile.flush()
+                except OSError:  # the client gave up
+                    return
+                time.sleep(state.trickle[self.path])
+            return
         cut = state.cut_after.pop(self.path, None)
         if cut is None:
             self.wfile.write(body)
@@ -380,6 +400,79 @@ def test_archive_swapped_in_place_at_the_same_size_is_refused(server, use_manife
     assert not (data_root / "toy").exists()
 
 
+@pytest.mark.parametrize("pinned", [True, False], ids=["pinned", "unpinned"])
+def test_archive_edited_in_place_with_its_mtime_set_back_is_refused(server, use_manifest, tmp_path: Path,
+                                                                     pinned) -> None:
+    """Same size, same inode, same mtime: only the ctime (which no user can set back) tells."""
+    state, base = server
+    release = make_release()
+    state.files["/toy.zip"] = release
+    use_manifest(_http(base + "/toy.zip", release, sha256="auto" if pinned else None))
+    data_root = tmp_path / "data"
+    fetch_data(data_root, ["toy"])
+    archive = data_root / "downloads" / "toy.zip"
+    before = archive.stat()
+    shutil.rmtree(data_root / "toy")
+    settle_timestamps()
+    _swap_classes_in_place(archive)
+    os.utime(archive, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = archive.stat()
+    assert (after.st_size, after.st_mtime_ns, after.st_ino) == (before.st_size, before.st_mtime_ns, before.st_ino)
+
+    with pytest.raises(FetchError, match="changed since"):
+        fetch_data(data_root, ["toy"])
+    assert not (data_root / "toy").exists()
+
+
+def test_an_archive_hashed_in_the_second_it_was_written_is_hashed_again(server, use_manifest, tmp_path: Path,
+                                                                         monkeypatch) -> None:
+    """A record whose identity was racy when hashed (as on a coarse clock) is not reused."""
+    state, base = server
+    release = make_release()
+    state.files["/toy.zip"] = release
+    use_manifest(_http(base + "/toy.zip", release, sha256="auto"))
+    data_root = tmp_path / "data"
+    fetch_data(data_root, ["toy"])
+    shutil.rmtree(data_root / "toy")
+    sidecar = data_root / "downloads" / "toy.zip.verified.json"
+    record = json.loads(sidecar.read_text())
+    sidecar.write_text(json.dumps({**record, "hashed_from_ns": record["ctime_ns"]}))  # hashed as it was written
+    settle_timestamps()
+    hashed = []
+    real_hash = data_fetch.file_sha256
+    monkeypatch.setattr(data_fetch, "file_sha256", lambda path: hashed.append(path) or real_hash(path))
+    fetch_data(data_root, ["toy"])
+    assert len(hashed) == 1  # once, then the now-old identity is trusted right before extraction
+    assert (data_root / "toy").is_dir()
+
+
+def test_a_server_sending_more_than_the_pinned_size_is_cut_off_while_streaming(server, use_manifest,
+                                                                              tmp_path: Path) -> None:
+    state, base = server
+    release = make_release()
+    state.files["/toy.zip"] = release * 40  # no Content-Length: only the pinned size can stop it
+    state.no_length.add("/toy.zip")
+    use_manifest(_http(base + "/toy.zip", release))
+    with pytest.raises(FetchError, match=f"more than the {len(release)} bytes expected"):
+        fetch_data(tmp_path / "data", ["toy"], retries=0)
+    part = tmp_path / "data" / "downloads" / "toy.zip.part"
+    assert not part.exists() or part.stat().st_size == 0
+
+
+def test_a_trickling_server_is_given_up_on_not_waited_for_forever(server, use_manifest, tmp_path: Path,
+                                                                  monkeypatch) -> None:
+    state, base = server
+    release = make_release()
+    state.files["/toy.zip"] = release
+    state.trickle["/toy.zip"] = 0.05  # a byte every 50 ms: no single read ever times out
+    use_manifest(_http(base + "/toy.zip", release))
+    monkeypatch.setattr(data_fetch, "RATE_GRACE_S", 0.5)
+    started = time.monotonic()
+    with pytest.raises(FetchError, match="too slow"):
+        fetch_data(tmp_path / "data", ["toy"], retries=1, timeout_s=5)
+    assert time.monotonic() - started < 10
+
+
 def test_zip_bomb_is_refused_not_extracted(server, use_manifest, tmp_path: Path) -> None:
     state, base = server
     buffer = io.BytesIO()
@@ -496,3 +589,26 @@ def test_building_the_parser_reads_no_manifest() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                             cwd=REPO_ROOT)
     assert result.stdout.strip() == "[]"
+
+
+def test_two_fetches_at_once_take_turns(server, use_manifest, tmp_path: Path) -> None:
+    state, base = server
+    release = make_release()
+    state.files["/toy.zip"] = release
+    state.trickle["/toy.zip"] = 0.0005  # slow enough for the two to overlap
+    use_manifest(_http(base + "/toy.zip", release))
+    results, errors = [], []
+
+    def fetch() -> None:
+        try:
+            results.append(fetch_data(tmp_path / "data", ["toy"]))
+        except Exception as error:  # noqa: BLE001 - collected for the assertion
+            errors.append(error)
+
+    threads = [threading.Thread(target=fetch) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == [] and len(results) == 2
+    assert sorted(result["toy"].split(" ")[0] for result in results) == ["already", "fetched"]

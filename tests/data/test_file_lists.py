@@ -5,8 +5,8 @@ import pickle
 from pathlib import Path
 
 import pytest
-
 from conftest import make_image_set
+
 from ufd_lib.data.discovery import collect_images
 from ufd_lib.data.file_lists import PickledListError, read_pickled_list
 from ufd_lib.data.image_sets import ImageSetSpec
@@ -62,3 +62,31 @@ def test_a_set_can_take_its_classes_from_lists(tmp_path, monkeypatch):
     images = collect_images(spec)
     assert [(i.path, i.label) for i in images] == [(p, 0) for p in reals] + [(p, 1) for p in fakes]
     assert images == collect_images(ImageSetSpec("folder", root, root))
+
+
+def test_the_command_line_flag_reads_pickled_lists_without_the_environment(tmp_path, monkeypatch, capsys):
+    import os
+
+    from conftest import TINY_ENCODER, ufd
+
+    monkeypatch.delenv("UFD_ALLOW_PICKLED_LISTS", raising=False)
+    root = tmp_path / "set"
+    make_image_set(root, 2, 2)
+    real = _write(tmp_path / "real.pickle", sorted(str(p) for p in (root / "0_real").iterdir()))
+    fake = _write(tmp_path / "fake.pickle", sorted(str(p) for p in (root / "1_fake").iterdir()))
+    argv = ["extract", "--encoder", TINY_ENCODER, "--device", "cpu", "--quiet", "--cache-dir", tmp_path / "cache",
+            "--set", f"listed={real}:{fake}"]
+    code, _, stderr = ufd(capsys, *argv)
+    assert code == 2 and "--allow-pickled-lists" in stderr
+    code, stdout, stderr = ufd(capsys, *argv, "--allow-pickled-lists")
+    assert code == 0, stderr
+    assert "encoded 4 images" in stdout
+    assert "UFD_ALLOW_PICKLED_LISTS" not in os.environ, "the flag was passed through the environment"
+
+
+def test_one_pickled_list_for_both_classes_is_a_usage_error(tmp_path):
+    from ufd_lib.data.image_sets import SpecError, parse_set_spec
+
+    listed = _write(tmp_path / "list.pickle", ["a.png"])
+    with pytest.raises(SpecError, match="holds one class"):
+        parse_set_spec(f"x={listed}")

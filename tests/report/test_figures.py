@@ -76,3 +76,34 @@ def test_training_data_bars_keep_one_colour_per_training_set_with_the_legend_out
     detector_bars = [patch for patch in figure.axes[1].patches if patch.get_height() > 0]
     assert detector_bars and all(patch.get_facecolor() == ldm_colour for patch in detector_bars)
     assert _outside_every_axes(figure)
+
+
+ODD = "$\\frac$ set"  # invalid math text: drawn as math, it raises
+
+
+def _texts(figure: plt.Figure) -> list[str]:
+    figure.canvas.draw()  # raises on a name read as math text
+    return [text.get_text() for text in figure.findobj(matplotlib.text.Text)]
+
+
+def test_dollar_signs_in_names_are_drawn_literally():
+    from ufd_lib.report.figures import literal, metric_bars
+
+    table = pd.DataFrame({"NN $k$": [90.0, 80.0], "clip:/w/$x.pt": [70.0, 60.0]}, index=[ODD, "mean"])
+    texts = _texts(metric_bars(table, f"AP on {ODD}", "AP (%)"))
+    assert literal(ODD) in texts and f"AP on {literal(ODD)}" in texts and literal("NN $k$") in texts
+    accuracy = pd.DataFrame({"real": [99.0], "fake": [50.0]}, index=[ODD])
+    assert literal(ODD) in _texts(real_fake_accuracy_bars(accuracy, ODD))
+    summary = pd.DataFrame([{"method": ODD, "family": ODD, "backbone": "clip:/w/$a$.pt", "ap": 95.0}])
+    assert literal(ODD) in _texts(backbone_bars(summary, ODD))
+
+
+def test_names_in_the_layer_pr_and_training_figures_are_drawn_literally():
+    from ufd_lib.report.figures import layer_curves, literal, precision_recall_panels, training_data_bars
+
+    curves = pd.DataFrame([{"classifier": "LC", "test_set": ODD, "recall": r, "precision": 0.5} for r in (1.0, 0.0)])
+    assert literal(ODD) in _texts(precision_recall_panels(curves, {ODD: ODD}, ODD))
+    sweep = pd.DataFrame([{"layer": "L0", "depth": 0, "classifier": "NN", "family": ODD, "ap": 50.0}])
+    assert literal(ODD) in _texts(layer_curves(sweep, ODD))
+    table = pd.DataFrame([{"training": ODD, "classifier": "LC", "family": ODD, "ap": 60.0}])
+    assert literal(ODD) in _texts(training_data_bars(table, ODD))

@@ -26,7 +26,8 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.model_selection import train_test_split
 
 from ufd_lib import config
-from ufd_lib.checkpoints import load_checkpoint, require_finite
+from ufd_lib.checkpoints import first_non_finite, load_checkpoint, read_checkpoint, require_finite
+from ufd_lib.classifiers.released import RELEASED_PROBE, RELEASED_PROBE_SHA256
 from ufd_lib.devices import resolve_device, torch_threads
 
 
@@ -192,8 +193,12 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
 
     def predict_proba(self, X) -> np.ndarray:
         """(n, 2) float64: probability of real, probability of fake; the float32 logit's sigmoid
-        in float64, so logits up to about 36 keep distinct probabilities (and AP their order)."""
-        fake = 1.0 / (1.0 + np.exp(-self.decision_function(X).astype(np.float64)))
+        in float64, so logits up to about 36 keep distinct probabilities (and AP their order); NaN
+        for an image whose logit is not finite (weights that overflow float32), so that a broken
+        probe is never read as certain."""
+        logits = self.decision_function(X).astype(np.float64)
+        with np.errstate(over="ignore"):
+            fake = np.where(np.isfinite(logits), 1.0 / (1.0 + np.exp(-logits)), np.nan)
         return np.stack([1.0 - fake, fake], axis=1)
 
     def released_probability(self, X) -> np.ndarray:
@@ -220,6 +225,11 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
                 and bias.is_floating_point()):
             raise ProbeFileError(f"{source}: expected float tensors 'weight' [1, d] and 'bias' [1]")
         require_finite({"weight": weight, "bias": bias}, source, ProbeFileError)
+        as_run = {"weight": weight.float(), "bias": bias.float()}  # the dtype the probe runs in
+        magnitude = as_run["weight"].abs().sum() + as_run["bias"].abs()
+        if first_non_finite(as_run) is not None or not bool(torch.isfinite(magnitude).all()):
+            raise ProbeFileError(f"{source}: the weights overflow float32, the dtype the probe runs in "
+                                 "(a value or the sum of their magnitudes beyond 3.4e38); refusing this probe")
         linear = torch.nn.Linear(weight.shape[1], 1)
         linear.load_state_dict({"weight": weight.float(), "bias": bias.float()})
         probe = cls()
@@ -231,10 +241,15 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
         """Read a probe in the official format (e.g. the released ``fc_weights.pth``): a state
         dict of exactly ``weight`` [1, d] and ``bias`` [1], every value finite.
 
-        Loaded with ``weights_only=True``: a file carrying other pickled objects is refused.
+        Loaded with ``weights_only=True``: a file carrying other pickled objects is refused. The
+        file is read once; the package's released probe must have its pinned SHA-256.
         """
         path = Path(path)
-        state = load_checkpoint(path, ProbeFileError, "probe")
+        data, sha256 = read_checkpoint(path, ProbeFileError, "probe")
+        if path.resolve() == RELEASED_PROBE.resolve() and sha256 != RELEASED_PROBE_SHA256:
+            raise ProbeFileError(f"{path}: this is not the authors' released probe (SHA-256 {sha256}, the release's "
+                                 f"is {RELEASED_PROBE_SHA256}); the installation was changed, reinstall ufd")
+        state = load_checkpoint(path, ProbeFileError, "probe", data)
         if not isinstance(state, dict) or set(state) != {"weight", "bias"}:
             found = ", ".join(map(str, state)) if isinstance(state, dict) else type(state).__name__
             raise ProbeFileError(f"{path}: expected a state dict of exactly 'weight' [1, d] and 'bias' [1], "

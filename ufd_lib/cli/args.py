@@ -7,13 +7,15 @@ This module is imported to build the parser, so it imports nothing heavy at modu
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
 from ufd_lib import config
 from ufd_lib.cli.paths import output_directory
-from ufd_lib.data.image_sets import PathArgumentError, parse_set_spec
+from ufd_lib.data.image_sets import ImageSetSpec, PathArgumentError, parse_set_spec
 from ufd_lib.features.encoders.registry import encoder_usage
 from ufd_lib.messages import escape_control
 
@@ -66,6 +68,32 @@ def int_at_least(minimum: int):
 
 positive_int = int_at_least(1)
 non_negative_int = int_at_least(0)
+
+# Upper bounds of the extraction flags: a batch beyond this only allocates until memory runs
+# out, and more decoding processes than CPU cores only compete for them.
+MAX_BATCH_SIZE = 4096
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def batch_size(text: str) -> int:
+    """argparse type for ``--batch-size``: 1..:data:`MAX_BATCH_SIZE`."""
+    value = positive_int(text)
+    if value > MAX_BATCH_SIZE:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at most {MAX_BATCH_SIZE}")
+    return value
+
+
+def worker_count(text: str) -> int:
+    """argparse type for ``--workers``: 0 up to the CPU cores this process may use."""
+    value = non_negative_int(text)
+    if value > usable_cores():
+        raise argparse.ArgumentTypeError(f"{text!r} must be at most {usable_cores()}, the CPU cores this machine "
+                                         "lets ufd use")
+    return value
 
 
 def non_negative_float(text: str) -> float:
@@ -158,8 +186,8 @@ def add_extraction_flags(parser: argparse.ArgumentParser, sampling: bool = True)
         own_options.set_defaults(sampling="all")
     parser.add_argument("--strict", action="store_true", help="stop at the first undecodable image instead of skipping it")
     parser.add_argument("--device", type=device_argument, default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
-    parser.add_argument("--batch-size", type=positive_int, default=64, help="images encoded per forward pass (default 64)")
-    parser.add_argument("--workers", type=non_negative_int, default=None,
+    parser.add_argument("--batch-size", type=batch_size, default=64, help="images encoded per forward pass (default 64)")
+    parser.add_argument("--workers", type=worker_count, default=None,
                         help="DataLoader decoding processes (default: none on CPU; on CUDA one per core but one, "
                         "at most 8)")
     parser.add_argument("--max-pixels", type=positive_int, default=config.MAX_IMAGE_PIXELS,
@@ -173,7 +201,18 @@ def add_extraction_flags(parser: argparse.ArgumentParser, sampling: bool = True)
                         "strings only; refused by default because unpickling can run code)")
     parser.add_argument("--allow-torchscript", action="store_true",
                         help="load a TorchScript CLIP archive that is not one of OpenAI's published checkpoints "
-                        "(loading runs the code inside the archive; refused by default, convert it to a state dict)")
+                        "(loading runs the code inside the archive; refused by default; only for a file you trust)")
+
+
+def allow_pickled_lists(args: argparse.Namespace) -> None:
+    """Mark every image set of ``args`` (``--train``, ``--test``, ``--set``, ...) as allowed to
+    name released-style pickled file lists (``--allow-pickled-lists``)."""
+    for key, value in vars(args).items():
+        if isinstance(value, ImageSetSpec):
+            setattr(args, key, dataclasses.replace(value, allow_pickled_lists=True))
+        elif isinstance(value, list) and any(isinstance(item, ImageSetSpec) for item in value):
+            setattr(args, key, [dataclasses.replace(item, allow_pickled_lists=True)
+                                if isinstance(item, ImageSetSpec) else item for item in value])
 
 
 def extraction_options(args: argparse.Namespace):

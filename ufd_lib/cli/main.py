@@ -11,7 +11,7 @@ import os
 import sys
 import warnings
 
-from ufd_lib.cli.args import UsageError
+from ufd_lib.cli.args import UsageError, allow_pickled_lists
 from ufd_lib.cli.parser import build_parser
 from ufd_lib.data.image_sets import PathArgumentError
 from ufd_lib.messages import one_line
@@ -54,7 +54,7 @@ def _one_line_warnings(command: str):
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "allow_pickled_lists", False):
-        os.environ["UFD_ALLOW_PICKLED_LISTS"] = "1"  # read by ufd_lib.data.file_lists, for this run
+        allow_pickled_lists(args)
     args.command_line = main  # the selfcheck runs commands in-process through this very entry point
     with warnings.catch_warnings():
         warnings.showwarning = _one_line_warnings(args.command)

@@ -3,6 +3,8 @@ default), a probe file, or nearest neighbour to cached banks (``--bank``)."""
 from __future__ import annotations
 
 import json
+import os
+import stat
 import sys
 import unicodedata
 import warnings
@@ -16,6 +18,7 @@ from ufd_lib.classifiers.released import RELEASED_PROBE, released_probe_caution
 from ufd_lib.cli.args import UsageError, extraction_options
 from ufd_lib.cli.calibrate import calibrated
 from ufd_lib.data.discovery import image_files_under
+from ufd_lib.evaluation.metrics import MetricError
 from ufd_lib.evaluation.scoring import fake_scores
 from ufd_lib.features.encoders import load_encoder
 from ufd_lib.features.extraction.decoding_workers import kept_decoding_workers
@@ -40,11 +43,21 @@ def _predict_paths(inputs: list[Path]) -> list[Path]:
                 paths += image_files_under(item)
             elif item.is_file():
                 paths.append(item)
+            elif os.path.lexists(item):
+                raise UsageError(f"{str(item)!r}: {_kind(item)}, not an image file or a folder")
             else:
                 raise UsageError(f"{str(item)!r}: no such file or directory")
         except OSError as error:  # a name too long for the file system, a folder we may not read
             raise UsageError(f"{str(item)!r}: {error.strerror or error}") from None
     return paths
+
+
+def _kind(path: Path) -> str:
+    """What a path that is neither a regular file nor a folder is, in words."""
+    found = os.stat(path) if os.path.exists(path) else os.lstat(path)
+    kinds = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+             (stat.S_ISSOCK, "a socket"), (stat.S_ISLNK, "a dangling symbolic link"))
+    return next((name for test, name in kinds if test(found.st_mode)), "not a regular file")
 
 
 def _probe_path(args) -> Path | None:
@@ -93,6 +106,11 @@ def run(args) -> int:
     cache = open_cache(encoder, options.perturbation, options.cache_root)
     features, kept, report = extract_features(encoder, paths, cache, options)
     scores, threshold = fake_scores(classifier, features)
+    if not np.isfinite(scores).all():
+        bad = int((~np.isfinite(scores)).sum())
+        raise MetricError(f"{bad} of {len(scores)} scores are NaN or infinite: the "
+                          f"{'nearest-neighbour search' if args.bank else 'probe'} output is broken "
+                          "(weights that overflow float32?); nothing was printed")
     kept_paths = [p for p, keep in zip(paths, kept) if keep]
     score_name = "cosine_margin" if args.bank else "probability_fake"
     for path, score in zip(kept_paths, scores):

@@ -25,6 +25,10 @@ Two ways to choose the files (``sampling``):
 Either way a set with no image in either class is a usage error (:class:`EmptyImageSetError`),
 and a set with one class only is evaluated with a warning naming the missing class.
 Discovery never opens a file: a FIFO named ``x.png`` is listed by name and never read.
+Links to directories below the root are never entered (``os.walk``'s default, as in the
+release): each is reported as skipped, with the reason (:data:`DIRECTORY_LINK`), so a link to
+``/`` inside a set cannot pull the machine's images in and a link loop cannot form. The walk
+keeps its own stack, so a deep tree costs no recursion.
 """
 from __future__ import annotations
 
@@ -44,6 +48,9 @@ from ufd_lib import config
 from ufd_lib.data.adapters import AdapterError, ClassSelection, adapter_selections
 from ufd_lib.data.file_lists import is_pickled_list, read_pickled_list
 from ufd_lib.data.image_sets import ImageSetSpec, PathArgumentError, SpecError
+
+DIRECTORY_LINK = ("a link to a directory, not followed (as the released loader's os.walk); "
+                  "give its target as the set's root instead")
 
 
 class EmptyImageSetError(PathArgumentError):
@@ -73,21 +80,32 @@ class DiscoveredImages:
     listed_real: int | None = None
 
 
-def _listing(directory: str) -> tuple[list[str], list[str]]:
-    """(names of the subdirectories, links to directories included; names of everything else)
-    in ``directory``, as ``os.walk`` tells them apart, but with no Python work per entry; both
-    empty when it cannot be listed (``os.walk`` skips it too)."""
+def _listing(directory: str) -> tuple[list[str], list[str], list[str]]:
+    """(names of the subdirectories, names of the links to directories, names of everything
+    else) in ``directory``, as ``os.walk`` tells them apart, but with no Python work per file;
+    all empty when it cannot be listed (``os.walk`` skips it too)."""
     try:
         with os.scandir(directory) as listing:
             entries = list(listing)
     except OSError:
-        return [], []
+        return [], [], []
     names = list(map(attrgetter("name"), entries))
     try:
         is_directory = list(map(methodcaller("is_dir"), entries))
     except OSError:  # a link whose target cannot be looked at: not a directory, as for os.walk
         is_directory = [_is_directory(entry) for entry in entries]
-    return list(compress(names, is_directory)), list(compress(names, map(not_, is_directory)))
+    directories = list(compress(entries, is_directory))
+    is_link = [_is_link(entry) for entry in directories]
+    return ([entry.name for entry, link in zip(directories, is_link) if not link],
+            [entry.name for entry, link in zip(directories, is_link) if link],
+            list(compress(names, map(not_, is_directory))))
+
+
+def _is_link(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_symlink()
+    except OSError:
+        return True
 
 
 def _is_directory(entry: os.DirEntry) -> bool:
@@ -97,10 +115,14 @@ def _is_directory(entry: os.DirEntry) -> bool:
         return False
 
 
-def _walk_directories(root: Path) -> Iterator[tuple[str, list[str]]]:
-    """(directory, names of its non-directory entries) below ``root``, following directory
-    symlinks but visiting each real directory once (so symlink loops end), in sorted walk order
-    (``os.walk``'s top-down order with each directory's subdirectories sorted)."""
+def _walk_directories(root: Path, links: list[str] | None = None) -> Iterator[tuple[str, list[str]]]:
+    """(directory, names of its non-directory entries) below ``root`` (itself followed if a
+    link), in sorted walk order (``os.walk``'s top-down order with each directory's
+    subdirectories sorted), from an explicit stack (no recursion, whatever the depth).
+
+    Links to directories below ``root`` are not entered; their paths are appended to ``links``
+    when it is given. Each real directory is still visited once (a bind mount cannot loop).
+    """
     visited: set[tuple[int, int]] = set()
     pending = [os.fspath(root)]
     while pending:
@@ -112,7 +134,9 @@ def _walk_directories(root: Path) -> Iterator[tuple[str, list[str]]]:
         if (found.st_dev, found.st_ino) in visited:
             continue
         visited.add((found.st_dev, found.st_ino))
-        subdirectories, files = _listing(directory)
+        subdirectories, linked, files = _listing(directory)
+        if links is not None:
+            links += [os.path.join(directory, name) for name in linked]
         yield directory, files
         pending += [os.path.join(directory, name) for name in sorted(subdirectories, reverse=True)]
 
@@ -135,14 +159,12 @@ def _image_files(directory: Path) -> list[str]:
 
 
 def _release_walk(root: Path) -> Iterator[tuple[str, bool]]:
-    """(path, inside a symlinked directory) of the entries below ``root``: those the release's
-    ``os.walk(rootdir)`` lists (it lists symlinked directories but does not enter them), then
-    the image files inside those symlinked directories, which it never sees."""
-    for directory, subdirs, files in os.walk(root):
+    """(path, a link to a directory) of the entries below ``root``: the files the release's
+    ``os.walk(rootdir)`` lists, then the links to directories it lists but does not enter."""
+    links: list[str] = []
+    for directory, files in _walk_directories(root, links):
         yield from ((os.path.join(directory, name), False) for name in files)
-        for name in subdirs:
-            if os.path.islink(os.path.join(directory, name)):
-                yield from ((path, True) for path in _image_files(Path(directory, name)))
+    yield from ((link, True) for link in links)
 
 
 def image_files_under(directory: Path) -> list[Path]:
@@ -154,8 +176,8 @@ def image_files_under(directory: Path) -> list[Path]:
 def find_class_images(root: Path, class_dir: str) -> list[str]:
     """Image files under ``root`` that sit inside a directory named ``class_dir``.
 
-    Follows directory symlinks but visits each real directory once, so symlink loops end.
-    Extensions are matched case-insensitively. Returns path strings, sorted. What
+    Does not enter links to directories (:func:`discover_images` reports them). Extensions
+    are matched case-insensitively. Returns path strings, sorted. What
     each entry is (a regular file, a FIFO, a dangling link) is not looked at here but when it is
     read: extraction skips what is not a regular file, with the reason, in ``skipped.csv``.
     """
@@ -177,7 +199,7 @@ def _official_reason(path: str, through_link: bool) -> str | None:
     """Why the release would not read ``path``, or None if its file rule lets it (the class
     folder is checked by the caller)."""
     if through_link:
-        return "inside a symlinked directory, which the released loader's walk does not enter"
+        return DIRECTORY_LINK
     name = os.path.basename(path)
     if "." not in name:
         return NO_DOT_REASON
@@ -194,7 +216,7 @@ def _official_class_files(spec: ImageSetSpec) -> tuple[list[str], list[str], lis
     for class_dir, root in ((config.REAL_DIR, spec.real_root), (config.FAKE_DIR, spec.fake_root)):
         if is_pickled_list(root):
             # The release applies no file rule to its pickled lists (data_mode "ours").
-            chosen[class_dir] = _pickled_class_files(root)
+            chosen[class_dir] = _pickled_class_files(root, spec.allow_pickled_lists)
             continue
         for path, through_link in _release_walk(Path(root)):
             name = os.path.basename(path)
@@ -203,7 +225,7 @@ def _official_class_files(spec: ImageSetSpec) -> tuple[list[str], list[str], lis
                 chosen[class_dir].append(path)
             elif reason is None:
                 skipped.setdefault(path, f"{class_dir} does not occur in its path")
-            elif config.is_image_name(name) or config.is_official_image_name(name) or "." not in name:
+            elif through_link or config.is_image_name(name) or config.is_official_image_name(name) or "." not in name:
                 skipped[path] = reason
     taken = {path for paths in chosen.values() for path in paths}
     skipped_list = sorted((path, reason) for path, reason in skipped.items() if path not in taken)
@@ -228,27 +250,38 @@ def official_subsample(real: list[str], fake: list[str]) -> tuple[list[str], lis
     return real[:cap], fake[:cap]
 
 
-def _pickled_class_files(path: Path) -> list[str]:
-    """The files a released-style pickled file list names, as strings, sorted."""
-    return sorted(str(listed) for listed in read_pickled_list(path))
+def _pickled_class_files(path: Path, allowed: bool) -> list[str]:
+    """The files a released-style pickled file list names, as strings, sorted (``allowed``:
+    :func:`ufd_lib.data.file_lists.read_pickled_list`)."""
+    return sorted(str(listed) for listed in read_pickled_list(path, allowed))
 
 
-def _class_files(root: Path, class_dir: str) -> list[str]:
-    """A class's files: found under a folder, or listed by a released-style pickled file list
-    (every listed file belongs to the class, as in the release; sorted here too)."""
+def _class_files_and_links(root: Path, class_dir: str, allowed: bool) -> tuple[list[str], list[str]]:
+    """(a class's files, the directory links below ``root``): found under a folder, or listed by
+    a released-style pickled file list (every listed file belongs to the class, as in the
+    release; sorted here too)."""
     if is_pickled_list(root):
-        return _pickled_class_files(root)
-    return find_class_images(root, class_dir)
+        return _pickled_class_files(root, allowed), []
+    links: list[str] = []
+    return _class_images(Path(root), class_dir, _walk_directories(Path(root), links)), links
 
 
-def _both_class_files(spec: ImageSetSpec) -> tuple[list[str], list[str]]:
-    """(reals, fakes) by :func:`_class_files`; a folder that holds both classes (the usual
-    layout) is walked once."""
+def _both_class_files(spec: ImageSetSpec) -> tuple[list[str], list[str], list[tuple[str, str]]]:
+    """(reals, fakes, skipped directory links) by :func:`_class_files_and_links`; a folder that holds
+    both classes (the usual layout) is walked once."""
     root = Path(spec.real_root)
     if spec.fake_root != spec.real_root or is_pickled_list(root):
-        return _class_files(spec.real_root, config.REAL_DIR), _class_files(spec.fake_root, config.FAKE_DIR)
-    directories = list(_walk_directories(root))
-    return _class_images(root, config.REAL_DIR, directories), _class_images(root, config.FAKE_DIR, directories)
+        allowed = spec.allow_pickled_lists
+        (real, real_links), (fake, fake_links) = (_class_files_and_links(spec.real_root, config.REAL_DIR, allowed),
+                                                  _class_files_and_links(spec.fake_root, config.FAKE_DIR, allowed))
+        links = sorted(set(real_links + fake_links))
+    else:
+        links = []
+        directories = list(_walk_directories(root, links))
+        real = _class_images(root, config.REAL_DIR, directories)
+        fake = _class_images(root, config.FAKE_DIR, directories)
+        links.sort()
+    return real, fake, [(link, DIRECTORY_LINK) for link in links]
 
 
 def _selected_files(selection: ClassSelection) -> list[str]:
@@ -322,7 +355,7 @@ def discover_images(spec: ImageSetSpec, sampling: str = "all") -> DiscoveredImag
     elif sampling == "official":
         real, fake, skipped = _official_class_files(spec)
     else:
-        real, fake = _both_class_files(spec)
+        real, fake, skipped = _both_class_files(spec)
     _check_classes(spec, real, fake)
     if sampling != "official":
         return DiscoveredImages(_labelled(real, 0) + _labelled(fake, 1), skipped)

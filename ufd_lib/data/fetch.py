@@ -8,10 +8,12 @@ interruption; Google Drive downloads go through gdown. Fetch never writes into a
 dataset directory.
 
 An archive is trusted only as it was verified: its SHA-256 is recorded in
-``<archive>.verified.json`` together with the file's identity (size, mtime_ns, inode), and the
-record is reused only while all three still match, so an archive edited in place (even at
-the same size) is hashed again, and then refused if its hash differs from the pinned one or
-from the one first recorded. The check is repeated immediately before extraction. An archive
+``<archive>.verified.json`` together with the file's identity (size, mtime_ns, ctime_ns, inode,
+device) taken before it was hashed, and the record is reused only while all five still match
+and were not racy when it was hashed (:mod:`ufd_lib.racy_timestamps`), so an archive edited in
+place (even at the same size, with its mtime set back: the ctime cannot be) is hashed again,
+and then refused if its hash differs from the pinned one or from the one first recorded. The
+check is repeated immediately before extraction. An archive
 from a source without a pinned checksum must at least be a complete archive of the declared
 format (not an HTML error page, not cut short). Extraction refuses duplicate or unsafe
 members and caps the expansion: at the manifest's ``extracted_size_bytes`` where declared,
@@ -30,6 +32,8 @@ from pathlib import Path
 from typing import Sequence
 
 import requests
+import urllib3
+from filelock import FileLock
 from tqdm import tqdm
 
 from ufd_lib.atomic_files import atomic_write_text
@@ -37,16 +41,25 @@ from ufd_lib.data.manifests import Manifest, Source, load_manifest, resolve_mani
 from ufd_lib.data.safe_extract import ArchiveError, safe_extract
 from ufd_lib.data.verify import verify_manifests
 from ufd_lib.hashing import file_sha256
+from ufd_lib.racy_timestamps import is_racy
 
 _CHUNK = 1 << 20
 # Where a manifest declares no extracted size: the released archives hold PNG and JPEG files,
 # which are already compressed and expand by about 1x; 4x leaves room, a zip bomb has 1000x.
 MAX_EXPANSION_RATIO = 4
 _RETRY_WAIT_S = 2.0
+# A download must average at least MIN_RATE_BYTES_S once RATE_GRACE_S have passed (a server
+# sending a byte every few seconds never trips the per-read timeout), and may never exceed the
+# size its source pins, or MAX_DOWNLOAD_BYTES where none is pinned and the server names none.
+MIN_RATE_BYTES_S = 16 * 1024
+RATE_GRACE_S = 60.0
+MAX_DOWNLOAD_BYTES = 1 << 40
 _TRANSIENT = (
     requests.ConnectionError,
     requests.Timeout,
     requests.exceptions.ChunkedEncodingError,
+    urllib3.exceptions.ProtocolError,  # the body read socket read by socket (a cut connection)
+    urllib3.exceptions.ReadTimeoutError,
 )
 
 
@@ -137,6 +150,17 @@ def fetch_plan(data_root: Path, manifest_names: Sequence[str] | None = None,
 
 
 def _fetch_manifest(manifest: Manifest, data_root: Path, download_dir: Path, retries: int, timeout_s: float) -> str:
+    """Fetch one manifest's data; fetches of one archive into one download folder take turns
+    (a lock beside the archive), so that two at once never share a ``.part`` file."""
+    if verify_manifests(data_root, [manifest], check_content=False).ok:
+        return "already present (layout and counts verified)"
+    download_dir.mkdir(parents=True, exist_ok=True)
+    with FileLock(download_dir / f".{manifest.archive.filename}.lock"):
+        return _fetch_manifest_alone(manifest, data_root, download_dir, retries, timeout_s)
+
+
+def _fetch_manifest_alone(manifest: Manifest, data_root: Path, download_dir: Path, retries: int,
+                          timeout_s: float) -> str:
     before = verify_manifests(data_root, [manifest], check_content=False)
     if before.ok:
         return "already present (layout and counts verified)"
@@ -254,14 +278,34 @@ def _download_http_once(url: str, part: Path, expected_size: int | None, timeout
             offset, mode = 0, "wb"  # the server ignored the Range header: start over
         length = response.headers.get("Content-Length")
         total = offset + int(length) if length is not None else expected_size
+        cap = expected_size if expected_size is not None else (total or MAX_DOWNLOAD_BYTES)
         with part.open(mode) as out, tqdm(
             total=total, initial=offset, unit="B", unit_scale=True, desc=label, disable=None
         ) as bar:
-            for chunk in response.iter_content(_CHUNK):
-                out.write(chunk)
-                bar.update(len(chunk))
+            _stream(response, out, offset, cap, bar.update)
     if total is not None and part.stat().st_size < total:
         raise _IncompleteDownload(f"connection ended at byte {part.stat().st_size} of {total}")
+
+
+def _stream(response: requests.Response, out, offset: int, cap: int, progress) -> None:
+    """Copy the body to ``out`` (which holds ``offset`` bytes), one socket read at a time, so
+    that the byte cap and the minimum rate are checked between reads. Raises FetchError (the
+    part file removed) past ``cap`` bytes, _IncompleteDownload (resumable) when too slow."""
+    started, received = time.monotonic(), 0
+    while True:
+        chunk = response.raw.read1(_CHUNK, decode_content=True)
+        if not chunk:
+            return
+        received += len(chunk)
+        if offset + received > cap:
+            out.truncate(0)
+            raise FetchError(f"the server sent more than the {cap} bytes expected; the download was discarded")
+        out.write(chunk)
+        progress(len(chunk))
+        elapsed = time.monotonic() - started
+        if elapsed > RATE_GRACE_S and received < MIN_RATE_BYTES_S * elapsed:
+            raise _IncompleteDownload(f"too slow: {received} bytes in {elapsed:.0f} s "
+                                      f"(at least {MIN_RATE_BYTES_S} bytes/s expected)")
 
 
 def _download_gdrive(source: Source, target: Path) -> None:
@@ -281,9 +325,10 @@ def _sidecar(archive: Path) -> Path:
 
 
 def _identity(archive: Path) -> dict[str, int]:
-    """What must not change for a recorded hash to stay valid: size, mtime_ns, inode."""
+    """What must not change for a recorded hash to stay valid: size, mtime_ns, ctime_ns, inode, device."""
     info = archive.stat()
-    return {"size_bytes": info.st_size, "mtime_ns": info.st_mtime_ns, "inode": info.st_ino}
+    return {"size_bytes": info.st_size, "mtime_ns": info.st_mtime_ns, "ctime_ns": info.st_ctime_ns,
+            "inode": info.st_ino, "device": info.st_dev}
 
 
 def _read_record(archive: Path) -> dict | None:
@@ -294,15 +339,22 @@ def _read_record(archive: Path) -> dict | None:
     return record if isinstance(record, dict) and isinstance(record.get("sha256"), str) else None
 
 
-def _record(archive: Path, sha256: str) -> None:
-    atomic_write_text(_sidecar(archive), json.dumps({"sha256": sha256, **_identity(archive)}))
+def _record(archive: Path, record: dict) -> None:
+    atomic_write_text(_sidecar(archive), json.dumps(record))
 
 
-def _current_sha256(archive: Path, record: dict | None) -> str:
-    """The archive's SHA-256: the recorded one while the file's identity is unchanged, else hashed."""
-    if record is not None and all(record.get(key) == value for key, value in _identity(archive).items()):
-        return record["sha256"]
-    return file_sha256(archive)
+def _current_sha256(archive: Path, record: dict | None) -> tuple[str, dict]:
+    """(the archive's SHA-256, the record to keep of it): the recorded one while the file's
+    identity is unchanged and was not racy when it was hashed, else hashed now, with the
+    identity taken before the read."""
+    identity = _identity(archive)
+    if (record is not None and all(record.get(key) == value for key, value in identity.items())
+            and isinstance(record.get("hashed_from_ns"), int)
+            and not is_racy(identity["ctime_ns"], record["hashed_from_ns"])):
+        return record["sha256"], record
+    hashed_from_ns = time.time_ns()
+    sha256 = file_sha256(archive)
+    return sha256, {"sha256": sha256, **identity, "hashed_from_ns": hashed_from_ns}
 
 
 def _kind_problem(archive: Path, archive_format: str) -> str | None:
@@ -334,7 +386,7 @@ def _check_downloaded(archive: Path, source: Source, archive_format: str) -> str
     size = archive.stat().st_size
     if source.size_bytes is not None and size != source.size_bytes:
         return f"size {size} bytes, expected {source.size_bytes}"
-    sha256 = file_sha256(archive)
+    sha256, current = _current_sha256(archive, None)
     if source.sha256 is not None and sha256 != source.sha256:
         return f"SHA-256 {sha256}, expected {source.sha256}"
     if source.sha256 is None:
@@ -342,7 +394,7 @@ def _check_downloaded(archive: Path, source: Source, archive_format: str) -> str
         if problem:
             return problem
         tqdm.write(f"{archive.name}: sha256 {sha256} (no checksum pinned in the manifest for this source)")
-    _record(archive, sha256)
+    _record(archive, current)
     return None
 
 
@@ -356,10 +408,10 @@ def _check_present(archive: Path, manifest: Manifest) -> str | None:
     """
     size = archive.stat().st_size
     record = _read_record(archive)
-    sha256 = _current_sha256(archive, record)
+    sha256, current = _current_sha256(archive, record)
     sources = manifest.archive.sources
     if any(s.sha256 == sha256 and s.size_bytes in (None, size) for s in sources):
-        _record(archive, sha256)
+        _record(archive, current)
         return None
     if record is not None and record["sha256"] != sha256:
         return (f"its SHA-256 ({sha256}) is not the one recorded when it was verified ({record['sha256']}), "
@@ -369,7 +421,7 @@ def _check_present(archive: Path, manifest: Manifest) -> str | None:
         if problem:
             return problem
         tqdm.write(f"{archive.name}: sha256 {sha256} could not be checked (no checksum pinned for its source)")
-        _record(archive, sha256)
+        _record(archive, current)
         return None
     expected = ", ".join(f"{s.sha256} ({s.describe()})" for s in sources)
     return f"its size ({size} bytes) or SHA-256 ({sha256}) matches no source (expected {expected})"

@@ -26,7 +26,8 @@ def is_pickled_list(path: Path) -> bool:
 
 
 def pickled_lists_allowed() -> bool:
-    """Whether the user opted in (``UFD_ALLOW_PICKLED_LISTS=1``; the CLI flag sets it)."""
+    """Whether the environment opts in (``UFD_ALLOW_PICKLED_LISTS=1``); the command line's flag
+    is passed down as an argument instead (:attr:`ufd_lib.data.image_sets.ImageSetSpec.allow_pickled_lists`)."""
     return config.env_flag("UFD_ALLOW_PICKLED_LISTS")
 
 
@@ -35,15 +36,17 @@ class _NoGlobals(pickle.Unpickler):
         raise PickledListError(f"it refers to {module}.{name}; a file list holds strings only")
 
 
-def read_pickled_list(path: Path) -> list[Path]:
+def read_pickled_list(path: Path, allowed: bool = False) -> list[Path]:
     """The paths listed in a released-style ``.pickle`` file list, in their order.
 
-    Raises :class:`PickledListError` (naming the file) unless pickled lists are allowed, when
+    allowed: the user opted in (``--allow-pickled-lists``); the environment's switch
+    (:func:`pickled_lists_allowed`) opts in too. Raises :class:`PickledListError` (naming the
+    file) unless pickled lists are allowed, when
     the file refers to any Python global (a class or function: code), or when it does not
     hold a list of strings.
     """
     path = Path(path)
-    if not pickled_lists_allowed():
+    if not (allowed or pickled_lists_allowed()):
         raise PickledListError(
             f"{path} is a pickled file list; unpickling can run code, so ufd reads it only with "
             "--allow-pickled-lists (or UFD_ALLOW_PICKLED_LISTS=1), and then as plain strings"

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ufd_lib.data.adapters import ADAPTERS, AdapterError, adapter_paths
+from ufd_lib.data.file_lists import is_pickled_list
 
 
 @dataclass(frozen=True)
@@ -21,10 +22,11 @@ class ImageSetSpec:
     """One named set of real and fake images.
 
     name: the set's name as it appears in tables ("progan", "ldm_200", ...).
-    real_root: directory searched for ``0_real`` folders.
-    fake_root: directory searched for ``1_fake`` folders (often equal to real_root).
+    real_root: directory searched for ``0_real`` folders, or a released-style pickled file list.
+    fake_root: directory searched for ``1_fake`` folders (often equal to real_root), or a list.
     adapter, adapter_paths: a layout adapter's name and the paths it was given
     (:mod:`ufd_lib.data.adapters`), which then chooses the files; None and () for the layout above.
+    allow_pickled_lists: the user opted in to reading pickled file lists (``--allow-pickled-lists``).
     """
 
     name: str
@@ -32,6 +34,7 @@ class ImageSetSpec:
     fake_root: Path
     adapter: str | None = None
     adapter_paths: tuple[Path, ...] = ()
+    allow_pickled_lists: bool = False
 
 
 class PathArgumentError(ValueError):
@@ -52,10 +55,11 @@ def parse_set_spec(text: str) -> ImageSetSpec:
     """Parse ``NAME=REAL[:FAKE]`` or ``NAME=ADAPTER:PATH[:PATH]`` into an :class:`ImageSetSpec`.
 
     With FAKE omitted, REAL serves both classes. A REAL path that itself contains ``:`` is
-    accepted when it names an existing directory. The directories must exist. NAME may not
-    hold control characters: it is printed as one row of the results. The text before the
-    first ``:`` names a layout adapter (:mod:`ufd_lib.data.adapters`) when it is one and no
-    directory of that name exists.
+    accepted when it names an existing directory. The directories must exist; a root may also
+    be a released-style pickled file list (``.pickle``, ``.pkl``) of one class, so REAL and
+    FAKE are then two lists. NAME may not hold control characters: it is printed as one row of
+    the results. The text before the first ``:`` names a layout adapter
+    (:mod:`ufd_lib.data.adapters`) when it is one and no directory of that name exists.
     """
     name, sep, roots = text.partition("=")
     name = name.strip()
@@ -77,8 +81,11 @@ def parse_set_spec(text: str) -> ImageSetSpec:
         real, _, fake = roots.partition(":")
         fake = fake or real
     for role, path in (("real", real), ("fake", fake)):
-        if not os.path.isdir(path):
-            raise SpecError(f"{name}: {role} directory {path!r} does not exist or is not a directory")
+        if not (os.path.isdir(path) or is_pickled_list(Path(path))):
+            raise SpecError(f"{name}: {role} directory {path!r} does not exist or is not a directory "
+                            "(or a .pickle file list)")
+    if real == fake and is_pickled_list(Path(real)):
+        raise SpecError(f"{name}: a pickled file list holds one class; give NAME=REAL.pickle:FAKE.pickle")
     return ImageSetSpec(name=name, real_root=Path(real), fake_root=Path(fake))
 
 

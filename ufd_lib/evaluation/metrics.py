@@ -291,13 +291,34 @@ def test_set_metrics(name: str, labels, scores, threshold: float, first_half: in
     return row
 
 
+def mean_coverage(table: pd.DataFrame) -> str:
+    """Which test sets the ``mean`` row of a :func:`metrics_table` averages, in words: "all N
+    test sets", or, for the metrics a set leaves undefined (one class only), the sets left out
+    ("ap, acc_real over 2 of 3 test sets (without laion)")."""
+    by_set = table[table["test_set"] != "mean"]
+    columns = [column for column in METRIC_COLUMNS[3:] if not column.endswith("threshold") and column in table]
+    left_out: dict[tuple[str, ...], list[str]] = {}
+    for column in columns:
+        missing = tuple(by_set.loc[by_set[column].isna(), "test_set"].astype(str))
+        if missing:
+            left_out.setdefault(missing, []).append(column)
+    if not left_out:
+        return f"all {len(by_set)} test sets"
+    return "; ".join(f"{', '.join(metrics)} over {len(by_set) - len(sets)} of {len(by_set)} test sets "
+                     f"(without {', '.join(sets)})" for sets, metrics in left_out.items())
+
+
 def metrics_table(rows: list[dict]) -> pd.DataFrame:
-    """Per-test-set rows plus a ``mean`` row: metric columns averaged over test sets, image
-    counts summed, no oracle or released threshold (thresholds of different sets are not
-    comparable)."""
+    """Per-test-set rows plus a ``mean`` row: metric columns averaged over the test sets where
+    they are defined (a set of one class has no AP), image counts summed, no oracle or released
+    threshold (thresholds of different sets are not comparable). Warns, naming them, when a
+    metric's mean leaves sets out (:func:`mean_coverage`)."""
     table = pd.DataFrame(rows, columns=METRIC_COLUMNS)
     if not rows:
         return table
+    coverage = mean_coverage(table)
+    if not coverage.startswith("all "):
+        warnings.warn(f"the mean row averages {coverage}", stacklevel=2)
     mean = {column: table[column].mean() for column in METRIC_COLUMNS[3:]}
     mean.update(test_set="mean", n_real=int(table["n_real"].sum()), n_fake=int(table["n_fake"].sum()),
                 oracle_threshold=float("nan"), released_threshold=float("nan"))

@@ -50,7 +50,8 @@ def evaluate_sets(classifier, test_sets: list[FeatureSet], ece_bins: int = ECE_B
     probability metrics, over ``ece_bins`` bins, when the classifier has ``predict_proba``).
 
     Raises :class:`MetricError` naming the test set when a feature or a score is NaN or
-    infinite (a nearest-neighbour search would otherwise turn NaN features into finite scores).
+    infinite (a nearest-neighbour search would otherwise turn NaN features into finite scores),
+    or when a set has no usable image left (every file skipped: no row of metrics to show).
     A test set discovered with ``sampling="official"`` is scored in the release's precision
     (:func:`fake_scores`, ``released_precision``); the release's best threshold splits each set
     at the end of its real list (``FeatureSet.listed_real``).
@@ -58,6 +59,10 @@ def evaluate_sets(classifier, test_sets: list[FeatureSet], ece_bins: int = ECE_B
     rows, score_frames, skipped = [], [], []
     threshold = float("nan")
     for test_set in test_sets:
+        if len(test_set.features) == 0:
+            reasons = sorted({reason for _, reason in test_set.skipped})
+            raise MetricError(f"test set {test_set.name}: no usable image ({len(test_set.skipped)} skipped"
+                              + (f", e.g. {reasons[0]}" if reasons else "") + ")")
         broken = int((~np.isfinite(test_set.features)).any(axis=1).sum())
         if broken:
             raise MetricError(f"test set {test_set.name}: {broken} of {len(test_set.features)} feature vectors "

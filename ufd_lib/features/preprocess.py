@@ -32,6 +32,7 @@ from scipy.ndimage import gaussian_filter
 from torchvision import transforms
 
 from ufd_lib import config
+from ufd_lib.features.decode_deadline import DECODE_DEADLINE_S, DecodeTooSlow, cpu_deadline
 from ufd_lib.hashing import FileRefused, read_regular_file
 
 PREPROCESS_VERSION = 1
@@ -163,6 +164,7 @@ def decode_image(
 
     centre_crop: (height, width) of a CenterCrop that will follow. When given, only the window it
     reads (:func:`centre_window`) is converted and returned: the same pixels, no full-size copy.
+    Decoding has a CPU-time deadline (:mod:`ufd_lib.features.decode_deadline`).
     """
     if not data:
         raise ImageRejected("empty file")
@@ -179,10 +181,14 @@ def decode_image(
                     raise ImageRejected(
                         f"decompression bomb: {width}x{height} pixels exceeds the limit of {max_pixels}"
                     )
-                image.load()
-                return to_rgb(image, None if centre_crop is None else centre_window(image.size, centre_crop))
+                with cpu_deadline(DECODE_DEADLINE_S):
+                    image.load()
+                    return to_rgb(image, None if centre_crop is None else centre_window(image.size, centre_crop))
         except ImageRejected:
             raise
+        except DecodeTooSlow:
+            raise ImageRejected(f"too slow to decode: more than {DECODE_DEADLINE_S:g} s of CPU time "
+                                "(a crafted file, such as a JPEG with very many scans)") from None
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
             raise ImageRejected(f"decompression bomb: {error}") from error
         except UnidentifiedImageError:

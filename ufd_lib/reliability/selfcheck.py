@@ -49,6 +49,13 @@ from ufd_lib.reliability.output_checks import (
     check_metric_edge_cases,
     check_non_finite_scores,
 )
+from ufd_lib.reliability.trust_checks import (
+    check_directory_links,
+    check_formula_cells,
+    check_overflowing_probes,
+    check_racy_identities,
+    check_torn_artifact_log,
+)
 
 
 def _timed(function: Callable[[], Check]) -> Check:
@@ -96,6 +103,11 @@ def run_selfcheck(command_line: Callable[[list[str]], int], work: Path | None = 
             _timed(lambda: check_files_changed_after_planning(_fresh(scratch / "changed-files"))),
             _timed(lambda: check_inputs_that_are_not_images(_fresh(scratch / "not-images"))),
             _timed(lambda: check_non_finite_encoder_output(_fresh(scratch / "non-finite-output"))),
+            _timed(lambda: check_directory_links(_fresh(scratch / "directory-links"))),
+            _timed(lambda: check_racy_identities(_fresh(scratch / "racy"))),
+            _timed(lambda: check_overflowing_probes(_fresh(scratch / "overflowing-probes"))),
+            _timed(lambda: check_torn_artifact_log(_fresh(scratch / "torn-log"))),
+            _timed(lambda: check_formula_cells(_fresh(scratch / "formula-cells"))),
         ]
     finally:
         if work is None:

@@ -5,7 +5,8 @@ notebook re-run by hand updates the index page too.
 
 Tables are written so that they cannot be misread: whole-number columns (counts, epochs) as
 integers, other numbers rounded (6 decimals in CSV, 2 in Markdown and on the index page) with
-no negative zero, and missing values as empty cells, never ``nan``.
+no negative zero, and missing values as empty cells, never ``nan``; CSV text cells never start
+a spreadsheet formula (:mod:`ufd_lib.report.csv_cells`).
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import pandas as pd
 
 from ufd_lib.atomic_files import atomic_write_bytes, atomic_write_text
 from ufd_lib.report.artifact_log import ARTIFACTS, append_entry, read_artifacts
+from ufd_lib.report.csv_cells import printable_frame, spreadsheet_safe
 from ufd_lib.report.index_page import refresh_index
 from ufd_lib.report.table_format import display_table, tidy_numbers
 
@@ -36,9 +38,9 @@ def save_table(table: pd.DataFrame, output_dir: Path | str, name: str, caption: 
     (output_dir / "tables").mkdir(parents=True, exist_ok=True)
     if isinstance(table.columns, pd.MultiIndex):
         table = table.set_axis([" / ".join(map(str, column)) for column in table.columns], axis=1)
-    table = tidy_numbers(table)
+    table = tidy_numbers(printable_frame(table))  # file names whose bytes are not UTF-8, escaped
     path = output_dir / "tables" / f"{name}.csv"
-    atomic_write_text(path, table.to_csv(index=index))
+    atomic_write_text(path, spreadsheet_safe(table).to_csv(index=index))
     shown = display_table(table)
     alignment = (["left"] if index else []) + [
         "right" if pd.api.types.is_numeric_dtype(table[column]) else "left" for column in table.columns]

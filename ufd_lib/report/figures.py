@@ -1,5 +1,9 @@
 """Figures of the notebooks, one function per kind of picture; each returns a matplotlib Figure
-with a title, labelled axes (units in the label) and a legend where there is more than one series."""
+with a title, labelled axes (units in the label) and a legend where there is more than one series.
+
+Names from the data (set, generator, encoder and method names, captions) are drawn as they are
+written: a ``$`` is escaped (:func:`literal`), so matplotlib never reads ``$…$`` in a name as
+math text."""
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
@@ -11,10 +15,29 @@ from PIL import Image
 from ufd_lib.analyses.spectra import Spectrum, frequencies
 from ufd_lib.analyses.tables import ALL_SETS
 from ufd_lib.features.preprocess import decode_image
+from ufd_lib.report.csv_cells import printable
+
+
+def literal(text) -> str:
+    """``text`` as matplotlib draws it literally: each ``$`` escaped (no math text), the
+    undecodable bytes of a file name as ``\\xNN`` (:func:`ufd_lib.report.csv_cells.printable`)."""
+    return printable(str(text)).replace("$", r"\$")
+
+
+def _literal_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy of ``frame`` whose string index entries, column names and string cells are :func:`literal`."""
+    def escape(value):
+        return literal(value) if isinstance(value, str) else value
+
+    frame = frame.rename(index=escape, columns=escape)
+    text_columns = [column for column in frame.columns
+                    if frame[column].dtype == object or pd.api.types.is_string_dtype(frame[column].dtype)]
+    return frame.assign(**{column: frame[column].map(escape) for column in text_columns}) if text_columns else frame
 
 
 def metric_bars(table: pd.DataFrame, title: str, ylabel: str) -> plt.Figure:
     """Grouped bars: test sets (x) × methods (hue) of a percent table (``mean`` row included)."""
+    table, title, ylabel = _literal_frame(table), literal(title), literal(ylabel)
     long = table.reset_index(names="test set").melt(id_vars="test set", var_name="method", value_name=ylabel)
     figure, axes = plt.subplots(figsize=(max(8, 0.7 * len(table)), 4.5))
     sns.barplot(data=long, x="test set", y=ylabel, hue="method", ax=axes)
@@ -29,6 +52,7 @@ def metric_bars(table: pd.DataFrame, title: str, ylabel: str) -> plt.Figure:
 
 def embedding_scatter(coords: np.ndarray, meta: pd.DataFrame, title: str, method: str) -> plt.Figure:
     """2-D map: colour = generator family, marker = real (o) / fake (x)."""
+    meta, title, method = _literal_frame(meta), literal(title), literal(method)
     frame = meta.assign(x=coords[:, 0], y=coords[:, 1], **{"class": np.where(meta["label"] == 1, "fake", "real")})
     figure, axes = plt.subplots(figsize=(7.5, 6))
     sns.scatterplot(data=frame, x="x", y="y", hue="family", style="class", markers={"real": "o", "fake": "X"},
@@ -57,8 +81,9 @@ def example_grid(examples: dict[str, tuple[list, list]], title: str, thumbnail: 
                 image.thumbnail((thumbnail, thumbnail), Image.Resampling.BILINEAR)
                 axes.imshow(image)
                 axes.set_title(word, fontsize=7)
-        grid[row, 0].text(-0.1, 0.5, name, transform=grid[row, 0].transAxes, ha="right", va="center", fontsize=8)
-    figure.suptitle(title)
+        grid[row, 0].text(-0.1, 0.5, literal(name), transform=grid[row, 0].transAxes, ha="right", va="center",
+                          fontsize=8)
+    figure.suptitle(literal(title))
     figure.tight_layout()
     return figure
 
@@ -66,6 +91,7 @@ def example_grid(examples: dict[str, tuple[list, list]], title: str, thumbnail: 
 def real_fake_accuracy_bars(accuracy: pd.DataFrame, title: str) -> plt.Figure:
     """Bars of real-class and fake-class accuracy (percent) per test set.
     accuracy: rows = test sets, columns ``real`` and ``fake``."""
+    accuracy, title = _literal_frame(accuracy), literal(title)
     long = accuracy[["real", "fake"]].reset_index(names="test set").melt(
         id_vars="test set", var_name="class", value_name="accuracy (%)")
     figure, axes = plt.subplots(figsize=(max(7, 0.65 * len(accuracy)), 4.2))
@@ -88,11 +114,12 @@ def map_panels(panels: list[tuple[np.ndarray, pd.DataFrame, str]], title: str, h
     columns = min(columns, len(panels))
     rows = int(np.ceil(len(panels) / columns))
     figure, grid = plt.subplots(rows, columns, figsize=(5.2 * columns, 4.6 * rows), squeeze=False)
+    title, method = literal(title), literal(method)
     for axes, (coords, meta, panel_title) in zip(grid.flat, panels):
-        frame = meta.assign(x=coords[:, 0], y=coords[:, 1])
+        frame = _literal_frame(meta).assign(x=coords[:, 0], y=coords[:, 1])
         sns.scatterplot(data=frame, x="x", y="y", hue=hue, style="class", markers={"real": "o", "fake": "X"},
                         s=20, alpha=0.75, ax=axes)
-        axes.set_title(panel_title, fontsize=10)
+        axes.set_title(literal(panel_title), fontsize=10)
         axes.set_xlabel(f"{method} 1 (arbitrary units)")
         axes.set_ylabel(f"{method} 2 (arbitrary units)")
         axes.legend(fontsize=7, loc="best")
@@ -112,9 +139,9 @@ def ablation_curves(table: pd.DataFrame, x: str, xlabel: str, title: str, log_x:
         for family in families + [ALL_SETS]:
             rows = table[table["family"] == family].sort_values(x)
             style = dict(color="black", lw=2.2) if family == ALL_SETS else dict(lw=1.4)
-            axes.plot(rows[x], rows[metric], marker="o", label=family, **style)
+            axes.plot(rows[x], rows[metric], marker="o", label=literal(family), **style)
         axes.axhline(50, color="grey", lw=0.8, ls="--", label="chance")
-        axes.set_xlabel(xlabel)
+        axes.set_xlabel(literal(xlabel))
         axes.set_ylabel(label)
         axes.set_ylim(0, 102)
         if log_x:
@@ -124,7 +151,7 @@ def ablation_curves(table: pd.DataFrame, x: str, xlabel: str, title: str, log_x:
         axes.set_xticks(ticks, [f"{tick:g}" for tick in ticks])
         axes.grid(alpha=0.3)
     panels[1].legend(title="generator family", fontsize=8, loc="lower right")
-    figure.suptitle(title)
+    figure.suptitle(literal(title))
     figure.tight_layout()
     return figure
 
@@ -142,24 +169,25 @@ def robustness_curves(table: pd.DataFrame, title: str, metric: str = "ap") -> pl
             axes = grid[row, column]
             for method in table["method"].unique():
                 rows = table[(table["kind"] == kind) & (table["family"] == family) & (table["method"] == method)]
-                axes.plot(rows["level"], rows[metric], marker="o", label=method)
+                axes.plot(rows["level"], rows[metric], marker="o", label=literal(method))
             axes.axhline(50, color="grey", lw=0.8, ls="--", label="chance")
             axes.set_ylim(0, 102)
             axes.grid(alpha=0.3)
             if kind == "JPEG quality":
                 axes.invert_xaxis()
-            axes.set_xlabel(units.get(kind, kind))
+            axes.set_xlabel(units.get(kind, literal(kind)))
             if column == 0:
                 axes.set_ylabel("average precision (%)" if metric == "ap" else "accuracy (%)")
-            axes.set_title(family, fontsize=10)
+            axes.set_title(literal(family), fontsize=10)
     grid[0, -1].legend(title="method", fontsize=8, loc="lower left")
-    figure.suptitle(title)
+    figure.suptitle(literal(title))
     figure.tight_layout()
     return figure
 
 
 def backbone_bars(summary: pd.DataFrame, title: str, metric: str = "ap") -> plt.Figure:
     """Grouped bars per method panel: generator family (x) × backbone (colour), percent."""
+    summary, title = _literal_frame(summary), literal(title)
     methods = list(summary["method"].unique())
     label = "mean average precision (%)" if metric == "ap" else "mean accuracy (%)"
     figure, panels = plt.subplots(1, len(methods), figsize=(6.5 * len(methods), 4.3), squeeze=False)
@@ -190,8 +218,8 @@ def image_grid(paths: list, captions: list[str], title: str, columns: int = 6, t
         image = decode_image(open(path, "rb").read())
         image.thumbnail((thumbnail, thumbnail), Image.Resampling.BILINEAR)
         axes.imshow(image)
-        axes.set_title(caption, fontsize=7)
-    figure.suptitle(title, fontsize=10)
+        axes.set_title(literal(caption), fontsize=7)
+    figure.suptitle(literal(title), fontsize=10)
     figure.tight_layout()
     return figure
 
@@ -211,7 +239,7 @@ def spectra_grid(spectra: list[Spectrum], title: str, columns: int = 5) -> plt.F
         half = (f[1] - f[0]) / 2
         extent = (f[0] - half, f[-1] + half, f[0] - half, f[-1] + half)
         image = axes.imshow(item.spectrum, cmap="viridis", vmin=low, vmax=high, extent=extent, origin="lower")
-        axes.set_title(f"{item.name} (n={item.n_images})", fontsize=8)
+        axes.set_title(f"{literal(item.name)} (n={item.n_images})", fontsize=8)
         axes.tick_params(labelsize=6)
         if index % columns == 0:
             axes.set_ylabel("vertical frequency\n(cycles/pixel)", fontsize=7)
@@ -222,7 +250,7 @@ def spectra_grid(spectra: list[Spectrum], title: str, columns: int = 5) -> plt.F
     if image is not None:
         bar = figure.colorbar(image, ax=grid.ravel().tolist(), shrink=0.7)
         bar.set_label("mean log |FFT| of the high-pass residual")
-    figure.suptitle(title)
+    figure.suptitle(literal(title))
     return figure
 
 
@@ -234,7 +262,7 @@ def probe_training_curve(history: pd.DataFrame, title: str) -> plt.Figure:
     axes.axhline(50, color="grey", lw=0.8, ls="--", label="chance (balanced)")
     axes.set_xlabel("epoch")
     axes.set_ylabel("validation accuracy (%)")
-    axes.set_title(title)
+    axes.set_title(literal(title))
     axes.legend()
     figure.tight_layout()
     return figure
@@ -243,6 +271,8 @@ def probe_training_curve(history: pd.DataFrame, title: str) -> plt.Figure:
 def precision_recall_panels(curves: pd.DataFrame, families: dict[str, str], title: str) -> plt.Figure:
     """Precision against recall: rows = classifiers, columns = generator families, one line per
     test set. curves: long, columns classifier, test_set, recall, precision (fractions)."""
+    curves, title = _literal_frame(curves), literal(title)
+    families = {literal(name): literal(family) for name, family in families.items()}
     classifiers = list(curves["classifier"].unique())
     family_names = list(dict.fromkeys(families.get(name, "unknown") for name in curves["test_set"].unique()))
     figure, panels = plt.subplots(len(classifiers), len(family_names), squeeze=False,
@@ -272,6 +302,7 @@ def layer_curves(sweep: pd.DataFrame, title: str, metric: str = "ap") -> plt.Fig
     one line per generator family (all test sets in black); the final embedding drawn as a
     marker one step past the last block. sweep: long, columns layer, depth (NaN: final),
     classifier, family and ``metric``."""
+    sweep, title = _literal_frame(sweep), literal(title)
     classifiers = list(sweep["classifier"].unique())
     figure, panels = plt.subplots(1, len(classifiers), squeeze=False, figsize=(5.6 * len(classifiers), 4.2))
     last = int(sweep["depth"].max())
@@ -304,6 +335,7 @@ def training_data_bars(table: pd.DataFrame, title: str, metric: str = "ap") -> p
     """Grouped bars per classifier panel: generator family (x) × training data (colour, the same
     colour for the same training data in every panel), percent. table: long, columns training,
     classifier, family and ``metric``."""
+    table, title = _literal_frame(table), literal(title)
     classifiers = list(table["classifier"].unique())
     trainings = list(table["training"].unique())
     palette = dict(zip(trainings, sns.color_palette(n_colors=len(trainings))))
@@ -318,7 +350,8 @@ def training_data_bars(table: pd.DataFrame, title: str, metric: str = "ap") -> p
         axes.set_title(classifier)
         axes.set_xlabel("generator family")
         axes.tick_params(axis="x", rotation=20)
-        axes.get_legend().remove()
+        if axes.get_legend() is not None:  # seaborn draws none for a single training set
+            axes.get_legend().remove()
     handles = [plt.Rectangle((0, 0), 1, 1, color=palette[t]) for t in trainings]
     # one legend for every panel, right of the last one: inside a panel it would cover bars
     panels[0, -1].legend(handles, trainings, title="training data", fontsize=8, loc="upper left",

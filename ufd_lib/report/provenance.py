@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import platform
@@ -11,10 +12,14 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
+from filelock import FileLock
+
 from ufd_lib.atomic_files import atomic_write_files
+from ufd_lib.evaluation.metrics import mean_coverage
 from ufd_lib.evaluation.scoring import EvaluationResult
 from ufd_lib.features.encoders import Encoder
 from ufd_lib.features.extraction.extract import ExtractionReport
+from ufd_lib.report.csv_cells import spreadsheet_safe
 
 
 def library_versions() -> dict[str, str]:
@@ -88,18 +93,33 @@ def run_record(encoder: Encoder, report: ExtractionReport, settings: dict) -> di
     }
 
 
+OUT_LOCK_NAME = ".ufd-out.lock"
+
+
 def write_evaluation(result: EvaluationResult, record: dict, out_dir: Path) -> None:
     """Write metrics.csv, scores.csv, skipped.csv and run.json into ``out_dir``, all or nothing
     (:func:`ufd_lib.atomic_files.atomic_write_files`), run.json last as the commit record: on a
     full disk the OSError names the file and the results already there stay as they were.
 
     Floats are written as Python's shortest round-trip text, so reading scores.csv back gives
-    the very scores every metric of metrics.csv was computed from."""
+    the very scores every metric of metrics.csv was computed from. Text cells that could start a
+    formula get a leading ``'`` (:mod:`ufd_lib.report.csv_cells`).
+
+    Runs writing to one ``out_dir`` at once commit one after the other (a lock,
+    ``<out_dir>/.ufd-out.lock``), so the folder ends holding one run's files, never a mix; and
+    run.json names the SHA-256 of the three tables it goes with (``tables_sha256``), so a reader
+    can tell a set of one run from a mix, and the test sets the ``mean`` row covers (``mean_covers``).
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_files({
-        out_dir / "metrics.csv": result.metrics.to_csv(index=False).encode(),
-        out_dir / "scores.csv": result.scores.to_csv(index=False).encode(),
-        out_dir / "skipped.csv": result.skipped[["test_set", "path", "reason"]].to_csv(index=False).encode(),
-        out_dir / "run.json": (json.dumps(json_ready(record), indent=2, allow_nan=False) + "\n").encode(),
-    })
+    tables = {
+        "metrics.csv": spreadsheet_safe(result.metrics).to_csv(index=False).encode(),
+        "scores.csv": spreadsheet_safe(result.scores).to_csv(index=False).encode(),
+        "skipped.csv": spreadsheet_safe(result.skipped[["test_set", "path", "reason"]]).to_csv(index=False).encode(),
+    }
+    record = {**record, "mean_covers": mean_coverage(result.metrics) if len(result.metrics) else "no test set",
+              "tables_sha256": {name: hashlib.sha256(data).hexdigest() for name, data in tables.items()}}
+    files = {out_dir / name: data for name, data in tables.items()}
+    files[out_dir / "run.json"] = (json.dumps(json_ready(record), indent=2, allow_nan=False) + "\n").encode()
+    with FileLock(out_dir / OUT_LOCK_NAME):
+        atomic_write_files(files)

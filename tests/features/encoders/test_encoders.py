@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import pickle
 import socket
 import time
@@ -205,13 +206,15 @@ def test_dtype_is_that_of_most_weights_for_clips_mixed_cuda_layout():
 # --- TorchScript archives: loaded only when official or opted in (issue 12) ---
 
 
-def test_unofficial_torchscript_archive_is_refused_with_the_conversion(torchscript_checkpoint, monkeypatch):
+def test_unofficial_torchscript_archive_is_refused_without_advice_that_runs_it(torchscript_checkpoint, monkeypatch):
     monkeypatch.setenv("UFD_ALLOW_TORCHSCRIPT", "0")
     with pytest.raises(CheckpointRefused) as caught:
         load_encoder(f"clip:{torchscript_checkpoint}", "cpu")
     message = str(caught.value)
-    assert "\n" not in message and str(torchscript_checkpoint) in message and sha256_of(torchscript_checkpoint) in message
-    assert "--allow-torchscript" in message and ".state_dict()" in message and "torch.jit.load(" in message
+    assert "\n" not in message and str(torchscript_checkpoint) in message
+    assert sha256_of(torchscript_checkpoint) in message
+    assert "--allow-torchscript" in message and "would run the code" in message
+    assert "jit.load" not in message and "python" not in message, "the refusal suggests running the archive"
 
 
 def test_crafted_torchscript_archive_never_runs_its_code(tmp_path, monkeypatch):
@@ -231,6 +234,30 @@ def test_crafted_torchscript_archive_never_runs_its_code(tmp_path, monkeypatch):
     with pytest.raises(CheckpointMismatch):
         load_encoder(f"clip:{path}", "cpu")
     assert len(jit_loads) == 1 and marker.read_bytes() == b"A" * 8
+
+
+def test_an_archive_swapped_after_its_hash_was_decided_is_never_the_one_loaded(tmp_path, torchscript_checkpoint,
+                                                                              monkeypatch):
+    """The official-file decision and torch.jit.load use one in-memory copy of the file."""
+    from ufd_lib.features.encoders import clip as clip_module
+
+    marker = tmp_path / "payload-ran"
+    crafted = write_scripted_payload(tmp_path / "crafted.pt", marker)
+    path = tmp_path / "ViT-like.pt"
+    path.write_bytes(torchscript_checkpoint.read_bytes())
+    trusted = sha256_of(path)
+    monkeypatch.setenv("UFD_ALLOW_TORCHSCRIPT", "0")
+    monkeypatch.setattr(clip_module, "is_official_sha256", lambda sha256: sha256 == trusted)
+    real_read = clip_module.read_checkpoint
+
+    def read_then_swap(*args, **kwargs):
+        found = real_read(*args, **kwargs)
+        os.replace(crafted, path)  # the attacker's swap, right after the hash was taken
+        return found
+
+    monkeypatch.setattr(clip_module, "read_checkpoint", read_then_swap)
+    encoder = load_encoder(f"clip:{path}", "cpu")
+    assert encoder.checkpoint_sha256 == trusted and not marker.exists(), "the swapped-in archive ran"
 
 
 def test_allow_torchscript_flag_reaches_the_loader_without_the_environment(tmp_path, monkeypatch):
@@ -363,3 +390,33 @@ def test_the_registry_names_each_pretrained_entrys_random_stand_in(spec, stand_i
     assert random_stand_in(spec) == stand_in
     if stand_in is not None:
         assert stand_in.split(":")[0] in {"random-clip", "random-torchvision"}
+
+
+def test_weights_that_overflow_the_dtype_the_encoder_runs_in_are_refused(tmp_path):
+    state = {name: tensor.double() if tensor.is_floating_point() else tensor
+             for name, tensor in random_clip_state_dict("tiny").items()}
+    state["visual.proj"][0, 0] = 1e300  # finite in float64, infinite in float32 (the CPU dtype)
+    path = tmp_path / "overflowing.pt"
+    torch.save(state, path)
+    with pytest.raises(EncoderUnavailable, match=r"in float32, the dtype it runs in.*visual\.proj"):
+        load_encoder(f"clip:{path}", "cpu")
+
+
+def test_random_clip_takes_only_its_sizes_and_the_registry_knows_them():
+    from ufd_lib.features.encoders import parse_encoder_spec
+    from ufd_lib.features.encoders.clip import RANDOM_CLIP_SHAPES
+    from ufd_lib.features.encoders.registry import FAMILIES
+
+    assert FAMILIES["random-clip"].arguments == tuple(RANDOM_CLIP_SHAPES)
+    assert parse_encoder_spec("random-clip:tiny") == ("random-clip", "tiny")
+    with pytest.raises(ValueError, match="random-clip takes one of tiny, small"):
+        parse_encoder_spec("random-clip:anything")
+
+
+def test_reproduce_refuses_an_unknown_random_clip_size_before_any_work(tmp_path, capsys):
+    from conftest import ufd
+
+    code, _, stderr = ufd(capsys, "reproduce", "--profile", "smoke", "--encoder", "random-clip:anything",
+                          "--output-dir", tmp_path / "run")
+    assert code == 2 and "--encoder 'random-clip:anything'" in stderr
+    assert not (tmp_path / "run" / "data").exists()

@@ -6,10 +6,18 @@ import hashlib
 import multiprocessing
 import os
 import sqlite3
+import time
 
 import pytest
+from conftest import settle_timestamps
 
-from ufd_lib.features.extraction.digest_memo import MEMO_NAME, DigestMemo, regular_identities, regular_identity
+from ufd_lib.features.extraction.digest_memo import (
+    MEMO_NAME,
+    DigestMemo,
+    regular_identities,
+    regular_identity,
+)
+from ufd_lib.racy_timestamps import is_racy
 
 
 def digest(key: str) -> bytes:
@@ -242,6 +250,7 @@ def test_lookup_takes_the_identities_itself_by_default(tmp_path):
     files[0].parent.mkdir()
     for i, path in enumerate(files):
         path.write_bytes(bytes([i]))
+    settle_timestamps()
     keys = [str(path) for path in files]
     memo = DigestMemo(tmp_path)
     memo.remember([(key, regular_identity(key), digest(key)) for key in keys])
@@ -250,4 +259,74 @@ def test_lookup_takes_the_identities_itself_by_default(tmp_path):
     files[3].unlink()
     assert memo.lookup(keys) == [digest(keys[0]), digest(keys[1]), None, None]
     assert memo.lookup(keys[1:2] + keys[0:1]) == [digest(keys[1]), digest(keys[0])]  # asked in another order
+    memo.close()
+
+
+def _whole_seconds(result: os.stat_result) -> os.stat_result:
+    """``result`` as a file system with 1-second timestamps reports it."""
+    fields = list(result) + [getattr(result, name) for name in ("st_atime", "st_mtime", "st_ctime")]
+    fields += [getattr(result, name) // 10**9 * 10**9 for name in ("st_atime_ns", "st_mtime_ns", "st_ctime_ns")]
+    for index in (7, 8, 9):
+        fields[index] = int(fields[index])
+    for index in (10, 11, 12):
+        fields[index] = float(int(fields[index]))
+    return os.stat_result(fields)
+
+
+@pytest.fixture
+def coarse_timestamps(monkeypatch):
+    """Every stat and fstat answers in whole seconds, as on ext3 or ext4 with 128-byte inodes."""
+    real_stat, real_fstat = os.stat, os.fstat
+    monkeypatch.setattr(os, "stat", lambda *a, **k: _whole_seconds(real_stat(*a, **k)))
+    monkeypatch.setattr(os, "fstat", lambda *a, **k: _whole_seconds(real_fstat(*a, **k)))
+
+
+def _start_of_a_second() -> None:
+    time.sleep(1 - time.time() % 1 + 0.01)
+
+
+def test_a_same_second_rewrite_on_a_coarse_file_system_is_hashed_again(tmp_path, coarse_timestamps):
+    """git's racily clean entry: same size, same inode, same (whole-second) mtime and ctime."""
+    from ufd_lib.features.extraction.extract import plan_digests
+
+    image = tmp_path / "images" / "a.png"
+    image.parent.mkdir()
+    _start_of_a_second()
+    image.write_bytes(b"first version")
+    before = regular_identity(image)
+    first, hashed, _ = plan_digests([image], DigestMemo(tmp_path), 1 << 20)
+    with open(image, "r+b") as handle:  # in place: same inode, same size
+        handle.write(b"other")
+    assert regular_identity(image) == before, "the rewrite left its second: the scenario did not happen"
+    again, hashed_again, recognised = plan_digests([image], DigestMemo(tmp_path), 1 << 20)
+    assert (hashed, hashed_again, recognised) == (1, 1, 0)
+    assert again == [hashlib.sha256(b"other version").digest()] != first
+
+
+def test_a_coarse_identity_older_than_the_memo_by_its_granularity_is_kept(tmp_path, coarse_timestamps):
+    image = tmp_path / "a.png"
+    image.write_bytes(b"x")
+    identity = regular_identity(image)
+    memo = DigestMemo(tmp_path)
+    memo.opened_ns = identity[2] + 3 * 10**9  # opened three seconds after the file's last change
+    memo.remember([(str(image), identity, digest("a"))])
+    assert memo.lookup([str(image)]) == [digest("a")]
+    memo.close()
+
+
+@pytest.mark.parametrize(("ctime", "opened", "racy"), [
+    (10 * 10**9, 11 * 10**9 + 5 * 10**8, True),  # whole seconds: a 2 s granularity is assumed
+    (10 * 10**9, 12 * 10**9 + 5 * 10**8, False),
+    (10 * 10**9 + 123, 10 * 10**9 + 123 + 20_000_000, False),  # fine: older than a clock tick
+    (10 * 10**9 + 123, 10 * 10**9 + 123 + 5_000_000, True),
+])
+def test_racy_is_judged_at_the_granularity_the_ctime_shows(ctime, opened, racy):
+    assert is_racy(ctime, opened) is racy
+
+
+def test_a_racy_entry_replaces_what_was_remembered(tmp_path):
+    memo = DigestMemo(tmp_path)
+    memo.remember([("/images/a.png", (1, 0, 5, 1, 1), digest("old"))])
+    memo.remember([("/images/a.png", (1, 0, memo.opened_ns, 1, 1), digest("new"))])
+    assert memo.lookup(["/images/a.png"] * 2, [(1, 0, 5, 1, 1), (1, 0, memo.opened_ns, 1, 1)]) == [None, None]
     memo.close()

@@ -9,7 +9,9 @@ import shutil
 
 import numpy as np
 import pytest
+from conftest import settle_timestamps
 
+from ufd_lib import racy_timestamps
 from ufd_lib.features.extraction import feature_cache
 from ufd_lib.features.extraction.digest_memo import MEMO_NAME, DigestMemo, identity_of, memo_key
 from ufd_lib.features.extraction.feature_cache import FeatureCache
@@ -50,6 +52,7 @@ def write_two_chunks(root) -> list[str]:
     cache = FeatureCache(root, SETTING)
     cache.write_chunk(KEYS[:5], features(5))
     cache.write_chunk(KEYS[5:], features(3, seed=1))
+    settle_timestamps()
     return sorted(marker.name[: -len(".json")] for marker in cache.directory.glob("chunk-*.json"))
 
 
@@ -232,3 +235,17 @@ def test_file_replaced_between_the_memo_look_up_and_its_open_is_checked_whole(tm
     monkeypatch.setattr(feature_cache, "_open_chunk_file", replaced_just_before)
     with pytest.warns(UserWarning, match="corrupt .*checksum mismatch"):
         assert FeatureCache(root, SETTING).contains(KEYS).tolist() == [False] * 5 + [True] * 3
+
+
+def test_chunks_written_just_before_an_open_are_checked_whole_again_next_time(tmp_path, checks):
+    """Chunk files younger than a clock tick when their check was remembered are racy: a rewrite
+    in place could keep their identity, so the next open checks them whole once more."""
+    cache = FeatureCache(tmp_path, SETTING)
+    cache.write_chunk(KEYS[:5], features(5))
+    with pytest.MonkeyPatch.context() as patch:  # however slow the machine, the chunk is still racy
+        patch.setattr(racy_timestamps, "CLOCK_TICK_NS", 600 * 10**9)
+        FeatureCache(tmp_path, SETTING).refresh()
+    settle_timestamps()
+    for _ in range(2):
+        FeatureCache(tmp_path, SETTING).refresh()
+    assert checks == {"hashed": 4, "scanned": 2}

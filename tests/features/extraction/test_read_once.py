@@ -11,22 +11,36 @@ import stat
 import numpy as np
 import pytest
 import torch
+from conftest import settle_timestamps, write_image
 from torch import nn
 
-from conftest import write_image
 from ufd_lib.devices import torch_threads
+from ufd_lib.features.encoders import Encoder
 from ufd_lib.features.extraction import extract as extract_module
 from ufd_lib.features.extraction.digest_memo import MEMO_NAME, DigestMemo, identity_of, memo_key
-from ufd_lib.features.encoders import Encoder
-from ufd_lib.features.extraction.extract import ExtractionError, default_workers, extract_features, fill_cache, open_cache
-from ufd_lib.features.preprocess import (Perturbation, centre_crop_pixels, evaluation_transform, load_pixels,
-                                         load_tensor, to_model_input)
+from ufd_lib.features.extraction.extract import (
+    ExtractionError,
+    default_workers,
+    extract_features,
+    fill_cache,
+    open_cache,
+)
+from ufd_lib.features.preprocess import (
+    Perturbation,
+    centre_crop_pixels,
+    evaluation_transform,
+    load_pixels,
+    load_tensor,
+    to_model_input,
+)
 from ufd_lib.hashing import FileRefused, read_regular_file, regular_file_sha256
 
 
 @pytest.fixture
 def paths(tmp_path):
-    return [write_image(tmp_path / "images" / f"{i:02d}.png", seed=300 + i) for i in range(6)]
+    written = [write_image(tmp_path / "images" / f"{i:02d}.png", seed=300 + i) for i in range(6)]
+    settle_timestamps()
+    return written
 
 
 def run(encoder, paths, root, **options):
@@ -197,7 +211,8 @@ def test_non_finite_features_are_refused_naming_the_image_and_encoder(tiny_encod
     cache = open_cache(broken, Perturbation(), tmp_path / "cache")
     features, kept, report = extract_features(broken, [dark, bright], cache, progress=False)
     assert kept.tolist() == [True, False] and np.isfinite(features).all()
-    assert dict(report.skipped)[str(bright)] == "the encoder random-clip:tiny gave non-finite features (NaN or infinity)"
+    assert (dict(report.skipped)[str(bright)]
+            == "the encoder random-clip:tiny gave non-finite features (NaN or infinity)")
     assert len(cache) == 1
     with pytest.raises(ExtractionError, match="bright.png: the encoder random-clip:tiny gave non-finite"):
         extract_features(broken, [bright], cache, progress=False, strict=True)

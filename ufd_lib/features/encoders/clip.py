@@ -17,6 +17,7 @@ files and seeded random-weight CLIPs, all built by ``clip.model.build_model`` fr
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import urllib.error
 import urllib.request
@@ -30,12 +31,12 @@ from torch import nn
 
 from ufd_lib import config
 from ufd_lib.atomic_files import atomic_write
-from ufd_lib.checkpoints import MESSAGE_LIMIT, CheckpointMismatch, load_checkpoint, require_finite
+from ufd_lib.checkpoints import MESSAGE_LIMIT, CheckpointMismatch, load_checkpoint, read_checkpoint, require_finite
 from ufd_lib.features.encoders.encoder import Encoder, LayerTokens
 from ufd_lib.features.encoders.registry import CheckpointRefused, EncoderUnavailable, LoadOptions
-from ufd_lib.hashing import file_sha256
 from ufd_lib.messages import one_line
 
+CHECKPOINT_KIND = "CLIP checkpoint (TorchScript archive or state dict)"
 DOWNLOAD_TIMEOUT_S = 20  # per socket operation, so a dead network fails in seconds
 
 
@@ -103,39 +104,46 @@ def is_official_sha256(sha256: str) -> bool:
     return sha256 in {digest for _, digest in official_clip_checkpoints().values()}
 
 
-def is_torchscript_archive(path: Path) -> bool:
-    """OpenAI's released ``.pt`` files are TorchScript zips with a ``code/`` folder; state dicts have none."""
-    if not zipfile.is_zipfile(path):
+def is_torchscript_archive(source: Path | bytes) -> bool:
+    """OpenAI's released ``.pt`` files are TorchScript zips with a ``code/`` folder; state dicts
+    have none. ``source``: a file's path, or its bytes."""
+    handle = io.BytesIO(source) if isinstance(source, bytes) else source
+    if not zipfile.is_zipfile(handle):
         return False
-    with zipfile.ZipFile(path) as archive:
+    with zipfile.ZipFile(handle) as archive:
         return any("/code/" in name for name in archive.namelist())
 
 
-def _read_torchscript(path: Path, sha256: str, allow_torchscript: bool) -> dict[str, torch.Tensor]:
-    """The state dict of a TorchScript archive, loaded only when it is an official file or the
-    user opted in: ``torch.jit.load`` runs the archive's code (its ``__setstate__``)."""
+def _read_torchscript(path: Path, data: bytes, sha256: str, allow_torchscript: bool) -> dict[str, torch.Tensor]:
+    """The state dict of a TorchScript archive (``data``, the bytes of ``path`` whose SHA-256 is
+    ``sha256``), loaded only when it is an official file or the user opted in:
+    ``torch.jit.load`` runs the archive's code (its ``__setstate__``)."""
     if not (is_official_sha256(sha256) or allow_torchscript):
         raise CheckpointRefused(
             f"{path} is a TorchScript archive that is not one of OpenAI's published CLIP checkpoints "
-            f"(SHA-256 {sha256}); loading it would run the code it contains. Convert it to a state dict "
-            f"(python -c \"import torch; torch.save(torch.jit.load('{path}', map_location='cpu').state_dict(), "
-            f"'{path.with_name(path.stem + '-state.pt')}')\") and pass that file, or, if you trust it, "
+            f"(SHA-256 {sha256}); loading it, or converting it, would run the code it contains. Use OpenAI's "
+            "published file or a plain state dict, or, only if you trust where this file came from, "
             "pass --allow-torchscript (UFD_ALLOW_TORCHSCRIPT=1)."
         )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load's deprecation notice
-        state = torch.jit.load(str(path), map_location="cpu").state_dict()
+        state = torch.jit.load(io.BytesIO(data), map_location="cpu").state_dict()
     require_finite(state, path, EncoderUnavailable)
     return state
 
 
-def load_clip_state_dict(path: Path, sha256: str | None = None, allow_torchscript: bool = False) -> dict[str, torch.Tensor]:
-    """Read a CLIP state dict from either checkpoint format (module docstring); ``sha256``: the
-    file's, when already known. Pickled code never runs; TorchScript only as allowed above."""
+def load_clip_state_dict(path: Path, sha256: str | None = None, allow_torchscript: bool = False,
+                         data: bytes | None = None) -> dict[str, torch.Tensor]:
+    """Read a CLIP state dict from either checkpoint format (module docstring). ``data`` and
+    ``sha256``: the file's bytes and their SHA-256 when already read (:func:`read_checkpoint`);
+    otherwise the file is read once here. Pickled code never runs; TorchScript only as allowed
+    above, decided and loaded from the same bytes."""
     path = Path(path)
-    if path.is_file() and is_torchscript_archive(path):
-        return _read_torchscript(path, sha256 or file_sha256(path), allow_torchscript)
-    loaded = load_checkpoint(path, EncoderUnavailable, "CLIP checkpoint (TorchScript archive or state dict)")
+    if data is None or sha256 is None:
+        data, sha256 = read_checkpoint(path, EncoderUnavailable, CHECKPOINT_KIND)
+    if is_torchscript_archive(data):
+        return _read_torchscript(path, data, sha256, allow_torchscript)
+    loaded = load_checkpoint(path, EncoderUnavailable, CHECKPOINT_KIND, data)
     if isinstance(loaded, dict) and isinstance(loaded.get("state_dict"), dict):
         loaded = loaded["state_dict"]
     if not isinstance(loaded, dict) or "visual.conv1.weight" not in loaded:
@@ -156,10 +164,23 @@ def build_clip(state: dict[str, torch.Tensor], path: Path) -> nn.Module:
                                  f"{one_line(error, MESSAGE_LIMIT)}") from None
 
 
-def _clip_from_file(path: Path, sha256: str, name: str, options: LoadOptions) -> Encoder:
-    """The one path from a CLIP checkpoint file to an Encoder, official name or local path."""
-    model = build_clip(load_clip_state_dict(path, sha256, options.allow_torchscript), path)
-    return _clip_encoder(_finish_clip(model, options.device), name, sha256, options.device, path)
+def _clip_from_file(path: Path, name: str, options: LoadOptions, published_sha256: str | None = None) -> Encoder:
+    """The one path from a CLIP checkpoint file to an Encoder, official name or local path: the
+    file is read once, and its hash, the official-file decision and the load all use those bytes.
+    ``published_sha256``: the hash the file must have (an official name), else refused."""
+    data, sha256 = read_checkpoint(path, EncoderUnavailable, CHECKPOINT_KIND)
+    if published_sha256 is not None and sha256 != published_sha256:
+        raise CheckpointRefused(
+            f"{path} is not OpenAI's {name.removeprefix('clip:')} checkpoint: its SHA-256 is {sha256}, the "
+            f"published one is {published_sha256}. It was left as it is (never re-downloaded or overwritten); "
+            f"to use this file anyway, pass --encoder clip:{path}"
+        )
+    model = _finish_clip(build_clip(load_clip_state_dict(path, sha256, options.allow_torchscript, data), path),
+                         options.device)
+    dtype = next(model.parameters()).dtype
+    require_finite(model.state_dict(), f"{path} (in {str(dtype).removeprefix('torch.')}, the dtype it runs in)",
+                   EncoderUnavailable)
+    return _clip_encoder(model, name, sha256, options.device, path)
 
 
 def _download_blocks(url: str):
@@ -204,14 +225,7 @@ def _official_clip(name: str, options: LoadOptions, download_root: Path) -> Enco
             download_verified(url, target, expected_sha256)
         except (EncoderUnavailable, OSError) as error:
             raise EncoderUnavailable(f"{how_to} Download failed: {error}") from error
-    sha256 = file_sha256(target)
-    if sha256 != expected_sha256:
-        raise CheckpointRefused(
-            f"{target} is not OpenAI's {name} checkpoint: its SHA-256 is {sha256}, the published one is "
-            f"{expected_sha256}. It was left as it is (never re-downloaded or overwritten); to use this file "
-            f"anyway, pass --encoder clip:{target}"
-        )
-    return _clip_from_file(target, sha256, f"clip:{name}", options)
+    return _clip_from_file(target, f"clip:{name}", options, expected_sha256)
 
 
 def _clip_stand_in(argument: str) -> str | None:
@@ -227,7 +241,7 @@ def load_clip(argument: str, options: LoadOptions) -> Encoder:
             f"clip:{argument}: no such official model or checkpoint file. Official names: "
             f"{', '.join(official_clip_checkpoints())}; or give the path of a .pt file."
         )
-    return _clip_from_file(path, file_sha256(path), f"clip:{path}", options)
+    return _clip_from_file(path, f"clip:{path}", options)
 
 
 @dataclass(frozen=True)

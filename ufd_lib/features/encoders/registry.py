@@ -32,15 +32,18 @@ class CheckpointRefused(ValueError):
 
 @dataclass(frozen=True)
 class Family:
-    """module: the family module under ``ufd_lib.features.encoders``; usage: how the spec is written."""
+    """module: the family module under ``ufd_lib.features.encoders``; usage: how the spec is
+    written; arguments: the only arguments the family takes, where they are a closed set."""
 
     module: str
     usage: str
+    arguments: tuple[str, ...] | None = None
 
 
 FAMILIES: dict[str, Family] = {
     "clip": Family("clip", "clip:ViT-L/14 (default; any official CLIP name) or clip:/path/to/checkpoint.pt"),
-    "random-clip": Family("clip", "random-clip:tiny|small|ViT-B/32|ViT-B/16|ViT-L/14 (random weights, tests only)"),
+    "random-clip": Family("clip", "random-clip:tiny|small|ViT-B/32|ViT-B/16|ViT-L/14 (random weights, tests only)",
+                          ("tiny", "small", "ViT-B/32", "ViT-B/16", "ViT-L/14")),
     "torchvision": Family("torchvision_models", "torchvision:resnet50 (any torchvision classifier, ImageNet weights)"),
     "random-torchvision": Family("torchvision_models", "random-torchvision:resnet50 (random weights, tests only)"),
     "detector": Family("detector", "detector:/path/to/trained_detector.pth (a detector trained by notebook 05)"),
@@ -68,10 +71,13 @@ def encoder_usage() -> str:
 
 def parse_encoder_spec(spec: str) -> tuple[str, str]:
     """``"clip:ViT-L/14"`` → ``("clip", "ViT-L/14")``; ValueError naming the registered forms when
-    the prefix is unknown or the argument empty."""
+    the prefix is unknown, the argument empty or not one its family takes."""
     prefix, sep, argument = spec.partition(":")
     if not sep or not argument or prefix not in FAMILIES:
         raise ValueError(f"unknown encoder {spec!r}: expected one of {encoder_usage()}")
+    known = FAMILIES[prefix].arguments
+    if known is not None and argument not in known:
+        raise ValueError(f"unknown encoder {spec!r}: {prefix} takes one of {', '.join(known)}")
     return prefix, argument
 
 

@@ -8,6 +8,11 @@ a CRC-32 check, changed in ``BEGIN IMMEDIATE`` transactions so processes sharing
 Hashing a large tree on every run would read it again; one ``stat`` per unchanged file does not.
 Any write, replacement or rename changes the ctime, which no user can set back, so the file is
 hashed again. A damaged row or database costs hashing, never a wrong digest.
+
+Racy identities (git's "racily clean" entries, :mod:`ufd_lib.racy_timestamps`): a file whose
+ctime is too recent when the memo was opened (before any of its files were read) could be
+rewritten in place at the same size without its identity changing on a coarse-timestamp file
+system; :meth:`DigestMemo.remember` drops such files, which are hashed again on the next run.
 """
 from __future__ import annotations
 
@@ -27,6 +32,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ufd_lib.hashing import file_sha256
+from ufd_lib.racy_timestamps import is_racy
 
 MEMO_NAME = "file-digests.sqlite3"
 # The layout of the ``digests`` table, in the database's ``user_version``; 0 is the old
@@ -211,9 +217,14 @@ def _check(directory: bytes, names: bytes, identities: bytes, digests: bytes) ->
 
 
 class DigestMemo:
-    """(path, identity) → SHA-256 digest, stored in ``<directory>/file-digests.sqlite3``."""
+    """(path, identity) → SHA-256 digest, stored in ``<directory>/file-digests.sqlite3``.
+
+    Open it before reading the files whose digests it will be told: ``opened_ns`` is the
+    reference for racy identities (:func:`ufd_lib.racy_timestamps.is_racy`).
+    """
 
     def __init__(self, directory: Path | str):
+        self.opened_ns = time.time_ns()
         self.path = Path(directory) / MEMO_NAME
         self._connection: sqlite3.Connection | None = None
         self.writable = True
@@ -368,14 +379,25 @@ class DigestMemo:
             self._set_aside()
 
     def remember(self, entries: Iterable[tuple[str, Identity, bytes]]) -> None:
-        """Store (key, identity, digest) entries (a later entry for a key wins) in one transaction."""
+        """Store (key, identity, digest) entries (a later entry for a key wins) in one transaction;
+        an entry whose identity is racy (:mod:`ufd_lib.racy_timestamps`) is not stored, and drops what was."""
         learned: dict[str, dict[str, tuple[Identity, bytes]]] = {}
+        racy: dict[str, set[str]] = {}
         for key, identity, digest in entries:
             head, slash, name = key.rpartition("/")
-            if slash and "\0" not in name and len(digest) == 32:  # NUL ends each stored name
+            if not slash or "\0" in name or len(digest) != 32:  # NUL ends each stored name
+                continue
+            if is_racy(identity[2], self.opened_ns):
+                learned.get(head + slash, {}).pop(name, None)
+                racy.setdefault(head + slash, set()).add(name)
+            else:
                 learned.setdefault(head + slash, {})[name] = (identity, digest)
+                racy.get(head + slash, set()).discard(name)
 
-        self._rewrite(learned, lambda directory, row: row.updated(learned[directory]))
+        def change(directory: str, row: _Row) -> _Row:
+            return row.without(racy.get(directory, set())).updated(learned.get(directory, {}))
+
+        self._rewrite(sorted(set(learned) | set(racy)), change)
 
     def forget(self, keys: Iterable[str]) -> None:
         """Drop the rows of ``keys`` (files seen to differ from their remembered digest)."""

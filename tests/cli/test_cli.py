@@ -452,7 +452,7 @@ def test_every_metric_is_recomputed_exactly_from_scores_csv(capsys, common, data
     assert code == 0, stderr
     scores = pd.read_csv(out / "scores.csv")
     assert 2 <= (scores["score"] == 1.0).sum() < len(scores)  # some saturated and tied, as in the release
-    rows = [set_metrics(name, group["label"].to_numpy(), group["score"].to_numpy(), 0.5)
+    rows = [set_metrics(name, group["label"].to_numpy(), group["score"].to_numpy(), 0.5, probabilities=True)
             for name, group in scores.groupby("test_set", sort=False)]
     pd.testing.assert_frame_equal(metrics_table(rows), pd.read_csv(out / "metrics.csv"), check_exact=True,
                                   check_dtype=False)

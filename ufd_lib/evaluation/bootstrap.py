@@ -154,7 +154,11 @@ def _resampled_block(labels, scores, threshold: float, draws: Draws) -> dict[str
     called = true_positives + (n_real - real_below)
     precision = np.divide(true_positives, called, out=np.zeros_like(called), where=called > 0)
     out["ap"] = np.einsum("ij,ij->i", fakes, precision) / n_fake
-    correct = np.where(reals + fakes > 0, real_below + true_positives, -1.0)
+    drawn = reals + fakes > 0
+    correct = np.where(drawn, real_below + true_positives, -1.0)
+    # The release's in-place thresholding calls every image real at a candidate above 1
+    # (released_best_threshold says why).
+    correct = np.where(drawn & (values > 1)[None, :], n_real, correct)
     out["released_acc"] = _released_accuracy(real, fake, draws, correct)
     return out
 

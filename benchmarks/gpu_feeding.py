@@ -43,8 +43,8 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from ufd_lib.features.extraction.decoding_workers import kept_decoding_workers  # noqa: E402
 from ufd_lib.features.encoders import load_encoder  # noqa: E402
+from ufd_lib.features.extraction.decoding_workers import kept_decoding_workers  # noqa: E402
 from ufd_lib.features.extraction.extract import default_workers, extract_features, open_cache  # noqa: E402
 from ufd_lib.features.preprocess import Perturbation, load_pixels, to_model_input  # noqa: E402
 
@@ -119,7 +119,8 @@ def run(arguments: argparse.Namespace, work: Path) -> dict:
         with kept_decoding_workers():  # as in a ufd command: started by its first set, kept for the next
             started = time.perf_counter()
             extract_features(encoder, paths[: arguments.batch_size], open_cache(encoder, Perturbation(),
-                             work / f"start-{count}"), batch_size=arguments.batch_size, num_workers=count, progress=False)
+                             work / f"start-{count}"), batch_size=arguments.batch_size, num_workers=count,
+                             progress=False)
             start_seconds = time.perf_counter() - started
             cache = open_cache(encoder, Perturbation(), work / f"cache-{count}")
             started = time.perf_counter()
@@ -129,7 +130,8 @@ def run(arguments: argparse.Namespace, work: Path) -> dict:
         assert kept.all() and report.images_encoded == len(paths)
         reference = features if reference is None else reference
         row = {"workers": count, "first_batch_seconds": start_seconds, "seconds": seconds,
-               "images_per_s": len(paths) / seconds, "efficiency": len(paths) / seconds / result["model_only_images_per_s"],
+               "images_per_s": len(paths) / seconds,
+               "efficiency": len(paths) / seconds / result["model_only_images_per_s"],
                "features_identical_to_first": bool(np.array_equal(features, reference))}
         sweep.append(row)
         print(f"end to end, {count:2d} workers: {row['images_per_s']:.0f} images/s = {row['efficiency']:.2f} of "

@@ -193,10 +193,10 @@ def evaluate_benchmarks(work: Path, size: dict, smoke) -> dict:
 
 def smoke_metrics(smoke, cache_root: Path, precision: str) -> dict:
     """Mean AP and accuracy of kNN (k=1) and the linear probe on the smoke benchmark."""
-    from ufd_lib.features.feature_sets import FeatureSet
-    from ufd_lib.evaluation.scoring import evaluate_sets
-    from ufd_lib.classifiers.nearest_neighbour import NearestNeighbourClassifier
     from ufd_lib.classifiers.linear_probe import LinearProbe
+    from ufd_lib.classifiers.nearest_neighbour import NearestNeighbourClassifier
+    from ufd_lib.evaluation.scoring import evaluate_sets
+    from ufd_lib.features.feature_sets import FeatureSet
     from ufd_lib.runs.profiles import get_profile
 
     encoder = load_encoder(SMOKE_ENCODER, "cpu")
@@ -487,7 +487,8 @@ def repeat_evaluation(work: Path, files: int, rounds: int) -> dict:
         "second_images_encoded": again.images_encoded,
         "second_image_files_opened": len(opened) // rounds,
         "second_directories_opened": len(directories_opened) // rounds,
-        "second_rchar": after["rchar"] - before["rchar"], "second_read_bytes": after["read_bytes"] - before["read_bytes"],
+        "second_rchar": after["rchar"] - before["rchar"],
+        "second_read_bytes": after["read_bytes"] - before["read_bytes"],
         "cache_folder_bytes": cache_files, "memo_bytes": memo_bytes,
         "image_tree_bytes": sum(os.path.getsize(p) for p in paths),
         "walk_stat_seconds": best["walk_stat"], "discovery_seconds": best["discovery"],
@@ -506,7 +507,8 @@ def _write_photo(args) -> None:
     rng = np.random.default_rng(seed)
     coarse = rng.integers(0, 256, (height // 8, width // 8, 3)).astype(np.float32)
     image = ndimage.zoom(coarse, (8, 8, 1), order=1) + rng.normal(0, 8, (height, width, 3))
-    Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).save(path, format=fmt, **({"quality": 90} if fmt == "JPEG" else {}))
+    Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).save(path, format=fmt,
+                                                                  **({"quality": 90} if fmt == "JPEG" else {}))
 
 
 def cpu_seconds() -> float:
@@ -633,16 +635,18 @@ def host_pipeline(work: Path, images: int, rounds: int) -> dict:
                         if run == "workers_host":
                             fixed["workers_host_own"].append(own_cpu[round_] - count * per_image)
         median = {key: {run: float(np.median(values)) for run, values in table.items()}
-                  for key, table in (("over_floor", ratios), ("steady_over_floor", steady), ("fixed_cpu_seconds", fixed))}
+                  for key, table in (("over_floor", ratios), ("steady_over_floor", steady),
+                                     ("fixed_cpu_seconds", fixed))}
         log(f"host pipeline {name}: per CPU second floor {np.median(floors):.0f} img/s; starting {workers} kept "
             f"worker(s) with {batch_size} images {start_cpu:.2f} CPU s; " + ", ".join(
                 f"{run} {median['over_floor'][run]:.2f}x" + (
                     f" (steady {median['steady_over_floor'][run]:.2f}x)" if run in steady else "") + (
                     f" (fixed {median['fixed_cpu_seconds'][run]:.2f} CPU s)" if run in fixed else "")
                 for run in ratios))
-        results["cases"][name] = {"images": count, "floor_cpu": float(np.median(floors)), "start_cpu_seconds": start_cpu,
-                                  **median, "raw": {"floor_cpu": floors, "over_floor": ratios,
-                                                    "steady_over_floor": steady, "fixed_cpu_seconds": fixed}}
+        results["cases"][name] = {"images": count, "floor_cpu": float(np.median(floors)),
+                                  "start_cpu_seconds": start_cpu, **median,
+                                  "raw": {"floor_cpu": floors, "over_floor": ratios,
+                                          "steady_over_floor": steady, "fixed_cpu_seconds": fixed}}
     return results
 
 
@@ -735,7 +739,8 @@ def first_per_class(spec, per_class: int | None) -> list[Path]:
 
 
 # The sweeps of the profiles (ufd_lib.profiles), used where a profile does not name them.
-DEFAULT_SWEEPS = {"smoke": ((100, 60, 30), (0.0, 2.0, 4.0), 8), "paper": ((100, 90, 70, 50, 30), (0.0, 1.0, 2.0, 3.0, 4.0), None)}
+DEFAULT_SWEEPS = {"smoke": ((100, 60, 30), (0.0, 2.0, 4.0), 8),
+                  "paper": ((100, 90, 70, 50, 30), (0.0, 1.0, 2.0, 3.0, 4.0), None)}
 
 
 def sweep_settings(profile) -> tuple[tuple[int, ...], tuple[float, ...], int | None]:
@@ -810,7 +815,8 @@ def forward_pass_counts(work: Path, smoke, profile_smoke, profile_paper) -> dict
     released = {epochs: released_passes(len(train), len(val), n_test, n_sweep, profile_smoke.k_values,
                                         len(perturbations), epochs) for epochs in (1, 100)}
     smoke_result = {
-        "ours": ours_smoke, "ours_formula_total": ours_formula, "formula_matches_count": ours_formula == ours_smoke["total"],
+        "ours": ours_smoke, "ours_formula_total": ours_formula,
+        "formula_matches_count": ours_formula == ours_smoke["total"],
         "released": released,
         "ratio_released_over_ours": {epochs: r["total"] / ours_smoke["total"] for epochs, r in released.items()},
         "sizes": {"train": len(train), "val": len(val), "test_listed": n_test, "sweep_test_listed": n_sweep,
@@ -1021,10 +1027,11 @@ def report(results: dict) -> str:
     lines = [f"ufd benchmarks ({results['mode']}) on {results['machine']}", ""]
     if e:
         lines += [
-            f"1. extraction pipeline efficiency ({EXTRACTION_ENCODER}, {e['images']} JPEGs 256x256, batch {e['batch_size']}, "
-            f"best of {e['rounds']}):",
-            f"   model-only {e['model_only_images_per_s']:.2f} img/s; end-to-end {e['end_to_end_images_per_s_workers0']:.2f} "
-            f"img/s with decoding in-process (workers 0), {e['end_to_end_images_per_s_workers1']:.2f} with 1 worker",
+            f"1. extraction pipeline efficiency ({EXTRACTION_ENCODER}, {e['images']} JPEGs 256x256, "
+            f"batch {e['batch_size']}, best of {e['rounds']}):",
+            f"   model-only {e['model_only_images_per_s']:.2f} img/s; end-to-end "
+            f"{e['end_to_end_images_per_s_workers0']:.2f} img/s with decoding in-process (workers 0), "
+            f"{e['end_to_end_images_per_s_workers1']:.2f} with 1 worker",
             f"   efficiency = {e['efficiency_workers0']:.3f} (workers 0), {e['efficiency_workers1']:.3f} (workers 1)   "
             "[target >= 0.9]",
         ]
@@ -1046,8 +1053,9 @@ def report(results: dict) -> str:
                 continue
             m = nn[method]
             runs = ", ".join(f"{t:.1f}" for t in m["all_runs_seconds"])
-            lines.append(f"   {label:36s} {m['seconds']:7.2f} s search (runs: {runs}; +{m['setup_seconds']:.1f} s setup), "
-                         f"peak RSS +{gib(m['peak_rss_increase_bytes'])} ({m['peak_over_bank_float32']:.2f}x bank fp32), "
+            lines.append(f"   {label:36s} {m['seconds']:7.2f} s search (runs: {runs}; "
+                         f"+{m['setup_seconds']:.1f} s setup), peak RSS +{gib(m['peak_rss_increase_bytes'])} "
+                         f"({m['peak_over_bank_float32']:.2f}x bank fp32), "
                          f"max |sim diff| vs faiss {m['max_abs_similarity_difference_vs_faiss']:.1e}")
         lines += [f"   ours / faiss time = {nn['ours_over_faiss_time']:.2f}   [target <= 1.2] "
                   f"({nn['ours_over_faiss_time_with_setup']:.2f} counting faiss's float32 load and index build); "
@@ -1057,7 +1065,8 @@ def report(results: dict) -> str:
         s, p = fp["smoke"], fp["paper"]
         lines += [
             "4. backbone forward passes for Tables 2+3 and the JPEG and blur sweeps (counted, not timed):",
-            f"   smoke profile: ours {s['ours']['total']:,} (tables {s['ours']['tables']:,}, sweeps {s['ours']['sweeps']:,}; "
+            f"   smoke profile: ours {s['ours']['total']:,} (tables {s['ours']['tables']:,}, "
+            f"sweeps {s['ours']['sweeps']:,}; "
             f"formula check {'ok' if s['formula_matches_count'] else 'MISMATCH'}); released procedure "
             f"{s['released'][1]['total']:,} with 1 probe epoch, {s['released'][100]['total']:,} with 100 "
             f"-> {s['ratio_released_over_ours'][1]:.1f}x .. {s['ratio_released_over_ours'][100]:.1f}x",
@@ -1084,7 +1093,8 @@ def report(results: dict) -> str:
     if g:
         w = g["workers"]
         lines += [
-            f"7. on {g['gpu']} ({g['encoder']}, {g['precision']}, {g['images']} JPEGs 256x256, batch {g['batch_size']}):",
+            f"7. on {g['gpu']} ({g['encoder']}, {g['precision']}, {g['images']} JPEGs 256x256, "
+            f"batch {g['batch_size']}):",
             f"   model-only {g['model_only_images_per_s']:.0f} img/s from pinned host tensors "
             f"({g['model_only_gpu_resident_images_per_s']:.0f} from GPU-resident ones); end-to-end "
             f"{g[f'end_to_end_images_per_s_workers{w}']:.0f} img/s with {w} workers, "
@@ -1132,14 +1142,16 @@ def reading_report(r: dict) -> list[str]:
             return f"{over[run]:.2f}x" + "".join(f", {label} {table[run]:.2f}{unit}" for label, table, unit in (
                 ("steady", steady, "x"), ("fixed", fixed, " CPU s")) if run in table)
 
-        lines.append(f"   host pipeline {name} ({case['images']} images, batches of {h['batch_size']}; steady: the next "
-                     f"{(STEADY_MULTIPLE - 1) * case['images']}), images per CPU second ÷ floor ({case['floor_cpu']:.0f}), medians of "
-                     f"{h['rounds']}: model on the CPU: in-process {figures('in_process')}, {h['workers']} kept worker(s) "
+        lines.append(f"   host pipeline {name} ({case['images']} images, batches of {h['batch_size']}; "
+                     f"steady: the next {(STEADY_MULTIPLE - 1) * case['images']}), images per CPU second ÷ floor "
+                     f"({case['floor_cpu']:.0f}), medians of {h['rounds']}: model on the CPU: in-process "
+                     f"{figures('in_process')}, {h['workers']} kept worker(s) "
                      f"{figures('workers')}; on a free device (the host's share): in-process "
                      f"{figures('in_process_host')}, kept workers {figures('workers_host')}   [target >= 0.8]; "
                      f"workers started by the extraction {figures('workers_host_own')}; starting the kept workers "
                      f"(first extraction, {h['batch_size']} images) {case['start_cpu_seconds']:.2f} CPU s, "
-                     f"{case['start_cpu_seconds'] - h['batch_size'] / case['floor_cpu']:.2f} beyond the floor's for them")
+                     f"{case['start_cpu_seconds'] - h['batch_size'] / case['floor_cpu']:.2f} beyond the floor's "
+                     "for them")
     lines += [
         f"   ufd --help {u['help_seconds'] * 1000:.0f} ms / python -c 'import argparse' "
         f"{u['import_argparse_seconds'] * 1000:.0f} ms = {u['ratio']:.2f}   [target <= 3]",
@@ -1183,8 +1195,8 @@ def main(argv: list[str] | None = None) -> int:
         nn_worker(method, Path(bank), Path(queries), Path(out))
         return 0
 
-    from ufd_lib.runs.profiles import get_profile
     from ufd_lib.data.smoke_benchmark import generate_smoke_benchmark
+    from ufd_lib.runs.profiles import get_profile
 
     mode = "quick" if args.quick else "full"
     size = SIZES[mode]

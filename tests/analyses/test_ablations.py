@@ -8,20 +8,24 @@ import pandas as pd
 import pytest
 from conftest import make_image_set
 
-from ufd_lib.analyses.tables import ALL_SETS
-from ufd_lib.analyses.probe_augmentation import augmentation_ablation
-from ufd_lib.data.discovery import balanced_subsample, sample_images
-from ufd_lib.analyses.nn_ablations import bank_size_ablation, category_ablation, category_order, image_categories, k_ablation
-from ufd_lib.analyses.robustness import degradations, robustness_sweep
-from ufd_lib.analyses.unseen_fakes import extremes, fake_bank_similarity
 from ufd_lib.analyses.backbones import has_spread
-from ufd_lib.features.feature_sets import ExtractionOptions, FeatureSet, featurize
-from ufd_lib.features.feature_sets import BenchmarkFeatures
 from ufd_lib.analyses.main_results import evaluate_methods, fit_methods, metric_table
-from ufd_lib.analyses.tables import family_means
-from ufd_lib.features.extraction.extract import ExtractionReport
-from ufd_lib.data.image_sets import ImageSetSpec
+from ufd_lib.analyses.nn_ablations import (
+    bank_size_ablation,
+    category_ablation,
+    category_order,
+    image_categories,
+    k_ablation,
+)
+from ufd_lib.analyses.probe_augmentation import augmentation_ablation
+from ufd_lib.analyses.robustness import degradations, robustness_sweep
+from ufd_lib.analyses.tables import ALL_SETS, family_means
+from ufd_lib.analyses.unseen_fakes import extremes, fake_bank_similarity
 from ufd_lib.classifiers.nearest_neighbour import NearestNeighbourClassifier
+from ufd_lib.data.discovery import balanced_subsample, sample_images
+from ufd_lib.data.image_sets import ImageSetSpec
+from ufd_lib.features.extraction.extract import ExtractionReport
+from ufd_lib.features.feature_sets import BenchmarkFeatures, ExtractionOptions, FeatureSet, featurize
 
 CATEGORIES = ("airplane", "bird", "car")
 FAMILIES = {"gan_a": "gan", "gan_b": "gan", "diffusion_a": "diffusion"}

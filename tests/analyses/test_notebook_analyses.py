@@ -25,7 +25,8 @@ class FirstFeature:
 
 
 def _set(name, scores, labels):
-    return FeatureSet(name, np.asarray(scores, dtype=np.float32)[:, None], np.asarray(labels), [f"{i}.png" for i in labels])
+    return FeatureSet(name, np.asarray(scores, dtype=np.float32)[:, None], np.asarray(labels),
+                      [f"{i}.png" for i in labels])
 
 
 def test_real_fake_table_is_percent_per_set_with_the_mean_last():

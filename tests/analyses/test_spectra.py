@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from PIL import Image
 from conftest import make_image_set
+from PIL import Image
 from scipy import ndimage
 
+from ufd_lib.analyses.spectra import (
+    centre_crop,
+    frequencies,
+    high_pass_residual,
+    mean_spectrum,
+    spectrum_groups,
+    spectrum_peaks,
+)
 from ufd_lib.data.image_sets import ImageSetSpec
-from ufd_lib.analyses.spectra import centre_crop, frequencies, high_pass_residual, mean_spectrum, spectrum_groups, spectrum_peaks
 
 
 def smooth_images(n: int, size: int = 256, seed: int = 0) -> list[np.ndarray]:

@@ -68,7 +68,8 @@ def test_mean_similarity_is_the_mean_of_the_top_k(data):
     values, _ = brute_force(queries, bank, 3)
     np.testing.assert_allclose(topk_mean_similarity(queries, bank, 3, device="cpu"), values.mean(axis=1), atol=1e-5)
     torch_queries = torch.from_numpy(queries)
-    np.testing.assert_allclose(topk_mean_similarity(torch_queries, bank, 3, device="cpu"), values.mean(axis=1), atol=1e-5)
+    np.testing.assert_allclose(topk_mean_similarity(torch_queries, bank, 3, device="cpu"), values.mean(axis=1),
+                               atol=1e-5)
 
 
 def _peak_rss() -> int:

@@ -14,16 +14,21 @@ import torch
 import torchvision
 from PIL import Image
 
-from ufd_lib.classifiers.trained_detector import (DetectorRecipe, DetectorUnavailable, build_detector,
-                                                  detector_or_notice, load_or_train_detector)
+from ufd_lib.classifiers.trained_detector import (
+    DetectorRecipe,
+    DetectorUnavailable,
+    build_detector,
+    detector_or_notice,
+    load_or_train_detector,
+)
 from ufd_lib.data.image_sets import ImageSetSpec
 from ufd_lib.features.augmentation import TrainingAugmentation
-from ufd_lib.features.encoders.detector import DetectorFileError, SmallCNN, detector_network, read_detector_file
 from ufd_lib.features.encoders import load_encoder
+from ufd_lib.features.encoders.detector import DetectorFileError, SmallCNN, detector_network, read_detector_file
+from ufd_lib.features.encoders.torchvision_models import hub_checkpoint_dir
 from ufd_lib.features.feature_sets import ExtractionOptions, featurize
 from ufd_lib.hashing import file_sha256
 from ufd_lib.runs.profiles import get_profile
-from ufd_lib.features.encoders.torchvision_models import hub_checkpoint_dir
 
 
 class NotAWeight:
@@ -71,13 +76,15 @@ def test_resnet50_is_never_built_from_random_weights(empty_hub):
 
 def test_paper_profile_without_any_weights_skips_the_detector_saying_where_to_put_them(empty_hub, tmp_path):
     with pytest.raises(DetectorUnavailable) as caught:
-        load_or_train_detector(get_profile("paper").detector_request(), benchmark=None, output_dir=tmp_path / "run", log=None)
+        load_or_train_detector(get_profile("paper").detector_request(), benchmark=None, output_dir=tmp_path / "run",
+                               log=None)
     notice = str(caught.value)
     assert "\n" not in notice and "skipped" in notice
     assert str(tmp_path / "weights" / "blur_jpg_prob0.5.pth") in notice
     assert str(hub_checkpoint_dir() / "resnet50-0676ba61.pth") in notice
     assert not (tmp_path / "run").exists(), "nothing was trained or written"
-    assert detector_or_notice(get_profile("paper").detector_request(), None, tmp_path / "run", log=None) == (None, notice)
+    assert detector_or_notice(get_profile("paper").detector_request(), None, tmp_path / "run",
+                              log=None) == (None, notice)
 
 
 def test_resnet50_starts_from_imagenet_weights_in_the_hub_cache(empty_hub):
@@ -97,7 +104,8 @@ def test_released_cnndetection_weights_are_used_and_split_into_body_and_head(emp
     released = torchvision.models.resnet50(weights=None, num_classes=1).eval()
     (tmp_path / "weights").mkdir()
     torch.save({"model": released.state_dict()}, tmp_path / "weights" / "blur_jpg_prob0.5.pth")
-    detector = load_or_train_detector(get_profile("paper").detector_request(), benchmark=None, output_dir=tmp_path / "run", log=None)
+    detector = load_or_train_detector(get_profile("paper").detector_request(), benchmark=None,
+                                      output_dir=tmp_path / "run", log=None)
     released_file = tmp_path / "weights" / "blur_jpg_prob0.5.pth"
     assert detector.source == "released" and detector.history.empty
     assert detector.encoder.name == f"detector:{released_file}"
@@ -175,5 +183,6 @@ def test_trained_detector_learns_is_saved_and_is_reused(empty_hub, tmp_path, tin
     reused = load_or_train_detector(small_profile().detector_request(), benchmark, output, log=None)
     assert reused.source == "reused" and reused.encoder.checkpoint_sha256 == trained.encoder.checkpoint_sha256
     assert reused.description == trained.description
-    retrained = load_or_train_detector(small_profile(detector_max_epochs=2).detector_request(), benchmark, output, log=None)
+    retrained = load_or_train_detector(small_profile(detector_max_epochs=2).detector_request(), benchmark, output,
+                                       log=None)
     assert retrained.source == "trained here" and len(retrained.history) == 2

@@ -11,11 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-
 from conftest import TINY_ENCODER, make_image_set, ufd
-from ufd_lib.features.extraction.extract import extract_features, open_cache
+
 from ufd_lib.classifiers.linear_probe import LinearProbe
 from ufd_lib.evaluation.metrics import METRIC_COLUMNS, average_precision
+from ufd_lib.features.extraction.extract import extract_features, open_cache
 from ufd_lib.features.preprocess import Perturbation
 
 N_TRAIN, N_PROGAN, N_LDM = 8, 8, 6  # good images per set (progan also holds one broken file)
@@ -55,7 +55,8 @@ def sigmoid(x):
 
 def test_evaluate_knn_writes_the_tables_and_a_rerun_encodes_nothing(capsys, common, data, tmp_path):
     out = tmp_path / "run1"
-    code, stdout, stderr = evaluate(capsys, common, data, out, "--classifier", "knn", "--k", "3", "--train", data["train"])
+    code, stdout, stderr = evaluate(capsys, common, data, out, "--classifier", "knn", "--k", "3",
+                                    "--train", data["train"])
     assert code == 0, stderr
 
     with open(out / "metrics.csv") as handle:
@@ -270,15 +271,15 @@ def test_predict_defaults_to_the_released_probe(capsys, common, data, tiny_encod
 
 def test_predict_with_a_bank_is_nearest_neighbour_on_cached_features(capsys, common, data, tiny_encoder, tmp_path):
     from ufd_lib.classifiers.nearest_neighbour import NearestNeighbourClassifier
-    from ufd_lib.features.feature_sets import featurize
     from ufd_lib.data.image_sets import parse_set_spec
-    from ufd_lib.features.feature_sets import ExtractionOptions
+    from ufd_lib.features.feature_sets import ExtractionOptions, featurize
 
     folder = data["root"] / "ldm"
     code, stdout, stderr = ufd(capsys, "predict", *common, "--bank", data["train"], "--json", folder)
     assert code == 0, stderr
     lines = [json.loads(line) for line in stdout.splitlines()]
-    bank = featurize(tiny_encoder, parse_set_spec(data["train"]), ExtractionOptions(cache_root=tmp_path / "cache", progress=False))
+    bank = featurize(tiny_encoder, parse_set_spec(data["train"]),
+                     ExtractionOptions(cache_root=tmp_path / "cache", progress=False))
     cache = open_cache(tiny_encoder, Perturbation(), tmp_path / "cache")
     features, _, _ = extract_features(tiny_encoder, [line["path"] for line in lines], cache, progress=False)
     expected = NearestNeighbourClassifier(k=1).fit(bank.features, bank.labels).decision_function(features)
@@ -461,9 +462,11 @@ def test_every_metric_is_recomputed_exactly_from_scores_csv(capsys, common, data
 def test_evaluate_probe_released_is_the_shipped_probe(capsys, common, data, tmp_path):
     from ufd_lib.classifiers.released import RELEASED_PROBE
 
-    code, _, stderr = evaluate(capsys, common, data, tmp_path / "named", "--classifier", "linear", "--probe", "released")
+    code, _, stderr = evaluate(capsys, common, data, tmp_path / "named", "--classifier", "linear",
+                               "--probe", "released")
     assert code == 0, stderr
-    code, _, stderr = evaluate(capsys, common, data, tmp_path / "path", "--classifier", "linear", "--probe", RELEASED_PROBE)
+    code, _, stderr = evaluate(capsys, common, data, tmp_path / "path", "--classifier", "linear",
+                               "--probe", RELEASED_PROBE)
     assert code == 0, stderr
     assert (tmp_path / "named" / "scores.csv").read_bytes() == (tmp_path / "path" / "scores.csv").read_bytes()
 

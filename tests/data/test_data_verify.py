@@ -16,8 +16,8 @@ from PIL import Image
 from ufd_lib.cli import data as data_cli
 from ufd_lib.cli.parser import build_parser
 from ufd_lib.data import manifests
-from ufd_lib.data.verify import verify_data
 from ufd_lib.data.manifests import UnknownManifestError
+from ufd_lib.data.verify import verify_data
 
 TOY_MANIFEST = {
     "name": "toy",
@@ -29,7 +29,8 @@ TOY_MANIFEST = {
         "filename": "toy.zip",
         "format": "zip",
         "approx_size": "tiny",
-        "sources": [{"kind": "http", "url": "http://127.0.0.1:9/toy.zip", "size_bytes": None, "sha256": None, "provenance": "test"}],
+        "sources": [{"kind": "http", "url": "http://127.0.0.1:9/toy.zip", "size_bytes": None, "sha256": None,
+                     "provenance": "test"}],
     },
     "sets": [
         {"key": "flat", "paper_name": "Flat", "role": "test", "paper_table_column": 1, "generator_family": "GAN",
@@ -38,9 +39,9 @@ TOY_MANIFEST = {
         {"key": "cats", "paper_name": "Cats", "role": "test", "paper_table_column": 2, "generator_family": "GAN",
          "real_source": "test", "real_dir": "cats", "fake_dir": "cats", "categories": ["a", "b"],
          "images_per_class": {"real": 4, "fake": 4}, "images_per_category_per_class": 2, "count_note": "test"},
-        {"key": "shared", "paper_name": "Shared", "role": "test", "paper_table_column": 3, "generator_family": "diffusion",
-         "real_source": "test", "real_dir": "flat", "fake_dir": "shared", "categories": None,
-         "images_per_class": {"real": 3, "fake": None}, "count_note": "fake count unknown"},
+        {"key": "shared", "paper_name": "Shared", "role": "test", "paper_table_column": 3,
+         "generator_family": "diffusion", "real_source": "test", "real_dir": "flat", "fake_dir": "shared",
+         "categories": None, "images_per_class": {"real": 3, "fake": None}, "count_note": "fake count unknown"},
     ],
     "ignored_dirs": [{"path": "unused", "note": "in the archive, used by no set"}],
     "differences_from_paper": [],

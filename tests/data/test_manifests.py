@@ -11,7 +11,17 @@ import pytest
 import yaml
 
 from ufd_lib.data import manifests
-from ufd_lib.data.manifests import SCHEMA_PATH, ManifestError, UnknownManifestError, benchmark_metadata, list_manifests, load_manifest, paper_benchmark, paper_training_set, paper_validation_set
+from ufd_lib.data.manifests import (
+    SCHEMA_PATH,
+    ManifestError,
+    UnknownManifestError,
+    benchmark_metadata,
+    list_manifests,
+    load_manifest,
+    paper_benchmark,
+    paper_training_set,
+    paper_validation_set,
+)
 
 PAPER_ORDER = [
     "ProGAN", "CycleGAN", "BigGAN", "StyleGAN", "GauGAN", "StarGAN", "Deepfakes", "SITD", "SAN",

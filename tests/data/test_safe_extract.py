@@ -53,7 +53,8 @@ def _read_tree(root: Path) -> dict[str, bytes]:
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
 
 
-@pytest.mark.parametrize("mode,suffix", [("w", ".tar"), ("w:gz", ".tar.gz"), ("w:bz2", ".tar.bz2"), ("w:xz", ".tar.xz")])
+@pytest.mark.parametrize("mode,suffix", [("w", ".tar"), ("w:gz", ".tar.gz"), ("w:bz2", ".tar.bz2"),
+                                         ("w:xz", ".tar.xz")])
 def test_tar_formats_extract(tmp_path: Path, work: Path, mode: str, suffix: str) -> None:
     archive = _tar(tmp_path / f"good{suffix}", [_file(n, d) for n, d in FILES.items()], mode)
     assert safe_extract(archive, work / "target") == work / "target"

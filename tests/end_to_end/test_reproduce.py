@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from conftest import lost_values
 
-from ufd_lib.runs import reproduce as reproduce_module
 from ufd_lib.cli.main import main
+from ufd_lib.runs import reproduce as reproduce_module
 from ufd_lib.runs.reproduce import ReproduceError, reproduce, select_notebooks
 
 
@@ -27,7 +27,8 @@ def _notebook(path: Path, sources: list[str]) -> None:
     parameters = nbformat.v4.new_code_cell(
         'profile = "smoke"\ndata_root = None\noutput_dir = "x"\ncache_dir = None\nencoder = None')
     parameters.metadata["tags"] = ["parameters"]
-    notebook.cells = [nbformat.v4.new_markdown_cell("# t"), parameters] + [nbformat.v4.new_code_cell(s) for s in sources]
+    notebook.cells = ([nbformat.v4.new_markdown_cell("# t"), parameters]
+                      + [nbformat.v4.new_code_cell(s) for s in sources])
     nbformat.write(notebook, path)
 
 
@@ -74,7 +75,8 @@ def test_encoder_reaches_every_notebook_and_the_index_quietly(tmp_path, monkeypa
 
 
 EXPECTED_TABLES = ["data_inventory", "feature_counts", "table2_average_precision", "table3_accuracy",
-                   "oracle_accuracy", "ap_by_family", "paper_comparison_ap", "paper_comparison_acc", "embedding_sample", "probe_augmentation"]
+                   "oracle_accuracy", "ap_by_family", "paper_comparison_ap", "paper_comparison_acc", "embedding_sample",
+                   "probe_augmentation"]
 EXPECTED_FIGURES = ["example_images", "average_precision", "probe_training", "tsne_feature_space",
                     "umap_feature_space", "probe_augmentation"]
 
@@ -195,7 +197,8 @@ def _saved_run(out: Path) -> None:
 def test_saved_tables_show_integers_no_negative_zero_and_empty_cells(tmp_path):
     _saved_run(tmp_path)
     markdown = (tmp_path / "tables" / "comparison.md").read_text()
-    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in markdown.splitlines() if line.startswith("|")]
+    rows = [[cell.strip() for cell in line.strip("|").split("|")]
+            for line in markdown.splitlines() if line.startswith("|")]
     assert rows[0] == ["set", "n_real", "expected_real", "difference", "paper"]
     assert rows[2:] == [["progan", "4", "4", "-0.0010", ""], ["ldm", "5", "", "1.2340", "99.00"]]  # the sign kept
     assert markdown.rstrip().endswith("About these numbers: difference = ours − paper, in percentage points.")

@@ -10,8 +10,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ufd_lib.evaluation.metrics import (METRIC_COLUMNS, MetricError, accuracies, average_precision, metrics_table,
-                                        oracle_threshold, released_best_threshold)
+from ufd_lib.evaluation.metrics import (
+    METRIC_COLUMNS,
+    MetricError,
+    accuracies,
+    average_precision,
+    metrics_table,
+    oracle_threshold,
+    released_best_threshold,
+)
 from ufd_lib.evaluation.metrics import test_set_metrics as set_metrics  # renamed: pytest would collect test_*
 
 
@@ -25,7 +32,8 @@ def brute_force_oracle(labels, scores):
     for t in sorted(set(scores)):
         correct_real = sum(1 for label, s in zip(labels, scores) if label == 0 and s < t)
         correct_fake = sum(1 for label, s in zip(labels, scores) if label == 1 and s >= t)
-        parts = ([Fraction(correct_real, n_real)] if n_real else []) + ([Fraction(correct_fake, n_fake)] if n_fake else [])
+        parts = (([Fraction(correct_real, n_real)] if n_real else [])
+                 + ([Fraction(correct_fake, n_fake)] if n_fake else []))
         acc = sum(parts) / len(parts)
         if best is None or acc > best[3]:
             real = Fraction(correct_real, n_real) if n_real else math.nan

@@ -25,7 +25,8 @@ def test_the_payload_row_fails_when_the_archive_is_loaded(tmp_path, monkeypatch)
 def test_the_rows_are_in_the_report(monkeypatch, tmp_path):
     ran = []
     for name in ("check_torchscript_payload", "check_non_finite_weights", "check_mismatched_state_dicts"):
-        monkeypatch.setattr(selfcheck, name, lambda work, name=name: ran.append(name) or selfcheck.Check(name, 1, 1, None, ""))
+        monkeypatch.setattr(selfcheck, name,
+                            lambda work, name=name: ran.append(name) or selfcheck.Check(name, 1, 1, None, ""))
     others = [name for name in dir(selfcheck) if name.startswith("check_") and name not in
               ("check_torchscript_payload", "check_non_finite_weights", "check_mismatched_state_dicts")]
     for name in others:

@@ -302,7 +302,8 @@ IGNORED_METADATA = {
     "jpeg-exif-truncated-ifd": jpeg_with(jpeg_segment(0xFFE1, EXIF_HEADER + b"II*\0" + struct.pack("<IH", 8, 20))),
     "jpeg-exif-ifd-offset-beyond-data": jpeg_with(jpeg_segment(0xFFE1, EXIF_HEADER + b"II*\0\xf0\xff\xff\xff")),
     "jpeg-exif-value-offsets-beyond-data": jpeg_with(jpeg_segment(0xFFE1, EXIF_HEADER + exif_tiff(
-        [(0x010F, 2, 100_000, 0x7FFFFFF0), (0x011A, 5, 1, 0xFFFFFF00), (0x0128, 3, 1, 2), (0x8769, 4, 1, 0xFFFFFFF8)]))),
+        [(0x010F, 2, 100_000, 0x7FFFFFF0), (0x011A, 5, 1, 0xFFFFFF00), (0x0128, 3, 1, 2),
+         (0x8769, 4, 1, 0xFFFFFFF8)]))),
     "jpeg-exif-ifd-loop": jpeg_with(jpeg_segment(0xFFE1, EXIF_HEADER + exif_tiff(
         [(0x8769, 4, 1, 8), (0x8825, 4, 1, 8)], next_ifd=8))),
     "jpeg-exif-zero-resolution": jpeg_with(jpeg_segment(0xFFE1, EXIF_HEADER + exif_tiff(
@@ -317,8 +318,10 @@ IGNORED_METADATA = {
     "jpeg-mpo-index-garbage": jpeg_with(jpeg_segment(0xFFE2, b"MPF\0" + bytes(range(100)))),
     "jpeg-mpo-second-image-beyond-eof": jpeg_with(jpeg_segment(0xFFE2, b"MPF\0" + exif_tiff(
         [(0xB000, 7, 4, b"0100"), (0xB001, 4, 1, 2),
-         (0xB002, 7, 32, struct.pack("<IIIHH", 0x20030000, 1000, 0, 0, 0) + struct.pack("<IIIHH", 0, 5000, 0x7FFFFFF0, 0, 0))]))),
-    "jpeg-photoshop-resource-truncated": jpeg_with(jpeg_segment(0xFFED, b"Photoshop 3.0\0" + b"8BIM\x03\xed\0\0\xff\xff\xff\xff\1\2")),
+         (0xB002, 7, 32, struct.pack("<IIIHH", 0x20030000, 1000, 0, 0, 0)
+                         + struct.pack("<IIIHH", 0, 5000, 0x7FFFFFF0, 0, 0))]))),
+    "jpeg-photoshop-resource-truncated": jpeg_with(jpeg_segment(
+        0xFFED, b"Photoshop 3.0\0" + b"8BIM\x03\xed\0\0\xff\xff\xff\xff\1\2")),
     "jpeg-icc-garbage": jpeg_with(jpeg_segment(0xFFE2, b"ICC_PROFILE\0\1\1" + bytes(range(256)))),
     "jpeg-icc-truncated-profile": jpeg_with(jpeg_segment(0xFFE2, b"ICC_PROFILE\0\1\1" + SRGB[:300])),
     "jpeg-icc-chunks-missing": jpeg_with(jpeg_segment(0xFFE2, b"ICC_PROFILE\0\1\3" + SRGB[:300])),
@@ -414,9 +417,11 @@ def test_bomb_header_refused_before_decoding():
 
 
 FUZZ_SEEDS = {
-    **{fmt: encode(noise("P" if fmt == "GIF" else "RGB"), fmt) for fmt in ("PNG", "JPEG", "BMP", "WEBP", "GIF", "TIFF")},
+    **{fmt: encode(noise("P" if fmt == "GIF" else "RGB"), fmt)
+       for fmt in ("PNG", "JPEG", "BMP", "WEBP", "GIF", "TIFF")},
     "jpeg-exif-icc": encode(noise(), "JPEG", exif=camera_exif(), icc_profile=SRGB),
-    "png-exif-icc-text": png_with(CLEAN["PNG"], (b"eXIf", exif_tiff([(0x0112, 3, 1, 6), (0x011A, 5, 1, bytes(range(8)))])),
+    "png-exif-icc-text": png_with(CLEAN["PNG"],
+                                  (b"eXIf", exif_tiff([(0x0112, 3, 1, 6), (0x011A, 5, 1, bytes(range(8)))])),
                                   (b"iCCP", b"srgb\0\0" + zlib.compress(SRGB)), (b"tEXt", b"Comment\0hello")),
     "png-palette-trns": palette_png(bytes(range(48)), trns=bytes(range(16))),
     "tiff-tags": tiff_grey(extra=[(274, 3, 1, 6), (282, 5, 1, bytes(range(8))), (34675, 7, 40, SRGB[:40])]),

@@ -26,7 +26,8 @@ def _run(tmp_path: Path, profile: str = "smoke", encoder: str = TINY_ENCODER) ->
     spec = ImageSetSpec("train", tmp_path, tmp_path)
     benchmark = Benchmark(train=spec, val=spec, test_sets=[spec], families={"train": "gan"})
     chosen = get_profile(profile)
-    return RunContext(chosen, benchmark, tmp_path, extraction_options(chosen, tmp_path / "cache"), "03_main_results", encoder)
+    return RunContext(chosen, benchmark, tmp_path, extraction_options(chosen, tmp_path / "cache"), "03_main_results",
+                      encoder)
 
 
 def _entries(output_dir: Path) -> list[dict]:

@@ -82,6 +82,6 @@ def backbone_comparison(backbones, benchmark, options: ExtractionOptions, probe_
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
-    summary = ordered_columns(pd.concat(frames, ignore_index=True), ["backbone", "requested", "method"]) if frames else \
-        pd.DataFrame(columns=["backbone", "requested", "method", "family", "ap", "acc", "dim"])
+    summary = ordered_columns(pd.concat(frames, ignore_index=True), ["backbone", "requested", "method"]) \
+        if frames else pd.DataFrame(columns=["backbone", "requested", "method", "family", "ap", "acc", "dim"])
     return BackboneComparison(summary, samples, notices)

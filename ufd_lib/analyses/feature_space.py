@@ -64,7 +64,8 @@ def umap_map(X: np.ndarray, seed: int = 0) -> np.ndarray:
         return umap.UMAP(n_neighbors=n_neighbors, metric="cosine", random_state=seed).fit_transform(X)
 
 
-def class_maps(samples: dict[str, tuple[np.ndarray, np.ndarray]], seed: int = 0) -> list[tuple[np.ndarray, pd.DataFrame, str]]:
+def class_maps(samples: dict[str, tuple[np.ndarray, np.ndarray]],
+               seed: int = 0) -> list[tuple[np.ndarray, pd.DataFrame, str]]:
     """One t-SNE map per named sample of real and fake features (notebook 08: one per backbone).
 
     samples: name → (features (n, d), labels (n,), 0 real / 1 fake). Returns, in order, panels

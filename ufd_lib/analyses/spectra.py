@@ -2,7 +2,8 @@
 paper's spectrum figure, in the manner of Zhang et al. 2019 and Wang et al. 2020).
 
 For each image: centre crop ``size`` × ``size`` (no resize; the evaluation's crop,
-:func:`ufd_lib.features.preprocess.centre_window`; smaller images are left out and counted), greyscale (PIL's ITU-R 601-2 luma, scaled to [0, 1]), residual = image −
+:func:`ufd_lib.features.preprocess.centre_window`; smaller images are left out and counted),
+greyscale (PIL's ITU-R 601-2 luma, scaled to [0, 1]), residual = image −
 ``scipy.ndimage.median_filter(image, median_size)``, then the log-magnitude of its 2-D FFT,
 centred (zero frequency in the middle). The group's spectrum is the mean of these
 log-magnitudes. Frequencies are in cycles per pixel, from −0.5 to 0.5: the periodic trace of a
@@ -75,7 +76,8 @@ def mean_spectrum(name: str, images, size: int = config.CROP_SIZE, median_size: 
         else:
             try:
                 # Decoding only the window keeps huge images cheap; it is the same pixels.
-                grey = greyscale(decode_image(read_regular_file(item, config.max_image_bytes()), centre_crop=(size, size)))
+                grey = greyscale(decode_image(read_regular_file(item, config.max_image_bytes()),
+                                              centre_crop=(size, size)))
             except (ImageRejected, FileRefused):
                 skipped += 1
                 continue

@@ -9,9 +9,10 @@ whole bank is ever made: extra memory is O(block_rows · d + q · k) (plus the p
 memory-mapped bank that the OS keeps resident).
 
 Backends (``backend="auto"`` picks): on CPU, faiss's exhaustive inner-product search (the
-kernel of ``IndexFlatIP.search``, called through ``faiss.knn``) on each block; on CUDA, torch matmul and ``topk`` on the GPU, one block
-and at most ``query_block`` queries at a time. ``backend="torch"`` also runs on CPU.
-Both are exact; they differ from a float64 brute force by float32 rounding (~1e-6).
+kernel of ``IndexFlatIP.search``, called through ``faiss.knn``) on each block; on CUDA, torch
+matmul and ``topk`` on the GPU, one block and at most ``query_block`` queries at a time.
+``backend="torch"`` also runs on CPU. Both are exact; they differ from a float64 brute force
+by float32 rounding (~1e-6).
 """
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""``ufd data verify`` and ``ufd data fetch``: the command-line door to :mod:`ufd_lib.data.verify` and :mod:`ufd_lib.data.fetch`.
+"""``ufd data verify`` and ``ufd data fetch``: the command-line door to :mod:`ufd_lib.data.verify`
+and :mod:`ufd_lib.data.fetch`.
 
 Exit status: 0 data matches / fetch complete; 1 mismatch or failed download; 2 bad usage: a
 malformed or unusable path (a data root that is a file, a fingerprint inside a file, a NUL

@@ -9,7 +9,8 @@ from ufd_lib.reliability import selfcheck
 
 def run(args) -> int:
     """args.command_line: the ``ufd`` entry point the cases run in-process (set by ``main``)."""
-    checks = selfcheck.run_selfcheck(command_line=args.command_line, trials=args.trials, rounds=args.rounds, fuzz=args.fuzz, seed=args.seed)
+    checks = selfcheck.run_selfcheck(command_line=args.command_line, trials=args.trials, rounds=args.rounds,
+                                     fuzz=args.fuzz, seed=args.seed)
     report = selfcheck.report_markdown(checks)
     print(report)
     if args.out is not None:

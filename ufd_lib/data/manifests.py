@@ -217,7 +217,8 @@ def _read_bytes(path: Path) -> bytes:
         if not stat.S_ISREG(info.st_mode):  # a directory named x.yaml; a FIFO or /dev/zero would never end
             raise ManifestError(escape_control(f"{path}: not a regular file"))
         if info.st_size > MAX_MANIFEST_BYTES:
-            raise ManifestError(escape_control(f"{path}: {info.st_size} bytes; a manifest is at most {MAX_MANIFEST_BYTES}"))
+            raise ManifestError(escape_control(f"{path}: {info.st_size} bytes; "
+                                               f"a manifest is at most {MAX_MANIFEST_BYTES}"))
         return path.read_bytes()
     except OSError as error:  # a dangling link, no permission
         raise ManifestError(escape_control(f"{path}: cannot be read: {error.strerror or error}")) from None
@@ -281,7 +282,8 @@ def _read_yaml(path: Path, content: bytes):
         mark = error.problem_mark or error.context_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = ": ".join(part for part in (error.context, error.problem) if part) or str(error)
-        raise ManifestError(escape_control(f"{path}: not valid YAML{where}: {one_line(problem, _MAX_MESSAGE_CHARS)}")) from None
+        raise ManifestError(escape_control(f"{path}: not valid YAML{where}: "
+                                           f"{one_line(problem, _MAX_MESSAGE_CHARS)}")) from None
     except yaml.YAMLError as error:
         raise ManifestError(escape_control(f"{path}: not valid YAML: {one_line(error, _MAX_MESSAGE_CHARS)}")) from None
     except RecursionError:
@@ -291,7 +293,8 @@ def _read_yaml(path: Path, content: bytes):
         # malformed scalar (`2001-13-45`, `!!bool maybe`, an int of 5,000 digits); any failure
         # here is the file's.
         raise ManifestError(
-            escape_control(f"{path}: not valid YAML: a value cannot be read ({type(error).__name__}: {one_line(error, _MAX_MESSAGE_CHARS)})")
+            escape_control(f"{path}: not valid YAML: a value cannot be read "
+                           f"({type(error).__name__}: {one_line(error, _MAX_MESSAGE_CHARS)})")
         ) from None
 
 
@@ -332,9 +335,11 @@ def _load(path: Path, content: bytes) -> Manifest:
     # Beyond the schema's patterns: the dataset must lie below the data root, and the archive
     # must be a file in the download directory, not the directory or its parent.
     if PurePosixPath(raw["root"]) == PurePosixPath("."):
-        raise ManifestError(escape_control(f"{path}: root: {raw['root']!r} is the data root itself; name a folder below it"))
+        raise ManifestError(escape_control(f"{path}: root: {raw['root']!r} is the data root itself; "
+                                           "name a folder below it"))
     if set(raw["archive"]["filename"]) == {"."}:
-        raise ManifestError(escape_control(f"{path}: archive/filename: {raw['archive']['filename']!r} is not a file name"))
+        raise ManifestError(escape_control(f"{path}: archive/filename: {raw['archive']['filename']!r} "
+                                           "is not a file name"))
     return _parse(raw)
 
 

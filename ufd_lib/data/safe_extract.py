@@ -6,10 +6,11 @@ another member already has (after normalising ``./`` and ``//``: the later one w
 silently replace the earlier) makes the whole archive refused. So does an archive whose
 members would expand to more than ``max_bytes`` (a zip bomb): the sizes are the ones the
 archive declares, which bound what is written (zipfile stops each member at its declared
-size and checks its CRC; a tar member's data is exactly its declared size). Links are refused even when they point inside: image datasets need none, and
-a link that is harmless alone can combine with a later member to write outside the target
-(a symlink to a directory, then a file "through" it). Tar extraction additionally runs
-Python's ``filter="data"`` where available.
+size and checks its CRC; a tar member's data is exactly its declared size). Links are refused
+even when they point inside: image datasets need none, and a link that is harmless alone can
+combine with a later member to write outside the target (a symlink to a directory, then a
+file "through" it). Tar extraction additionally runs Python's ``filter="data"`` where
+available.
 
 The archive is extracted into a temporary directory next to the target, which is renamed into
 place only on success; on any failure the temporary directory is removed, so nothing

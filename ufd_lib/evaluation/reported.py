@@ -1,4 +1,5 @@
-"""The numbers the paper reports, as data with their source (``ufd_lib/evaluation/reported_results.csv``, described in ``REPORTED.md`` beside it).
+"""The numbers the paper reports, as data with their source
+(``ufd_lib/evaluation/reported_results.csv``, described in ``REPORTED.md`` beside it).
 
 Ojha, Li, Lee, CVPR 2023 (arXiv 2302.10174). Values are percent, as printed.
 """
@@ -43,4 +44,5 @@ def paper_numbers(method: str, metric: str) -> pd.DataFrame:
     table = reported_results()
     rows = table[(table["method"] == method) & (table["metric"] == metric) & table["kind"].isin(PAPER_KINDS)]
     rows = rows.sort_values("value", key=lambda values: values.isna(), kind="stable")  # exact values first
-    return rows[["test_set", "value", "value_text", "kind", "source"]].drop_duplicates("test_set").reset_index(drop=True)
+    return (rows[["test_set", "value", "value_text", "kind", "source"]].drop_duplicates("test_set")
+            .reset_index(drop=True))

@@ -39,7 +39,8 @@ PREPROCESS_VERSION = 1
 
 
 # The reason given for a file whose bytes differ from the digest extraction planned with.
-CHANGED_SINCE_HASHED = "changed since it was hashed (its bytes no longer match the planned SHA-256); run again to include it"
+CHANGED_SINCE_HASHED = ("changed since it was hashed (its bytes no longer match the planned SHA-256); "
+                        "run again to include it")
 
 
 class ImageRejected(ValueError):

@@ -104,7 +104,8 @@ def _context():
 def start_extraction(workload: Workload, cache_root: Path, report_path: Path, *, delay: float = BATCH_DELAY_SECONDS,
                      die_in: tuple[str, int] | None = None):
     """Start one extraction child; returns the running ``multiprocessing.Process``."""
-    process = _context().Process(target=_extract, args=(workload.paths, str(cache_root), str(report_path), delay, die_in))
+    process = _context().Process(target=_extract,
+                                 args=(workload.paths, str(cache_root), str(report_path), delay, die_in))
     process.start()
     return process
 

@@ -287,7 +287,8 @@ def check_files_changed_after_planning(work: Path) -> Check:
             kept, digests, report = extraction.fill_cache(encoder, paths, cache, batch_size=4, progress=False)
         old_digest = digests[2]
         refused = dict(report.skipped).get(str(victim)) == CHANGED_SINCE_HASHED and not kept[2]
-        clean_key = not extraction.open_cache(encoder, Perturbation(), work / f"cache-{number}").contains([old_digest])[0]
+        clean_key = not extraction.open_cache(encoder, Perturbation(),
+                                              work / f"cache-{number}").contains([old_digest])[0]
         features, kept, _ = extraction.extract_features(encoder, paths, cache, batch_size=4, progress=False)
         reference, kept_ref, _ = extraction.extract_features(
             encoder, paths, extraction.open_cache(encoder, Perturbation(), work / f"clean-{number}"),

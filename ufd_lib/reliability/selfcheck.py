@@ -65,8 +65,8 @@ def _timed(function: Callable[[], Check]) -> Check:
     return check
 
 
-def run_selfcheck(command_line: Callable[[list[str]], int], work: Path | None = None, *, trials: int = 20, rounds: int = 3, fuzz: int = 300,
-                  seed: int = 0) -> list[Check]:
+def run_selfcheck(command_line: Callable[[list[str]], int], work: Path | None = None, *, trials: int = 20,
+                  rounds: int = 3, fuzz: int = 300, seed: int = 0) -> list[Check]:
     """Run every check in ``work`` (a temporary folder, removed afterwards, when None).
     command_line: the ``ufd`` entry point (``argv -> exit status``) whose usage errors are fuzzed."""
     scratch = Path(tempfile.mkdtemp(prefix="ufd-selfcheck-")) if work is None else Path(work)

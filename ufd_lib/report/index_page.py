@@ -86,7 +86,8 @@ def refresh_index(output_dir: Path) -> Path:
     settings, versions = recorded.get("settings", {}), recorded.get("versions", {})
     run = recorded.get("run", {})
     by_notebook = [(name, list(entries)) for name, entries in
-                   groupby(sorted(read_artifacts(output_dir), key=lambda e: e["notebook"]), key=lambda e: e["notebook"])]
+                   groupby(sorted(read_artifacts(output_dir), key=lambda e: e["notebook"]),
+                           key=lambda e: e["notebook"])]
     encoder_file = output_dir / ENCODER_RECORD
     encoder = json.loads(encoder_file.read_text()) if encoder_file.exists() else None
     parts = [f"<h1>{html.escape(title)}</h1>", _banner(settings, encoder), run_status(run),

@@ -52,7 +52,8 @@ class RunContext:
                 "path": self._encoder.checkpoint_path, "papers_encoder": is_papers_encoder(self._encoder)})
         return self._encoder
 
-    def save_table(self, table: pd.DataFrame, name: str, caption: str, index: bool = True, note: str | None = None) -> None:
+    def save_table(self, table: pd.DataFrame, name: str, caption: str, index: bool = True,
+                   note: str | None = None) -> None:
         """``tables/<name>.csv`` and ``.md`` in the run folder, listed on the index page under this
         notebook; ``note``: what a reader must know about its columns ("about these numbers")."""
         artifacts.save_table(table, self.output_dir, name, caption, self.notebook, index=index, note=note)

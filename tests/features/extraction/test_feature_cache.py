@@ -42,7 +42,8 @@ def test_stored_features_are_numpys_float16_bit_for_bit():
     values = np.concatenate([[1e6, -1e6, 65520.0, np.inf, -np.inf], halves, np.nextafter(halves, np.inf),
                              np.nextafter(halves, -np.inf), (halves[:-1] + halves[1:]) / 2]).astype(np.float32)
     values = values[: len(values) // 64 * 64].reshape(-1, 64)  # the out-of-range values first: kept
-    for features in (values, values[:, ::2], np.asfortranarray(values), values.astype(">f4"), values.astype(np.float64)):
+    for features in (values, values[:, ::2], np.asfortranarray(values), values.astype(">f4"),
+                     values.astype(np.float64)):
         stored = stored_features(features)
         with np.errstate(over="ignore"):
             expected = np.ascontiguousarray(features, dtype=np.float16)

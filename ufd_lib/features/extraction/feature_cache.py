@@ -348,7 +348,8 @@ class FeatureCache:
         # as strings: a glob would compile a pattern for every new tag.
         marker = f"-{tag}."
         leftovers = [self.directory / name for name in names
-                     if name.startswith(".chunk-") and name.endswith(".tmp") and marker in name[len(".chunk-") : -len(".tmp")]]
+                     if name.startswith(".chunk-") and name.endswith(".tmp")
+                     and marker in name[len(".chunk-") : -len(".tmp")]]
         for suffix in CHUNK_SUFFIXES[:-1]:
             for name in names:
                 if name.startswith("chunk-") and name[len("chunk-") :].endswith(f"-{tag}{suffix}") \

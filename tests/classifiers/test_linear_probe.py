@@ -11,7 +11,6 @@ from ufd_lib.classifiers.linear_probe import LinearProbe, ProbeFileError
 from ufd_lib.classifiers.released import RELEASED_PROBE
 
 
-
 def sigmoid(x):
     return 1.0 / (1.0 + np.exp(-x))
 

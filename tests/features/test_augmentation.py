@@ -9,10 +9,10 @@ from conftest import TINY_ENCODER, make_image_set, png_bytes, ufd
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as TF
 
-from ufd_lib.features.augmentation import AugmentedView, TrainingAugmentation, featurize_views
-from ufd_lib.features.feature_sets import ExtractionOptions, featurize
-from ufd_lib.features.extraction.extract import ExtractionReport, cache_setting, extract_features, open_cache
 from ufd_lib.data.image_sets import ImageSetSpec
+from ufd_lib.features.augmentation import AugmentedView, TrainingAugmentation, featurize_views
+from ufd_lib.features.extraction.extract import ExtractionReport, cache_setting, extract_features, open_cache
+from ufd_lib.features.feature_sets import ExtractionOptions, featurize
 from ufd_lib.features.preprocess import Perturbation, decode_image, evaluation_transform, load_tensor
 
 

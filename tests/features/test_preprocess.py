@@ -9,10 +9,10 @@ import zlib
 import numpy as np
 import pytest
 import torch
+from conftest import noise_array, png_bytes
 from PIL import Image
 from scipy.ndimage import gaussian_filter
 
-from conftest import noise_array, png_bytes
 from ufd_lib import config
 from ufd_lib.features.preprocess import ImageRejected, Perturbation, decode_image, evaluation_transform, load_tensor
 

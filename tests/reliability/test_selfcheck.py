@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from ufd_lib.reliability import input_checks, selfcheck
 from ufd_lib.cli.main import main
+from ufd_lib.reliability import input_checks, selfcheck
 
 
 def test_a_failed_case_fails_the_report_and_the_exit_status(monkeypatch, tmp_path, capsys):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ufd_lib.reliability import fault_injection as faults
 from ufd_lib.reliability import cache_checks, selfcheck
+from ufd_lib.reliability import fault_injection as faults
 
 
 @pytest.fixture(scope="module")

@@ -20,8 +20,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ufd_lib.data import manifests
 from ufd_lib.cli.main import main
+from ufd_lib.data import manifests
 from ufd_lib.data.image_sets import SpecError, parse_set_spec
 from ufd_lib.data.manifests import Manifest, ManifestError, load_manifest
 

@@ -10,11 +10,10 @@ from ufd_lib.analyses.tables import family_image_counts, family_summary, ordered
 from ufd_lib.data.discovery import sample_images
 from ufd_lib.data.image_sets import ImageSetSpec
 from ufd_lib.evaluation.scoring import evaluate_sets
-from ufd_lib.features.extraction.decoding_workers import kept_decoding_workers
 from ufd_lib.features.encoders import Encoder
+from ufd_lib.features.extraction.decoding_workers import kept_decoding_workers
 from ufd_lib.features.feature_sets import ExtractionOptions, featurize_images
 from ufd_lib.features.preprocess import Perturbation
-
 
 ROBUSTNESS_NOTE = ("level: JPEG quality (PIL, 100 = best) or Gaussian blur sigma in pixels (0 = none), applied "
                    "before the centre crop. ap, acc: percent, mean over the family's test sets. n_images: the test "

@@ -176,17 +176,22 @@ def add_extraction_flags(parser: argparse.ArgumentParser, sampling: bool = True)
     parser.add_argument("--encoder", default=config.DEFAULT_ENCODER, help=f"one of: {encoder_usage()}")
     parser.add_argument("--cache-dir", type=argument_type(output_directory), default=None,
                         help="feature cache (default $UFD_CACHE_DIR or ~/.cache/ufd/features)")
-    parser.add_argument("--jpeg-quality", type=jpeg_quality, default=None, help="re-encode each image as JPEG at this quality (1..100)")
-    parser.add_argument("--blur-sigma", type=non_negative_float, default=0.0, help="Gaussian blur sigma in pixels before JPEG and crop")
+    parser.add_argument("--jpeg-quality", type=jpeg_quality, default=None,
+                        help="re-encode each image as JPEG at this quality (1..100)")
+    parser.add_argument("--blur-sigma", type=non_negative_float, default=0.0,
+                        help="Gaussian blur sigma in pixels before JPEG and crop")
     if sampling:
         parser.add_argument("--sampling", choices=config.SAMPLING_MODES, default="all",
                             help="all images (default) or the released code's cap of 1000 per class (100 if fewer), "
                             "seed 0")
     else:
         own_options.set_defaults(sampling="all")
-    parser.add_argument("--strict", action="store_true", help="stop at the first undecodable image instead of skipping it")
-    parser.add_argument("--device", type=device_argument, default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
-    parser.add_argument("--batch-size", type=batch_size, default=64, help="images encoded per forward pass (default 64)")
+    parser.add_argument("--strict", action="store_true",
+                        help="stop at the first undecodable image instead of skipping it")
+    parser.add_argument("--device", type=device_argument, default="auto",
+                        help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
+    parser.add_argument("--batch-size", type=batch_size, default=64,
+                        help="images encoded per forward pass (default 64)")
     parser.add_argument("--workers", type=worker_count, default=None,
                         help="DataLoader decoding processes (default: none on CPU; on CUDA one per core but one, "
                         "at most 8)")
@@ -227,7 +232,8 @@ def extraction_options(args: argparse.Namespace):
     return ExtractionOptions(
         perturbation=Perturbation(args.blur_sigma, args.jpeg_quality),
         sampling=args.sampling, batch_size=args.batch_size, num_workers=args.workers,
-        strict=args.strict, max_pixels=args.max_pixels, max_bytes=args.max_bytes, cache_root=args.cache_dir, progress=not args.quiet,
+        strict=args.strict, max_pixels=args.max_pixels, max_bytes=args.max_bytes,
+        cache_root=args.cache_dir, progress=not args.quiet,
     )
 
 

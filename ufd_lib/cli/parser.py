@@ -209,7 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--encoder", default=None, metavar="SPEC",
                            help="encoder for every notebook instead of the profile's (clip:ViT-L/14 for paper), e.g. "
                            "clip:/path/to/ViT-L-14.pt; recorded on the index page")
-    reproduce.add_argument("--only", nargs="+", default=None, metavar="NAME", help="notebooks by name or number, e.g. 03")
+    reproduce.add_argument("--only", nargs="+", default=None, metavar="NAME",
+                           help="notebooks by name or number, e.g. 03")
     reproduce.add_argument("--output-dir", type=argument_type(output_directory), default=None,
                            help="default runs/<profile>")
     reproduce.add_argument("--cache-dir", type=argument_type(output_directory), default=None,

@@ -26,8 +26,8 @@ from torchvision.transforms import functional as TF
 from ufd_lib import config
 from ufd_lib.data.discovery import LabelledImage
 from ufd_lib.features.encoders import Encoder
-from ufd_lib.features.feature_sets import ExtractionOptions, FeatureSet, featurize_images
 from ufd_lib.features.extraction.extract import ExtractionReport
+from ufd_lib.features.feature_sets import ExtractionOptions, FeatureSet, featurize_images
 from ufd_lib.features.preprocess import gaussian_blur, jpeg_reencode
 
 AUGMENTATION_VERSION = 1

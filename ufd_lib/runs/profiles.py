@@ -8,7 +8,8 @@ profile-specific.
   first use, encoded by ``random-clip:small`` (random weights, no download). It checks that the
   pipeline runs end to end in minutes on 2 CPU cores; its numbers say nothing about the paper.
 - ``paper``: the real datasets under ``--data-root`` laid out as the official releases
-  (see ``data_manifests/``, read by :mod:`ufd_lib.data.manifests`), encoded by CLIP ViT-L/14; the paper's 19 test sets in its order.
+  (see ``data_manifests/``, read by :mod:`ufd_lib.data.manifests`), encoded by CLIP ViT-L/14; the
+  paper's 19 test sets in its order.
 """
 from __future__ import annotations
 

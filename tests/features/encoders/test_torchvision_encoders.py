@@ -10,10 +10,10 @@ import torch
 import torchvision
 
 from ufd_lib.features.encoders import EncoderUnavailable, available_prefixes, load_encoder
-from ufd_lib.features.extraction.extract import cache_setting, open_cache
-from ufd_lib.hashing import file_sha256
-from ufd_lib.features.preprocess import Perturbation
 from ufd_lib.features.encoders.torchvision_models import hub_checkpoint_dir, strip_classifier
+from ufd_lib.features.extraction.extract import cache_setting, open_cache
+from ufd_lib.features.preprocess import Perturbation
+from ufd_lib.hashing import file_sha256
 
 RESNET18_FILE = "resnet18-f37072fd.pth"  # torchvision's IMAGENET1K_V1 file name
 

@@ -10,11 +10,11 @@ import time
 
 import numpy as np
 import pytest
-
 from conftest import write_image
+
+from ufd_lib.features.encoders import Encoder
 from ufd_lib.features.extraction import extract as extraction
 from ufd_lib.features.extraction.decoding_workers import kept_decoding_workers
-from ufd_lib.features.encoders import Encoder
 from ufd_lib.features.extraction.extract import ExtractionError, extract_features, open_cache
 from ufd_lib.features.preprocess import Perturbation
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from conftest import write_image
+
 from ufd_lib import config
 from ufd_lib.features.encoders import Encoder
 from ufd_lib.features.extraction.extract import ExtractionError, extract_features, open_cache

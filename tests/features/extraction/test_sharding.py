@@ -11,17 +11,16 @@ import os
 import subprocess
 import sys
 import threading
-from pathlib import Path
 
 import pytest
-
 from conftest import REPO_ROOT, TINY_ENCODER, make_image_set, write_image
+
 from ufd_lib import config
 from ufd_lib.features.extraction import extract as extract_module
-from ufd_lib.reliability.fault_injection import cache_folder, stored_rows
 from ufd_lib.features.extraction.extract import ExtractionError, encoding_groups, fill_cache, open_cache
-from ufd_lib.features.preprocess import Perturbation
 from ufd_lib.features.extraction.sharding import World, environment, even_slice, rank_device
+from ufd_lib.features.preprocess import Perturbation
+from ufd_lib.reliability.fault_injection import cache_folder, stored_rows
 
 
 @pytest.mark.parametrize("n_items", [0, 1, 7, 64, 65, 1000])

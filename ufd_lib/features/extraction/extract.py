@@ -30,14 +30,14 @@ from tqdm.auto import tqdm
 
 from ufd_lib import config
 from ufd_lib.devices import available_cores, torch_threads
+from ufd_lib.features.encoders import Encoder
 from ufd_lib.features.extraction.decoding_workers import DecodeSettings, DecodingPool, decoding_pool
 from ufd_lib.features.extraction.digest_memo import DigestMemo, identity_of, memo_key, memo_keys
-from ufd_lib.features.encoders import Encoder
 from ufd_lib.features.extraction.feature_cache import FeatureCache, fresh_features
 from ufd_lib.features.extraction.layer_caches import LayeredCache, layer_caches
-from ufd_lib.features.preprocess import CHANGED_SINCE_HASHED, Perturbation, preprocess_settings, to_model_input
 from ufd_lib.features.extraction.sharding import World, even_slice
 from ufd_lib.features.extraction.work_claims import GroupClaims, group_id
+from ufd_lib.features.preprocess import CHANGED_SINCE_HASHED, Perturbation, preprocess_settings, to_model_input
 from ufd_lib.hashing import FileRefused, regular_file_sha256
 
 _WEIGHT_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.float32}

@@ -122,3 +122,28 @@ def lost_values(table) -> list[str]:
             if (is_count_column(name) or is_setting_column(name)) and float(value).is_integer() and "." in text:
                 problems.append(where)
     return problems
+
+
+def subcommand_parsers(parser) -> dict:
+    """{'evaluate': parser, 'data verify': parser, 'data manifest build': parser, ...} of ``parser``."""
+    found = {}
+    for action in parser._subparsers._group_actions:
+        for name, sub in action.choices.items():
+            found[name] = sub
+            if sub._subparsers is not None:
+                found.update({f"{name} {inner}": p for inner, p in subcommand_parsers(sub).items()})
+    return found
+
+
+def write_notebook(path: Path, sources: list[str]) -> None:
+    """A minimal notebook for ``ufd reproduce``: a title, the papermill parameters cell, then one
+    code cell per source."""
+    import nbformat
+
+    notebook = nbformat.v4.new_notebook()
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    parameters = nbformat.v4.new_code_cell(
+        'profile = "smoke"\ndata_root = None\noutput_dir = "x"\ncache_dir = None\nencoder = None')
+    parameters.metadata["tags"] = ["parameters"]
+    notebook.cells = [nbformat.v4.new_markdown_cell("# t"), parameters, *map(nbformat.v4.new_code_cell, sources)]
+    nbformat.write(notebook, path)

@@ -5,7 +5,7 @@ import os
 import subprocess
 import sys
 
-from conftest import REPO_ROOT, TINY_ENCODER, make_image_set, ufd
+from conftest import REPO_ROOT, TINY_ENCODER, make_image_set, subcommand_parsers, ufd
 
 
 def test_predict_into_a_closed_pipe_exits_0_quietly(tmp_path):
@@ -41,21 +41,10 @@ def test_a_warning_is_one_line_naming_the_command_and_a_short_mean_is_announced(
     assert "AP% over 1" in note and "of the 2 test sets" in note and "acc% over" not in note
 
 
-def _subcommands(parser) -> dict:
-    """{'evaluate': parser, 'data verify': parser, ...}"""
-    found = {}
-    for action in parser._subparsers._group_actions:
-        for name, sub in action.choices.items():
-            found[name] = sub
-            if sub._subparsers is not None:
-                found.update({f"{name} {inner}": p for inner, p in _subcommands(sub).items()})
-    return found
-
-
 def test_every_command_has_a_description_and_shows_its_own_options_first():
     from ufd_lib.cli.parser import build_parser
 
-    for name, parser in _subcommands(build_parser()).items():
+    for name, parser in subcommand_parsers(build_parser()).items():
         assert parser.description, f"ufd {name} --help has no description"
         text = parser.format_help()
         if "--encoder ENCODER" in text and name != "reproduce":
@@ -71,8 +60,8 @@ def test_predict_offers_no_sampling(capsys):
     from ufd_lib.cli.parser import build_parser
 
     assert build_parser().parse_args(["predict", "x.png"]).sampling == "all"  # banks: every image
-    assert "--sampling" not in _subcommands(build_parser())["predict"].format_help()
-    assert "--sampling" in _subcommands(build_parser())["evaluate"].format_help()
+    assert "--sampling" not in subcommand_parsers(build_parser())["predict"].format_help()
+    assert "--sampling" in subcommand_parsers(build_parser())["evaluate"].format_help()
     code, _, stderr = ufd(capsys, "predict", "--sampling", "official", "x.png")
     assert code == 2 and "--sampling" in stderr
 

@@ -12,7 +12,7 @@ import shlex
 from pathlib import Path
 
 import pytest
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, subcommand_parsers
 
 from ufd_lib.cli.parser import build_parser
 
@@ -31,17 +31,6 @@ def readme_commands(text: str) -> list[str]:
         elif in_block and line.startswith("ufd "):
             commands.append(line)
     return [re.split(r"\s+(?:#|>)\s", command)[0].strip() for command in commands]
-
-
-def _subcommand_parsers(parser) -> dict[str, object]:
-    """{'evaluate': parser, 'data verify': parser, ...} of the ``ufd`` parser."""
-    found = {}
-    for action in parser._subparsers._group_actions:
-        for name, sub in action.choices.items():
-            found[name] = sub
-            if sub._subparsers is not None:
-                found.update({f"{name} {inner}": p for inner, p in _subcommand_parsers(sub).items()})
-    return found
 
 
 def _command_and_rest(words: list[str], commands: dict) -> tuple[str, list[str]]:
@@ -83,7 +72,7 @@ def test_the_extractor_finds_spans_and_code_lines():
 @pytest.mark.parametrize("command", readme_commands((REPO_ROOT / "README.md").read_text(encoding="utf-8")))
 def test_readme_command_matches_the_parser(command, tmp_path, monkeypatch, capsys):
     parser = build_parser()
-    commands = _subcommand_parsers(parser)
+    commands = subcommand_parsers(parser)
     words = shlex.split(command)
     name, rest = _command_and_rest(words, commands)
     named_flags = {word.split("=")[0] for word in re.findall(r"--[a-z][a-z-]*", command)}

@@ -3,11 +3,10 @@ import html
 import json
 from pathlib import Path
 
-import nbformat
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import lost_values
+from conftest import lost_values, write_notebook
 
 from ufd_lib.cli.main import main
 from ufd_lib.runs import reproduce as reproduce_module
@@ -21,23 +20,13 @@ def test_select_by_number_and_name():
         select_notebooks(["77"])
 
 
-def _notebook(path: Path, sources: list[str]) -> None:
-    notebook = nbformat.v4.new_notebook()
-    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    parameters = nbformat.v4.new_code_cell(
-        'profile = "smoke"\ndata_root = None\noutput_dir = "x"\ncache_dir = None\nencoder = None')
-    parameters.metadata["tags"] = ["parameters"]
-    notebook.cells = ([nbformat.v4.new_markdown_cell("# t"), parameters]
-                      + [nbformat.v4.new_code_cell(s) for s in sources])
-    nbformat.write(notebook, path)
-
-
 def test_failing_cell_names_notebook_and_cell(tmp_path, monkeypatch, capsys):
     notebooks = tmp_path / "notebooks"
     notebooks.mkdir()
-    _notebook(notebooks / "01_ok.ipynb", ["from pathlib import Path\nPath(output_dir, 'ran').write_text('yes')"])
-    _notebook(notebooks / "02_broken.ipynb", ["x = 1", "raise ValueError('deliberate failure')"])
-    _notebook(notebooks / "03_never.ipynb", ["from pathlib import Path\nPath(output_dir, 'never').write_text('no')"])
+    write_notebook(notebooks / "01_ok.ipynb", ["from pathlib import Path\nPath(output_dir, 'ran').write_text('yes')"])
+    write_notebook(notebooks / "02_broken.ipynb", ["x = 1", "raise ValueError('deliberate failure')"])
+    write_notebook(notebooks / "03_never.ipynb",
+                   ["from pathlib import Path\nPath(output_dir, 'never').write_text('no')"])
     monkeypatch.setattr(reproduce_module, "NOTEBOOK_DIR", notebooks)
     out = tmp_path / "run"
     status = main(["reproduce", "--profile", "smoke", "--data-root", str(tmp_path), "--output-dir", str(out),
@@ -63,7 +52,7 @@ def test_encoder_reaches_every_notebook_and_the_index_quietly(tmp_path, monkeypa
     notebooks = tmp_path / "notebooks"
     notebooks.mkdir()
     for name in ("01_a", "02_b"):
-        _notebook(notebooks / f"{name}.ipynb",
+        write_notebook(notebooks / f"{name}.ipynb",
                   [f"from pathlib import Path\nPath(output_dir, '{name}').write_text(str(encoder))"])
     monkeypatch.setattr(reproduce_module, "NOTEBOOK_DIR", notebooks)
     out = tmp_path / "run"
@@ -214,7 +203,7 @@ def test_index_page_banner_contents_notices_notes_and_rendered_notebooks(tmp_pat
     page = (tmp_path / "index.html").read_text()
     assert "Profile not recorded" in page  # refreshed by the saves alone, before any reproduce
     (tmp_path / "notebooks").mkdir()
-    _notebook(tmp_path / "notebooks" / "03_main_results.ipynb", ["print('hello from 03')"])
+    write_notebook(tmp_path / "notebooks" / "03_main_results.ipynb", ["print('hello from 03')"])
     write_index(tmp_path, "UnivFD replication — profile smoke", {"profile": "smoke", "description": "Synthetic."}, {})
     page = (tmp_path / "index.html").read_text()
     banner = page.index("Profile smoke: a pipeline check.")
@@ -278,7 +267,7 @@ def test_sampling_and_allow_torchscript_reach_every_notebook_and_the_page(tmp_pa
     notebooks = tmp_path / "notebooks"
     notebooks.mkdir()
     for name in ("01_a", "02_b"):
-        _notebook(notebooks / f"{name}.ipynb", [
+        write_notebook(notebooks / f"{name}.ipynb", [
             f"from pathlib import Path\nPath(output_dir, '{name}').write_text(f'{{sampling}} {{allow_torchscript}}')"])
     monkeypatch.setattr(reproduce_module, "NOTEBOOK_DIR", notebooks)
     out = tmp_path / "run"

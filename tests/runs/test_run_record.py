@@ -7,8 +7,8 @@ import re
 import sys
 from pathlib import Path
 
-import nbformat
 import pandas as pd
+from conftest import write_notebook
 
 from ufd_lib.cli.main import main
 from ufd_lib.data.image_sets import Benchmark, ImageSetSpec
@@ -19,21 +19,11 @@ SAVE_TABLE = ("from ufd_lib.report.artifacts import save_table\nimport pandas as
               "save_table(pd.DataFrame({{'n_real': [3]}}), output_dir, '{name}', 'Table of {name}', '{name}')")
 
 
-def _notebook(path: Path, sources: list[str]) -> None:
-    notebook = nbformat.v4.new_notebook()
-    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    parameters = nbformat.v4.new_code_cell(
-        'profile = "smoke"\ndata_root = None\noutput_dir = "x"\ncache_dir = None\nencoder = None')
-    parameters.metadata["tags"] = ["parameters"]
-    notebook.cells = [nbformat.v4.new_markdown_cell("# t"), parameters, *map(nbformat.v4.new_code_cell, sources)]
-    nbformat.write(notebook, path)
-
-
 def _reproduce(tmp_path, monkeypatch, notebooks: dict[str, list[str]], profile: str = "smoke") -> tuple[int, Path]:
     folder = tmp_path / "notebooks"
     folder.mkdir()
     for name, sources in notebooks.items():
-        _notebook(folder / f"{name}.ipynb", sources)
+        write_notebook(folder / f"{name}.ipynb", sources)
     monkeypatch.setattr(reproduce_module, "NOTEBOOK_DIR", folder)
     out = tmp_path / "run"
     argv = ["reproduce", "--profile", profile, "--data-root", str(tmp_path), "--output-dir", str(out),

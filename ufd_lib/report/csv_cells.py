@@ -39,12 +39,18 @@ def spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.assign(**{column: frame[column].map(safe_cell) for column in text}) if text else frame
 
 
-def printable_frame(frame: pd.DataFrame) -> pd.DataFrame:
-    """A copy of ``frame`` whose text cells, index entries and column names are :func:`printable`."""
+def map_text(frame: pd.DataFrame, transform) -> pd.DataFrame:
+    """A copy of ``frame`` with ``transform`` (str → str) applied to its text cells, index entries
+    and column names; other values are left as they are."""
     def escape(value):
-        return printable(value) if isinstance(value, str) else value
+        return transform(value) if isinstance(value, str) else value
 
     frame = frame.rename(index=escape, columns=escape)
     text = [column for column in frame.columns
             if frame[column].dtype == object or pd.api.types.is_string_dtype(frame[column].dtype)]
     return frame.assign(**{column: frame[column].map(escape) for column in text}) if text else frame
+
+
+def printable_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy of ``frame`` whose text cells, index entries and column names are :func:`printable`."""
+    return map_text(frame, printable)

@@ -15,7 +15,7 @@ from PIL import Image
 from ufd_lib.analyses.spectra import Spectrum, frequencies
 from ufd_lib.analyses.tables import ALL_SETS
 from ufd_lib.features.preprocess import decode_image
-from ufd_lib.report.csv_cells import printable
+from ufd_lib.report.csv_cells import map_text, printable
 
 
 def literal(text) -> str:
@@ -26,13 +26,7 @@ def literal(text) -> str:
 
 def _literal_frame(frame: pd.DataFrame) -> pd.DataFrame:
     """A copy of ``frame`` whose string index entries, column names and string cells are :func:`literal`."""
-    def escape(value):
-        return literal(value) if isinstance(value, str) else value
-
-    frame = frame.rename(index=escape, columns=escape)
-    text_columns = [column for column in frame.columns
-                    if frame[column].dtype == object or pd.api.types.is_string_dtype(frame[column].dtype)]
-    return frame.assign(**{column: frame[column].map(escape) for column in text_columns}) if text_columns else frame
+    return map_text(frame, literal)
 
 
 def metric_bars(table: pd.DataFrame, title: str, ylabel: str) -> plt.Figure:

@@ -10,6 +10,7 @@ L8→1, L16→3, L24→4). Tables are long: one row per layer, classifier and ge
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -60,7 +61,10 @@ def layer_sweep(layer_features: dict[int | str, BenchmarkFeatures], families: di
     for layer, features in layer_features.items():
         for name in classifiers:
             classifier = _fit(name, features, k, probe_lr, device)
-            result = evaluate_sets(classifier, features.test_sets)
+            with warnings.catch_warnings():
+                if layer == 0:  # the class token before any attention: one vector for every image
+                    warnings.filterwarnings("ignore", message="all scores are equal")
+                result = evaluate_sets(classifier, features.test_sets)
             summary = family_summary(result, families)
             if bootstrap is not None:
                 summary = _with_family_intervals(summary, result, families, bootstrap)
